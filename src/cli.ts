@@ -1,0 +1,313 @@
+// Command line: the original gwlbtun's flags with the same meanings (PROTOCOL.md section 3),
+// plus our own. Everything is validated before the system is touched: a bad flag prints one
+// line naming the flag and the problem and exits 2.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { parseArgs } from 'node:util';
+import { Daemon, type DaemonOptions } from './control/daemon';
+import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfig } from './ops/log';
+import { startHealthServer, type HealthStyle } from './ops/health';
+import { GENEVE_PORT } from './wire/geneve';
+import { ip4FromString } from './io/native';
+
+export const HELP = `gwlbtun: tunnel handler for AWS Gateway Load Balancer (TypeScript edition)
+Usage: gwlbtun [options]
+Example: gwlbtun -c /etc/gwlbtun/create.sh -r /etc/gwlbtun/destroy.sh -p 80
+
+Options of the original gwlbtun (same meaning):
+  -h, --help            Print this help and exit.
+  -c, --cmdnew FILE     Run FILE when an endpoint's interfaces have been created (arguments below).
+  -r, --cmddel FILE     Run FILE when an endpoint is about to be destroyed (arguments below).
+  -t, --timeout SECS    Destroy an endpoint after SECS without a packet in either direction
+                        (0, the default, never does).
+  -i, --idle SECS       Flow idle timeout for TCP flows (default 350, as GWLB); also the timeout for
+                        other flows unless --idle-other is given.
+  -p, --port PORT       Serve the health check (and /metrics) on TCP port PORT.
+  -j, --json            Health check body in JSON instead of HTML.
+  -s                    Health check answers with the status code only (empty body).
+  -d, --debug           Debug logging (same as --logging all=debug).
+  -x                    Hex dumps of dropped packets (rate-limited) in the debug log.
+  --udpthreads N        Number of data-plane workers (see "Threads" below).
+  --udpaffinity LIST    Pin workers to these CPUs, one worker per CPU; LIST like 1-2,4,7-8.
+  --tunthreads N        Same as --udpthreads (each worker serves both directions).
+  --tunaffinity LIST    Same as --udpaffinity; used when --udpaffinity is not given.
+  --logging CONFIG      Comma-separated section=level list, case-insensitive.
+                        Sections: ${SECTIONS.join(' ')} all
+                        Levels:   ${LEVELS.join(' ')}
+                        Default: all=important.
+
+Options of this edition:
+  --idle-other SECS     Flow idle timeout for non-TCP flows (default: 120, GWLB's own; or the
+                        value of -i when -i is given).
+  --no-return           Decapsulate only: no gwo- interfaces, no flow table, nothing is sent back
+                        to GWLB. Hooks get 'none' as their third argument.
+  --hook-timeout SECS   Kill a hook that runs longer than SECS (default 30).
+  --log-format FORMAT   text (default; stderr, millisecond timestamps) or json (one object a line).
+  --gwlb-cidr CIDR      Accept Geneve only from this IPv4 network (repeatable). Default: any
+                        source, with a warning at start-up.
+  --max-endpoints N     At most N endpoints (default 128); traffic of further ENI IDs is dropped
+                        and counted.
+  --max-flows N         Flow table size (default 1000000); when full, the flow idle longest is
+                        evicted.
+  --rcvbuf BYTES        UDP receive buffer per worker (default 8388608).
+  --sndbuf BYTES        Raw socket send buffer per worker (default 4194304).
+
+Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
+every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity
+list if one is given, else the larger of --udpthreads and --tunthreads, else 1 on machines with up
+to 2 CPUs and one per CPU above that.
+
+Hook arguments (the hook is executed directly, without a shell):
+  1: CREATE or DESTROY
+  2: the ingress interface, gwi-<X>
+  3: the egress interface, gwo-<X> ('none' with --no-return)
+  4: the GWLB endpoint ENI ID in hexadecimal, 17 digits (so 'vpce-<ID>' is the endpoint ID)
+<X> is the ENI ID in base 60, so that the names fit the 15-character interface name limit.
+
+Health: 200 when every worker is alive and its UDP socket bound, 503 otherwise and while shutting
+down. GET /metrics on the same port answers in the Prometheus text format.
+Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0; a second signal
+exits at once.
+`;
+
+export class UsageError extends Error {}
+
+export interface CliResult {
+  help: boolean;
+  daemon: DaemonOptions;
+  healthPort: number | null;
+  healthStyle: HealthStyle;
+  log: LogConfig;
+}
+
+function int(flag: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${flag}: '${v}' is not a whole number`);
+  const n = Number(v);
+  if (n < min || n > max) throw new UsageError(`${flag}: ${v} is out of range (${min} to ${max})`);
+  return n;
+}
+
+/** "1-2,4,7-8" -> [1,2,4,7,8] */
+export function parseCpuList(flag: string, s: string): number[] {
+  const cpus: number[] = [];
+  for (const part of s.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (m === null) throw new UsageError(`${flag}: '${s}' is not a CPU list like 1-2,4,7-8`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a || b > 4095) throw new UsageError(`${flag}: bad CPU range '${part}'`);
+    for (let c = a; c <= b; c++) if (!cpus.includes(c)) cpus.push(c);
+  }
+  return cpus;
+}
+
+/** "198.18.0.0/15" -> [network, mask] */
+export function parseCidr(flag: string, s: string): [number, number] {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(s);
+  if (m === null) throw new UsageError(`${flag}: '${s}' is not an IPv4 CIDR like 198.18.0.0/15`);
+  let ip: number;
+  try {
+    ip = ip4FromString(m[1]);
+  } catch {
+    throw new UsageError(`${flag}: '${s}' is not an IPv4 CIDR`);
+  }
+  const bits = Number(m[2]);
+  if (bits > 32) throw new UsageError(`${flag}: prefix length ${bits} is over 32`);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return [(ip & mask) >>> 0, mask];
+}
+
+function executable(flag: string, file: string): string {
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new UsageError(`${flag}: ${file} is not a file`);
+    fs.accessSync(file, fs.constants.X_OK);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${flag}: ${file} is not an executable file (${(e as NodeJS.ErrnoException).code})`);
+  }
+  return file;
+}
+
+export function parseCli(argv: string[]): CliResult {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        cmdnew: { type: 'string', short: 'c' },
+        cmddel: { type: 'string', short: 'r' },
+        timeout: { type: 'string', short: 't' },
+        idle: { type: 'string', short: 'i' },
+        port: { type: 'string', short: 'p' },
+        json: { type: 'boolean', short: 'j' },
+        simple: { type: 'boolean', short: 's' },
+        debug: { type: 'boolean', short: 'd' },
+        hexdump: { type: 'boolean', short: 'x' },
+        udpthreads: { type: 'string' },
+        udpaffinity: { type: 'string' },
+        tunthreads: { type: 'string' },
+        tunaffinity: { type: 'string' },
+        logging: { type: 'string' },
+        'idle-other': { type: 'string' },
+        'no-return': { type: 'boolean' },
+        'hook-timeout': { type: 'string' },
+        'log-format': { type: 'string' },
+        'gwlb-cidr': { type: 'string', multiple: true },
+        'max-endpoints': { type: 'string' },
+        'max-flows': { type: 'string' },
+        rcvbuf: { type: 'string' },
+        sndbuf: { type: 'string' },
+      },
+    }));
+  } catch (e) {
+    // parseArgs' messages name the flag ("Unknown option '--foo'", "Option '-t' argument missing").
+    throw new UsageError((e as Error).message.split('\n')[0].replace(/\. To specify.*$/, ''));
+  }
+  const s = (k: string): string | undefined => values[k] as string | undefined;
+  const log = defaultLogConfig();
+  if (values.debug === true) parseLogging('all=debug', log);
+  if (s('logging') !== undefined) {
+    try {
+      parseLogging(s('logging') as string, log);
+    } catch (e) {
+      throw new UsageError(`--logging: ${(e as Error).message}`);
+    }
+  }
+  const fmt = s('log-format');
+  if (fmt !== undefined && fmt !== 'text' && fmt !== 'json') throw new UsageError(`--log-format: '${fmt}' is not text or json`);
+  if (fmt !== undefined) log.format = fmt;
+
+  const tcpIdle = int('-i/--idle', s('idle'), 1, 86_400 * 7) ?? 350;
+  const otherIdle = int('--idle-other', s('idle-other'), 1, 86_400 * 7) ?? (s('idle') !== undefined ? tcpIdle : 120);
+  const udpthreads = int('--udpthreads', s('udpthreads'), 1, 1024);
+  const tunthreads = int('--tunthreads', s('tunthreads'), 1, 1024);
+  const udpaff = s('udpaffinity') === undefined ? undefined : parseCpuList('--udpaffinity', s('udpaffinity') as string);
+  const tunaff = s('tunaffinity') === undefined ? undefined : parseCpuList('--tunaffinity', s('tunaffinity') as string);
+  const aff = udpaff ?? tunaff;
+  const cores = os.availableParallelism();
+  const workers = aff !== undefined ? aff.length : Math.max(udpthreads ?? 0, tunthreads ?? 0) || (cores <= 2 ? 1 : cores);
+  const allow: number[] = [];
+  for (const c of (values['gwlb-cidr'] as string[] | undefined) ?? []) allow.push(...parseCidr('--gwlb-cidr', c));
+  const port = int('-p/--port', s('port'), 1, 65535) ?? null;
+  const daemon: DaemonOptions = {
+    createHook: s('cmdnew') === undefined ? null : executable('-c/--cmdnew', s('cmdnew') as string),
+    destroyHook: s('cmddel') === undefined ? null : executable('-r/--cmddel', s('cmddel') as string),
+    endpointTimeoutS: int('-t/--timeout', s('timeout'), 0, 86_400 * 365) ?? 0,
+    tcpIdleS: tcpIdle,
+    otherIdleS: otherIdle,
+    hookTimeoutS: int('--hook-timeout', s('hook-timeout'), 1, 3600) ?? 30,
+    workers,
+    cpus: Array.from({ length: workers }, (_, i) => (aff === undefined ? null : [aff[i]])),
+    udpPort: GENEVE_PORT,
+    noReturn: values['no-return'] === true,
+    maxEndpoints: int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128,
+    maxFlows: int('--max-flows', s('max-flows'), 16, 100_000_000) ?? 1_000_000,
+    allow,
+    holdPackets: 1024,
+    holdMs: 2000,
+    rcvbuf: int('--rcvbuf', s('rcvbuf'), 0, 1 << 30) ?? 8 * 1024 * 1024,
+    sndbuf: int('--sndbuf', s('sndbuf'), 0, 1 << 30) ?? 4 * 1024 * 1024,
+    hexDump: values.hexdump === true,
+  };
+  return {
+    help: values.help === true,
+    daemon,
+    healthPort: port,
+    healthStyle: values.simple === true ? 'simple' : values.json === true ? 'json' : 'html',
+    log,
+  };
+}
+
+/** CAP_NET_ADMIN (12) and CAP_NET_RAW (13) from /proc/self/status; null when unreadable. */
+function missingCapabilities(): string[] | null {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m === null) return null;
+    const caps = BigInt('0x' + m[1]);
+    const missing: string[] = [];
+    if ((caps & (1n << 12n)) === 0n) missing.push('CAP_NET_ADMIN');
+    if ((caps & (1n << 13n)) === 0n) missing.push('CAP_NET_RAW');
+    return missing;
+  } catch {
+    return null;
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let cli: CliResult;
+  try {
+    cli = parseCli(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`gwlbtun: ${e.message} (see gwlbtun -h)\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  if (cli.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const log = new Logger(cli.log);
+  const fail = (msg: string): never => {
+    log.critical('core', msg);
+    process.exit(1);
+  };
+  const missing = missingCapabilities();
+  if (missing !== null && missing.length > 0) fail(`missing capabilities: ${missing.join(', ')} (run as root or grant them)`);
+  if (cli.daemon.allow.length === 0) {
+    log.important('core', 'no --gwlb-cidr given: accepting Geneve from any source address, as the original did');
+  }
+  const d = new Daemon(cli.daemon, log);
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stopping) {
+      log.important('core', `${sig} again: exiting at once`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.important('core', `${sig}: shutting down`);
+    const hard = setTimeout(() => {
+      log.critical('core', 'shutdown took longer than 5 s plus the hook timeout; exiting');
+      process.exit(1);
+    }, 5000 + cli.daemon.hookTimeoutS * 1000);
+    hard.unref();
+    d.shutdown().then(
+      () => {
+        log.important('core', 'stopped');
+        process.exit(0);
+      },
+      (e: Error) => fail(`shutdown failed: ${e.message}`),
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await d.start();
+  } catch (e) {
+    await d.shutdown().catch(() => undefined);
+    fail((e as Error).message);
+  }
+  if (cli.healthPort !== null) {
+    try {
+      await startHealthServer(d, cli.healthPort, cli.healthStyle);
+    } catch (e) {
+      await d.shutdown().catch(() => undefined);
+      fail(`health check port ${cli.healthPort}: ${(e as Error).message}`);
+    }
+  }
+  log.important('core', `gwlbtun started: ${cli.daemon.workers} worker(s), UDP ${cli.daemon.udpPort}` + (cli.healthPort !== null ? `, health on TCP ${cli.healthPort}` : ''));
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((e: Error) => {
+    process.stderr.write(`gwlbtun: ${e.stack ?? e.message}\n`);
+    process.exit(1);
+  });
+}

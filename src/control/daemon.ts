@@ -1,0 +1,484 @@
+// The control plane: runs on the main thread, never touches packets.
+//
+// - starts the data-plane workers and restarts one that dies;
+// - owns the endpoint lifecycle: on a worker's 'new' for an unknown ENI ID it creates the TUN
+//   devices (one queue per worker per device), runs the CREATE hook, then hands every worker its
+//   queues ('add'); on idle timeout, a deleted device, or shutdown it takes the endpoint away from
+//   every worker ('remove', acknowledged), runs the DESTROY hook, and closes the queues (the
+//   kernel deletes a non-persistent TUN device with its last queue);
+// - sweeps idle flows from the shared flow table a slice at a time (every 100 ms);
+// - answers health checks and /metrics from the shared counters.
+
+import * as path from 'node:path';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { native } from '../io/native';
+import { endpointNames } from '../wire/eni';
+import { createFlowTableBuffer, FlowTable } from '../flow/table';
+import { nowTicks, TICKS_PER_SECOND } from '../flow/clock';
+import { CounterReader, createCountersBuffer, C, EP } from '../dataplane/counters';
+import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
+import { runHook, SerialQueues, type HookResult } from './hooks';
+import { LEVEL, type Logger } from '../ops/log';
+
+export const TUN_MTU = 8500;
+
+export interface DaemonOptions {
+  createHook: string | null;
+  destroyHook: string | null;
+  /** -t: destroy an endpoint idle this long (seconds); 0 = never. */
+  endpointTimeoutS: number;
+  tcpIdleS: number;
+  otherIdleS: number;
+  hookTimeoutS: number;
+  workers: number;
+  /** CPU list per worker (null = no affinity). */
+  cpus: (number[] | null)[];
+  udpPort: number;
+  noReturn: boolean;
+  maxEndpoints: number;
+  maxFlows: number;
+  allow: number[];
+  holdPackets: number;
+  holdMs: number;
+  rcvbuf: number;
+  sndbuf: number;
+  hexDump: boolean;
+}
+
+export type EndpointState = 'creating' | 'ready' | 'destroying';
+
+export interface Endpoint {
+  eni: bigint;
+  hi: number;
+  lo: number;
+  hex: string;
+  gwi: string;
+  gwo: string;
+  slot: number;
+  epId: number;
+  state: EndpointState;
+  gwiFds: number[];
+  gwoFds: number[];
+  createdMs: number;
+  readyMs: number;
+  /** A packet arrived while it was being destroyed: create it again afterwards. */
+  recreate: boolean;
+}
+
+interface WorkerSlot {
+  index: number;
+  worker: Worker | null;
+  port: MessagePort | null;
+  alive: boolean;
+  restarts: number;
+  stopping: boolean;
+}
+
+export interface HookStats {
+  runs: number;
+  failures: number;
+  timeouts: number;
+  durationMsTotal: number;
+}
+
+export class Daemon {
+  readonly startedMs = Date.now();
+  readonly counterSab: SharedArrayBuffer;
+  readonly counters: CounterReader;
+  readonly flows: FlowTable | null;
+  readonly endpoints = new Map<string, Endpoint>(); // by ENI hex
+  readonly bySlot: (Endpoint | undefined)[];
+  readonly hookStats: Record<'create' | 'destroy', HookStats> = {
+    create: { runs: 0, failures: 0, timeouts: 0, durationMsTotal: 0 },
+    destroy: { runs: 0, failures: 0, timeouts: 0, durationMsTotal: 0 },
+  };
+  flowExpiries = 0;
+  endpointsCreated = 0;
+  endpointsDestroyed = 0;
+  shuttingDown = false;
+
+  private readonly flowSab: SharedArrayBuffer | null;
+  private readonly ctrlSab: SharedArrayBuffer;
+  private readonly ctrl: Int32Array;
+  private readonly workers: WorkerSlot[] = [];
+  private readonly slotGen: Uint16Array;
+  private readonly freeSlots: number[] = [];
+  private readonly serial = new SerialQueues();
+  private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
+  private timers: NodeJS.Timeout[] = [];
+  private readonly nat = native();
+
+  constructor(
+    readonly opts: DaemonOptions,
+    readonly log: Logger,
+  ) {
+    this.counterSab = createCountersBuffer(opts.workers, opts.maxEndpoints);
+    this.counters = new CounterReader(this.counterSab, opts.workers, opts.maxEndpoints);
+    this.flowSab = opts.noReturn ? null : createFlowTableBuffer(opts.maxFlows);
+    this.flows = this.flowSab === null ? null : new FlowTable(this.flowSab);
+    this.ctrlSab = new SharedArrayBuffer(opts.workers * CTRL_CELLS * 4);
+    this.ctrl = new Int32Array(this.ctrlSab);
+    this.bySlot = new Array<Endpoint | undefined>(opts.maxEndpoints).fill(undefined);
+    this.slotGen = new Uint16Array(opts.maxEndpoints);
+    for (let s = opts.maxEndpoints - 1; s >= 0; s--) this.freeSlots.push(s);
+  }
+
+  /** Start the workers; resolves once every worker has bound its UDP socket, rejects with the
+   * first worker's setup error (port in use, missing capability). */
+  async start(): Promise<void> {
+    // Probe the port without SO_REUSEPORT first: the workers bind with it, and a second process
+    // bound with SO_REUSEPORT too would otherwise silently share (steal) our traffic.
+    try {
+      const fd = this.nat.udpOpen(this.opts.udpPort, 0, false);
+      this.nat.close(fd);
+    } catch (e) {
+      throw withCode(e, `cannot bind UDP port ${this.opts.udpPort}`);
+    }
+    try {
+      this.nat.close(this.nat.rawOpen(0));
+    } catch (e) {
+      throw withCode(e, 'cannot open a raw IPv4 socket (needs CAP_NET_RAW)');
+    }
+    await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
+    const sweepBudget = this.flows === null ? 0 : Math.max(1, Math.ceil(this.flows.buckets / 10));
+    const live = (epId: number): boolean => {
+      const e = this.bySlot[epId & 0xffff];
+      return e !== undefined && e.epId === epId >>> 0 && e.state !== 'destroying';
+    };
+    if (this.flows !== null) {
+      const flows = this.flows;
+      // Expiry runs continuously: a tenth of the table every 100 ms, so every flow is examined
+      // about once a second whatever the table size, in slices that never stall anything.
+      this.timers.push(
+        setInterval(() => {
+          this.flowExpiries += flows.sweep(
+            nowTicks(),
+            this.opts.tcpIdleS * TICKS_PER_SECOND,
+            this.opts.otherIdleS * TICKS_PER_SECOND,
+            sweepBudget,
+            live,
+          );
+        }, 100),
+      );
+    }
+    if (this.opts.endpointTimeoutS > 0) this.timers.push(setInterval(() => this.checkIdleEndpoints(), 250));
+    for (const t of this.timers) t.unref();
+  }
+
+  private spawnWorker(index: number): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const cfg: WorkerConfig & { port: MessagePort } = {
+      index,
+      workers: this.opts.workers,
+      udpPort: this.opts.udpPort,
+      rcvbuf: this.opts.rcvbuf,
+      sndbuf: this.opts.sndbuf,
+      maxEndpoints: this.opts.maxEndpoints,
+      noReturn: this.opts.noReturn,
+      cpus: this.opts.cpus[index] ?? null,
+      holdPackets: this.opts.holdPackets,
+      holdMs: this.opts.holdMs,
+      allow: this.opts.allow,
+      flowSab: this.flowSab,
+      counterSab: this.counterSab,
+      ctrlSab: this.ctrlSab,
+      hexDump: this.opts.hexDump,
+      port: port2,
+    };
+    Atomics.store(this.ctrl, index * CTRL_CELLS + CTRL_STOP, 0);
+    const w = new Worker(path.join(__dirname, '..', 'dataplane', 'worker.js'), {
+      workerData: cfg,
+      transferList: [port2],
+    });
+    let slot = this.workers[index];
+    if (slot === undefined) {
+      slot = { index, worker: null, port: null, alive: false, restarts: 0, stopping: false };
+      this.workers[index] = slot;
+    }
+    slot.worker = w;
+    slot.port = port1;
+    slot.alive = false;
+    const ws = slot;
+    return new Promise<void>((resolve, reject) => {
+      let up = false;
+      w.on('message', (m: FromWorker) => {
+        if (m.t === 'up') {
+          up = true;
+          ws.alive = true;
+          // A restarted worker gets every existing endpoint back (its TUN queues stayed open:
+          // descriptors belong to the process, not the thread).
+          for (const e of this.endpoints.values()) if (e.state === 'ready') this.sendAdd(e, index);
+          resolve();
+        } else if (m.t === 'fatal') {
+          if (!up) reject(Object.assign(new Error(m.message), { code: m.code }));
+          else this.log.critical('core', `worker ${index}: ${m.message}`);
+        } else this.onWorkerMessage(m);
+      });
+      w.on('error', (err) => {
+        this.log.critical('core', `worker ${index} failed: ${err.stack ?? err.message}`);
+      });
+      w.on('exit', (code) => {
+        ws.alive = false;
+        ws.worker = null;
+        // Acknowledge any removal this worker can no longer acknowledge.
+        for (const [s, wait] of this.removeWaits) {
+          wait.pending.delete(index);
+          if (wait.pending.size === 0) {
+            this.removeWaits.delete(s);
+            wait.done();
+          }
+        }
+        if (!up) {
+          reject(new Error(`worker ${index} exited during start-up (code ${code})`));
+          return;
+        }
+        if (ws.stopping || this.shuttingDown) return;
+        ws.restarts++;
+        const delay = Math.min(5000, 100 * 2 ** Math.min(ws.restarts, 6));
+        this.log.critical('core', `worker ${index} exited (code ${code}); restarting in ${delay} ms`);
+        setTimeout(() => {
+          if (!this.shuttingDown) this.spawnWorker(index).catch((e: Error) => this.log.critical('core', `worker ${index} restart failed: ${e.message}`));
+        }, delay).unref();
+      });
+    });
+  }
+
+  private post(index: number, m: ToWorker): void {
+    const ws = this.workers[index];
+    if (ws === undefined || ws.port === null || !ws.alive) return;
+    ws.port.postMessage(m);
+    Atomics.add(this.ctrl, index * CTRL_CELLS + CTRL_MSG_SEQ, 1);
+  }
+
+  private onWorkerMessage(m: FromWorker): void {
+    if (m.t === 'new') this.onNewEni(m.index, m.hi, m.lo);
+    else if (m.t === 'removed') {
+      const wait = this.removeWaits.get(m.slot);
+      if (wait !== undefined) {
+        wait.pending.delete(m.index);
+        if (wait.pending.size === 0) {
+          this.removeWaits.delete(m.slot);
+          wait.done();
+        }
+      }
+    } else if (m.t === 'gone') {
+      const e = this.bySlot[m.slot];
+      if (e !== undefined && e.state === 'ready') {
+        this.log.important('tunnel', `interface of endpoint ${e.hex} went away (errno ${m.errno}); tearing it down`);
+        void this.destroy(e, 'device deleted');
+      }
+    } else if (m.t === 'log') this.log.log(m.section as 'core', m.level, m.msg);
+  }
+
+  private onNewEni(worker: number, hi: number, lo: number): void {
+    const eni = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    const names = endpointNames(eni);
+    const existing = this.endpoints.get(names.hex);
+    if (existing !== undefined) {
+      if (existing.state === 'destroying') existing.recreate = true;
+      else if (existing.state === 'ready') this.sendAdd(existing, worker); // worker lost it (restart race)
+      return; // 'creating': every worker gets 'add' when it is done
+    }
+    if (this.shuttingDown) return;
+    const slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      this.log.limited('endpoint-limit', 'core', LEVEL.important, `endpoint limit (${this.opts.maxEndpoints}) reached; dropping traffic of ENI ${names.hex}`);
+      this.post(worker, { t: 'reject', hi, lo, failed: false });
+      return;
+    }
+    const gen = (this.slotGen[slot] = (this.slotGen[slot] + 1) & 0xffff);
+    const e: Endpoint = {
+      eni,
+      hi: hi >>> 0,
+      lo: lo >>> 0,
+      hex: names.hex,
+      gwi: names.gwi,
+      gwo: names.gwo,
+      slot,
+      epId: (slot | (gen << 16)) >>> 0,
+      state: 'creating',
+      gwiFds: [],
+      gwoFds: [],
+      createdMs: Date.now(),
+      readyMs: 0,
+      recreate: false,
+    };
+    this.endpoints.set(e.hex, e);
+    this.bySlot[slot] = e;
+    void this.serial.run(e.hex, () => this.create(e));
+  }
+
+  private async create(e: Endpoint): Promise<void> {
+    try {
+      for (let i = 0; i < this.opts.workers; i++) {
+        e.gwiFds.push(this.nat.tunOpen(e.gwi));
+        if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo));
+      }
+      this.nat.linkSetup(e.gwi, TUN_MTU);
+      if (!this.opts.noReturn) this.nat.linkSetup(e.gwo, TUN_MTU);
+    } catch (err) {
+      this.log.critical('tunnel', `cannot create interfaces for endpoint ${e.hex}: ${(err as Error).message}`);
+      this.closeFds(e);
+      this.releaseSlot(e);
+      for (let i = 0; i < this.opts.workers; i++) this.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
+      return;
+    }
+    this.log.important('tunnel', `endpoint ${e.hex}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
+    if (this.opts.createHook !== null) await this.hook('create', e);
+    if (this.shuttingDown) return; // shutdown() destroys it
+    e.state = 'ready';
+    e.readyMs = Date.now();
+    this.endpointsCreated++;
+    for (let i = 0; i < this.opts.workers; i++) this.sendAdd(e, i);
+  }
+
+  private sendAdd(e: Endpoint, i: number): void {
+    this.post(i, { t: 'add', hi: e.hi, lo: e.lo, slot: e.slot, epId: e.epId, gwi: e.gwiFds[i], gwo: e.gwoFds[i] ?? -1 });
+  }
+
+  private async hook(kind: 'create' | 'destroy', e: Endpoint): Promise<HookResult | null> {
+    const file = kind === 'create' ? this.opts.createHook : this.opts.destroyHook;
+    if (file === null) return null;
+    const args = [kind === 'create' ? 'CREATE' : 'DESTROY', e.gwi, this.opts.noReturn ? 'none' : e.gwo, e.hex];
+    const r = await runHook(file, args, this.opts.hookTimeoutS * 1000);
+    const st = this.hookStats[kind];
+    st.runs++;
+    st.durationMsTotal += r.durationMs;
+    const ok = r.code === 0 && !r.timedOut && r.error === undefined;
+    if (!ok) st.failures++;
+    if (r.timedOut) st.timeouts++;
+    const fields = { hook: file, args: args.join(' '), exit: r.code, signal: r.signal, ms: r.durationMs };
+    if (r.error !== undefined) this.log.important('core', `${kind} hook could not run: ${r.error}`, fields);
+    else if (r.timedOut) this.log.important('core', `${kind} hook timed out after ${this.opts.hookTimeoutS} s and was killed`, fields);
+    else if (r.code !== 0) this.log.important('core', `${kind} hook failed`, fields);
+    else this.log.info('core', `${kind} hook done`, fields);
+    if (r.output.length > 0) this.log.info('core', `${kind} hook output: ${r.output.trimEnd()}`);
+    return r;
+  }
+
+  private checkIdleEndpoints(): void {
+    const limitMs = this.opts.endpointTimeoutS * 1000;
+    const now = Date.now();
+    for (const e of this.endpoints.values()) {
+      if (e.state !== 'ready') continue;
+      const last = Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS));
+      if (now - last >= limitMs) {
+        this.log.important('tunnel', `endpoint ${e.hex}: no traffic for ${this.opts.endpointTimeoutS} s; destroying`);
+        void this.destroy(e, 'idle');
+      }
+    }
+  }
+
+  /** Take the endpoint away from every worker, run DESTROY, close the queues. */
+  destroy(e: Endpoint, why: string): Promise<void> {
+    if (e.state === 'destroying') return Promise.resolve();
+    e.state = 'destroying';
+    return this.serial.run(e.hex, async () => {
+      await this.removeFromWorkers(e.slot);
+      if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+      this.closeFds(e);
+      this.endpointsDestroyed++;
+      this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
+      this.counters.resetEndpoint(e.slot);
+      this.releaseSlot(e);
+      if (e.recreate && !this.shuttingDown) {
+        // Packets arrived meanwhile and are held by a worker: create it again now.
+        this.onNewEni(0, e.hi, e.lo);
+      }
+    });
+  }
+
+  private removeFromWorkers(slot: number): Promise<void> {
+    const pending = new Set<number>();
+    for (const ws of this.workers) if (ws.alive) pending.add(ws.index);
+    if (pending.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.removeWaits.delete(slot);
+        resolve();
+      }, 2000);
+      this.removeWaits.set(slot, {
+        pending,
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+      for (const i of pending) this.post(i, { t: 'remove', slot });
+    });
+  }
+
+  private closeFds(e: Endpoint): void {
+    for (const fd of [...e.gwiFds, ...e.gwoFds]) this.nat.close(fd);
+    e.gwiFds = [];
+    e.gwoFds = [];
+  }
+
+  private releaseSlot(e: Endpoint): void {
+    if (this.endpoints.get(e.hex) === e) this.endpoints.delete(e.hex);
+    if (this.bySlot[e.slot] === e) {
+      this.bySlot[e.slot] = undefined;
+      this.freeSlots.push(e.slot);
+    }
+  }
+
+  /** Healthy: every worker alive and its UDP socket bound, and not shutting down. */
+  healthy(): boolean {
+    if (this.shuttingDown) return false;
+    for (let i = 0; i < this.opts.workers; i++) {
+      const ws = this.workers[i];
+      if (ws === undefined || !ws.alive || this.counters.of(i, C.UDP_BOUND) !== 1) return false;
+    }
+    return true;
+  }
+
+  workerStatus(): { index: number; alive: boolean; restarts: number; heartbeatAgeMs: number }[] {
+    const now = Date.now();
+    return this.workers.map((ws) => ({
+      index: ws.index,
+      alive: ws.alive,
+      restarts: ws.restarts,
+      heartbeatAgeMs: Math.max(0, now - this.counters.of(ws.index, C.HEARTBEAT_MS)),
+    }));
+  }
+
+  /** Stop receiving, destroy every endpoint (DESTROY hooks), stop the workers. */
+  async shutdown(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    // Stop the workers first: nothing is received any more, and no worker uses a TUN queue
+    // after it has exited, so the endpoints can then be taken down without 'remove' round trips.
+    const exits: Promise<void>[] = [];
+    for (const ws of this.workers) {
+      ws.stopping = true;
+      Atomics.store(this.ctrl, ws.index * CTRL_CELLS + CTRL_STOP, 1);
+      const w = ws.worker;
+      if (w !== null) exits.push(new Promise((r) => w.once('exit', () => r())));
+    }
+    await Promise.race([Promise.all(exits), sleep(1000)]);
+    for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
+    const all = [...this.endpoints.values()];
+    await Promise.all(
+      all.map((e) =>
+        this.serial.run(e.hex, async () => {
+          e.state = 'destroying';
+          if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+          this.closeFds(e);
+          this.endpointsDestroyed++;
+          this.releaseSlot(e);
+        }),
+      ),
+    );
+  }
+}
+
+function withCode(e: unknown, prefix: string): Error {
+  const err = e as NodeJS.ErrnoException;
+  return Object.assign(new Error(`${prefix}: ${err.message}`), { code: err.code });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

@@ -1,0 +1,93 @@
+// Counters live in one SharedArrayBuffer of Float64 cells: each worker owns a block and is its
+// only writer, so a counter update is a plain `+=` on a typed array (no atomics, no message),
+// and the main thread sums the blocks whenever it is asked (health, /metrics, the demo).
+// Float64 counts exactly up to 2^53; an aligned 8-byte store is not torn on the 64-bit
+// machines we run on, so a reader sees the old or the new value.
+//
+// Block layout (cells):  [0, DROP_SLOTS)                drops by reason (src/wire/reasons.ts)
+//                        [DROP_SLOTS, GLOBAL_CELLS)      the named counters in C below
+//                        then EP_STRIDE cells per endpoint slot (EP below).
+
+import { DROP_SLOTS } from '../wire/reasons';
+
+/** Worker-wide counters (cell offsets inside a worker block). */
+export const C = {
+  UDP_RX_PACKETS: DROP_SLOTS + 0,
+  UDP_RX_BYTES: DROP_SLOTS + 1,
+  UDP_RX_BATCHES: DROP_SLOTS + 2,
+  TUN_TX_PACKETS: DROP_SLOTS + 3, // decapsulated packets written to gwi-
+  TUN_RX_PACKETS: DROP_SLOTS + 4, // packets read from gwi-/gwo-
+  RAW_TX_PACKETS: DROP_SLOTS + 5, // encapsulated packets handed to the raw socket
+  RAW_TX_BYTES: DROP_SLOTS + 6,
+  FLOW_INSERTS: DROP_SLOTS + 7,
+  FLOW_REFRESHES: DROP_SLOTS + 8,
+  FLOW_EVICTIONS: DROP_SLOTS + 9,
+  HOLD_QUEUED: DROP_SLOTS + 10,
+  HOLD_DELIVERED: DROP_SLOTS + 11,
+  LOOPS: DROP_SLOTS + 12,
+  HEARTBEAT_MS: DROP_SLOTS + 13, // wall clock (ms) of the worker's last loop iteration
+  UDP_BOUND: DROP_SLOTS + 14, // 1 while the worker's UDP socket is open
+} as const;
+export const GLOBAL_CELLS = DROP_SLOTS + 16;
+
+/** Per-endpoint counters (offsets inside an endpoint's stride). */
+export const EP = {
+  RX_PACKETS: 0, // from GWLB, delivered to gwi-
+  RX_BYTES: 1, // inner bytes
+  TX_PACKETS: 2, // back to GWLB
+  TX_BYTES: 3, // inner bytes
+  LAST_RX_MS: 4, // wall clock of the last packet from GWLB
+  LAST_TX_MS: 5, // wall clock of the last packet back to GWLB
+  DROPS: 6, // packets of this endpoint dropped (any reason after the endpoint was known)
+} as const;
+export const EP_STRIDE = 8;
+
+export function blockCells(maxEndpoints: number): number {
+  return GLOBAL_CELLS + maxEndpoints * EP_STRIDE;
+}
+
+export function createCountersBuffer(workers: number, maxEndpoints: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(workers * blockCells(maxEndpoints) * 8);
+}
+
+/** The block one worker writes. */
+export function workerBlock(sab: SharedArrayBuffer, worker: number, maxEndpoints: number): Float64Array {
+  const cells = blockCells(maxEndpoints);
+  return new Float64Array(sab, worker * cells * 8, cells);
+}
+
+/** Read side (main thread): sums over workers. */
+export class CounterReader {
+  private readonly blocks: Float64Array[];
+  constructor(sab: SharedArrayBuffer, workers: number, private readonly maxEndpoints: number) {
+    this.blocks = [];
+    for (let w = 0; w < workers; w++) this.blocks.push(workerBlock(sab, w, maxEndpoints));
+  }
+  get workers(): number {
+    return this.blocks.length;
+  }
+  /** Sum of one cell over all workers. */
+  sum(cell: number): number {
+    let s = 0;
+    for (const b of this.blocks) s += b[cell];
+    return s;
+  }
+  /** One worker's value of a cell. */
+  of(worker: number, cell: number): number {
+    return this.blocks[worker][cell];
+  }
+  epSum(slot: number, k: number): number {
+    return this.sum(GLOBAL_CELLS + slot * EP_STRIDE + k);
+  }
+  epMax(slot: number, k: number): number {
+    let m = 0;
+    for (const b of this.blocks) m = Math.max(m, b[GLOBAL_CELLS + slot * EP_STRIDE + k]);
+    return m;
+  }
+  /** Zero an endpoint slot's counters in every block (when the slot is reused). Only safe while
+   * no worker writes that slot, i.e. after every worker acknowledged the endpoint's removal. */
+  resetEndpoint(slot: number): void {
+    if (slot >= this.maxEndpoints) return;
+    for (const b of this.blocks) b.fill(0, GLOBAL_CELLS + slot * EP_STRIDE, GLOBAL_CELLS + (slot + 1) * EP_STRIDE);
+  }
+}

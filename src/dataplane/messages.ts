@@ -1,0 +1,44 @@
+// Messages between the control plane (main thread) and the data-plane workers.
+// They are per endpoint event, never per packet.
+//
+// Main -> worker travels on a MessagePort that the worker reads synchronously
+// (receiveMessageOnPort) from its packet loop: the loop never returns to the event loop, so a
+// shared sequence word (CTRL_MSG_SEQ) tells it cheaply that something is waiting.
+
+export interface WorkerConfig {
+  index: number;
+  workers: number;
+  udpPort: number;
+  rcvbuf: number;
+  sndbuf: number;
+  maxEndpoints: number;
+  noReturn: boolean;
+  cpus: number[] | null;
+  /** Held packets per endpoint being created, and how long (ms) they may wait. */
+  holdPackets: number;
+  holdMs: number;
+  /** Allowed GWLB sources: pairs [network, mask] of IPv4 numbers; empty = all. */
+  allow: number[];
+  flowSab: SharedArrayBuffer | null;
+  counterSab: SharedArrayBuffer;
+  ctrlSab: SharedArrayBuffer;
+  hexDump: boolean;
+}
+
+/** Int32 cells of the control buffer (one block of CTRL_CELLS per worker). */
+export const CTRL_STOP = 0; // set to 1 by main: leave the loop
+export const CTRL_MSG_SEQ = 1; // incremented by main after each postMessage
+export const CTRL_CELLS = 4;
+
+export type ToWorker =
+  | { t: 'add'; hi: number; lo: number; slot: number; epId: number; gwi: number; gwo: number }
+  | { t: 'reject'; hi: number; lo: number; failed: boolean }
+  | { t: 'remove'; slot: number };
+
+export type FromWorker =
+  | { t: 'up'; index: number }
+  | { t: 'fatal'; index: number; message: string; code?: string }
+  | { t: 'new'; index: number; hi: number; lo: number }
+  | { t: 'removed'; index: number; slot: number }
+  | { t: 'gone'; index: number; slot: number; errno: number } // a TUN queue failed: device deleted
+  | { t: 'log'; index: number; level: number; section: string; msg: string };

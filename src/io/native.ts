@@ -1,0 +1,105 @@
+// The contract between TypeScript and the C addon (src/native/gwlbtun.c).
+//
+// The addon is syscall shims only: no packet is parsed or built in C. Every call that moves
+// packets takes preallocated memory (a Uint8Array of fixed-size slots plus an Int32Array of
+// per-packet metadata) and handles a whole batch, so the JS/C boundary is crossed once per
+// batch, not once per packet. All descriptors are non-blocking and close-on-exec.
+//
+// Errors: calls that set something up throw an Error whose `code` is the errno name
+// ('EPERM', 'EADDRINUSE', ...) and whose message names the call, e.g.
+// "udpOpen(6081): bind: Address already in use". Per-packet I/O calls never throw for
+// I/O errors: they return counts, and a negative return is -errno (see each call).
+
+import * as path from 'node:path';
+
+/** IPv4 addresses cross the boundary as unsigned 32-bit numbers, most significant byte first
+ * (198.18.0.1 is 0xc6120001). */
+export type Ip4 = number;
+
+export interface NativeAddon {
+  /** Open one queue of the TUN device `name` (IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE), creating
+   * the device if it does not exist. Calling it again with the same name attaches another queue.
+   * The device disappears when its last queue is closed (it is never made persistent). */
+  tunOpen(name: string): number;
+  /** Set the MTU of interface `name` and bring it up (SIOCSIFMTU, SIOCSIFFLAGS |= IFF_UP). */
+  linkSetup(name: string, mtu: number): void;
+  /** if_nametoindex(name): 0 when there is no such interface. */
+  ifIndex(name: string): number;
+  /** close(2). Ignores EBADF. */
+  close(fd: number): void;
+
+  /** UDP/IPv4 socket bound to 0.0.0.0:port, SO_REUSEPORT when reusePort (no SO_REUSEADDR: on
+   * UDP it would let a second socket share the port silently),
+   * IP_PKTINFO on, SO_RCVBUF = rcvbuf (SO_RCVBUFFORCE first, so root can exceed rmem_max;
+   * 0 leaves the default). */
+  udpOpen(port: number, rcvbuf: number, reusePort: boolean): number;
+  /** recvmmsg(MSG_DONTWAIT) of up to maxPkts datagrams. Datagram i is stored at
+   * buf[i*slotSize ...] (its UDP payload only). meta[i*5 + k]: k=0 payload length,
+   * k=1 source IPv4, k=2 source port, k=3 destination IPv4 of the packet (IP_PKTINFO ipi_addr),
+   * k=4 flags (bit 0: truncated, the datagram was longer than slotSize).
+   * Returns the number received (0 when nothing is queued) or -errno. */
+  udpRecv(fd: number, buf: Uint8Array, slotSize: number, maxPkts: number, meta: Int32Array): number;
+
+  /** Raw IPv4 socket (AF_INET, SOCK_RAW, IPPROTO_RAW: the caller builds the IPv4 header),
+   * SO_SNDBUF = sndbuf (SO_SNDBUFFORCE first; 0 leaves the default). */
+  rawOpen(sndbuf: number): number;
+  /** sendmmsg of `count` packets. meta[i*3 + k]: k=0 offset of the IPv4 packet in buf,
+   * k=1 its length, k=2 destination IPv4 (the sockaddr). Loops until all are sent or an error
+   * stops it. Returns the number sent; when an error stopped it, status[0] = errno, else 0. */
+  rawSend(fd: number, buf: Uint8Array, meta: Int32Array, count: number, status: Int32Array): number;
+
+  /** read(2) packets from a TUN queue until it would block or maxPkts are read. Packet k goes
+   * to buf[(firstSlot+k)*slotSize + headroom ...], at most slotSize-headroom bytes, and its
+   * length to lens[firstSlot+k]. Returns the number read, or -errno when the first read fails
+   * with something other than EAGAIN (EBADFD/EIO: the device is gone). */
+  tunRead(fd: number, buf: Uint8Array, slotSize: number, headroom: number, firstSlot: number,
+    maxPkts: number, lens: Int32Array): number;
+  /** write(2) `count` packets, each to its own descriptor. meta[i*3 + k]: k=0 fd, k=1 offset in
+   * buf, k=2 length. A packet whose write fails gets meta[i*3+2] = -errno (EAGAIN when the
+   * queue is full). Returns the number written. */
+  tunWrite(buf: Uint8Array, meta: Int32Array, count: number): number;
+
+  /** epoll_create1(EPOLL_CLOEXEC). */
+  epollCreate(): number;
+  /** epoll_ctl(ADD, fd, EPOLLIN) with data.fd = fd. */
+  epollAdd(ep: number, fd: number): void;
+  /** epoll_ctl(DEL, fd). Ignores ENOENT/EBADF. */
+  epollDel(ep: number, fd: number): void;
+  /** epoll_wait for at most timeoutMs (0 = poll); ready descriptors go to fds[0..n-1].
+   * Returns n (0 on timeout or EINTR). */
+  epollWait(ep: number, fds: Int32Array, timeoutMs: number): number;
+
+  /** sched_setaffinity of the calling thread to the given CPUs. */
+  setAffinity(cpus: number[]): void;
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The addon, loaded once per thread from build/gwlbtun.node at the repository root. */
+export function native(): NativeAddon {
+  if (loaded === undefined) {
+    // dist/src/io/native.js -> <root>/build/gwlbtun.node
+    const file = path.resolve(__dirname, '..', '..', '..', 'build', 'gwlbtun.node');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = require(file) as NativeAddon;
+  }
+  return loaded;
+}
+
+/** 198.18.0.1 -> 0xc6120001 */
+export function ip4FromString(s: string): Ip4 {
+  const p = s.split('.');
+  if (p.length !== 4) throw new Error(`not an IPv4 address: ${s}`);
+  let v = 0;
+  for (const part of p) {
+    const n = Number(part);
+    if (!/^\d{1,3}$/.test(part) || n > 255) throw new Error(`not an IPv4 address: ${s}`);
+    v = v * 256 + n;
+  }
+  return v;
+}
+
+/** 0xc6120001 -> '198.18.0.1' */
+export function ip4ToString(v: Ip4): string {
+  return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}

@@ -1,0 +1,169 @@
+// Health check and metrics on one TCP port (-p), like the original's health listener:
+// every request gets an HTTP/1.1 answer, 200 when every worker is alive and its UDP socket
+// bound, 503 otherwise and while shutting down, `Cache-Control: max-age=0, no-cache`.
+// Body: HTML (default), JSON (-j, schema in docs/operations.md) or empty (-s).
+// GET /metrics answers in the Prometheus text exposition format instead.
+//
+// Bounded: headers at most 8 KiB and 5 s, whole request 5 s, at most 64 connections, no
+// keep-alive; nothing here can hold the port or reach the data path.
+
+import * as http from 'node:http';
+import type { Daemon } from '../control/daemon';
+import { C, EP } from '../dataplane/counters';
+import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
+
+export type HealthStyle = 'html' | 'json' | 'simple';
+
+export function healthSnapshot(d: Daemon): Record<string, unknown> {
+  const now = Date.now();
+  const c = d.counters;
+  const drops: Record<string, number> = {};
+  for (let r = 1; r < DROP_SLOTS; r++) drops[DROP_NAMES[r]] = c.sum(r);
+  return {
+    healthy: d.healthy(),
+    shuttingDown: d.shuttingDown,
+    uptimeSeconds: Math.round((now - d.startedMs) / 1000),
+    workers: d.workerStatus().map((w) => ({
+      ...w,
+      udpBound: c.of(w.index, C.UDP_BOUND) === 1,
+      udpPackets: c.of(w.index, C.UDP_RX_PACKETS),
+      udpBytes: c.of(w.index, C.UDP_RX_BYTES),
+      tunPacketsIn: c.of(w.index, C.TUN_RX_PACKETS),
+      rawPacketsOut: c.of(w.index, C.RAW_TX_PACKETS),
+    })),
+    endpoints: [...d.endpoints.values()].map((e) => {
+      const last = Math.max(c.epMax(e.slot, EP.LAST_RX_MS), c.epMax(e.slot, EP.LAST_TX_MS));
+      return {
+        eni: e.hex,
+        gwi: e.gwi,
+        gwo: d.opts.noReturn ? null : e.gwo,
+        state: e.state,
+        packetsFromGwlb: c.epSum(e.slot, EP.RX_PACKETS),
+        bytesFromGwlb: c.epSum(e.slot, EP.RX_BYTES),
+        packetsToGwlb: c.epSum(e.slot, EP.TX_PACKETS),
+        bytesToGwlb: c.epSum(e.slot, EP.TX_BYTES),
+        drops: c.epSum(e.slot, EP.DROPS),
+        secondsSinceLastPacket: last === 0 ? null : Math.round((now - last) / 100) / 10,
+      };
+    }),
+    flows:
+      d.flows === null
+        ? null
+        : {
+            size: d.flows.size(),
+            capacity: d.flows.capacity,
+            inserts: c.sum(C.FLOW_INSERTS),
+            refreshes: c.sum(C.FLOW_REFRESHES),
+            evictions: c.sum(C.FLOW_EVICTIONS),
+            expiries: d.flowExpiries,
+          },
+    drops,
+  };
+}
+
+function htmlEscape(s: string): string {
+  return s.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch] as string);
+}
+
+function healthHtml(s: Record<string, unknown>): string {
+  const rows = (s.endpoints as Record<string, unknown>[])
+    .map((e) => `<tr>${['eni', 'gwi', 'gwo', 'state', 'packetsFromGwlb', 'bytesFromGwlb', 'packetsToGwlb', 'bytesToGwlb', 'drops', 'secondsSinceLastPacket'].map((k) => `<td>${htmlEscape(String(e[k]))}</td>`).join('')}</tr>`)
+    .join('\n');
+  const workers = (s.workers as Record<string, unknown>[])
+    .map((w) => `<tr>${['index', 'alive', 'udpBound', 'udpPackets', 'tunPacketsIn', 'rawPacketsOut', 'restarts'].map((k) => `<td>${htmlEscape(String(w[k]))}</td>`).join('')}</tr>`)
+    .join('\n');
+  const drops = Object.entries(s.drops as Record<string, number>)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`)
+    .join('\n');
+  return `<!DOCTYPE html><html><head><title>gwlbtun health</title></head><body>
+<h1>gwlbtun: ${s.healthy ? 'healthy' : 'UNHEALTHY'}</h1><p>Uptime ${s.uptimeSeconds} s</p>
+<h2>Workers</h2><table border="1"><tr><th>worker</th><th>alive</th><th>UDP bound</th><th>UDP packets</th><th>TUN packets in</th><th>packets to GWLB</th><th>restarts</th></tr>
+${workers}</table>
+<h2>Endpoints</h2><table border="1"><tr><th>ENI</th><th>gwi</th><th>gwo</th><th>state</th><th>packets from GWLB</th><th>bytes from GWLB</th><th>packets to GWLB</th><th>bytes to GWLB</th><th>drops</th><th>s since last packet</th></tr>
+${rows}</table>
+<h2>Flows</h2><pre>${htmlEscape(JSON.stringify(s.flows))}</pre>
+<h2>Drops</h2><table border="1">${drops}</table>
+</body></html>
+`;
+}
+
+/** Prometheus text format (version 0.0.4). */
+export function metricsText(d: Daemon): string {
+  const c = d.counters;
+  const out: string[] = [];
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [string, number][]): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, v] of samples) out.push(`${name}${labels} ${v}`);
+  };
+  const eps = [...d.endpoints.values()];
+  const lbl = (e: { hex: string; gwi: string }): string => `{eni="${e.hex}",interface="${e.gwi}"}`;
+  metric('gwlbtun_up', 'gauge', '1 when healthy (all workers alive, UDP bound).', [['', d.healthy() ? 1 : 0]]);
+  metric('gwlbtun_uptime_seconds', 'gauge', 'Seconds since the process started.', [['', (Date.now() - d.startedMs) / 1000]]);
+  metric('gwlbtun_endpoint_packets_from_gwlb_total', 'counter', 'Packets decapsulated and written to gwi-, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.RX_PACKETS)]));
+  metric('gwlbtun_endpoint_bytes_from_gwlb_total', 'counter', 'Inner bytes written to gwi-, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.RX_BYTES)]));
+  metric('gwlbtun_endpoint_packets_to_gwlb_total', 'counter', 'Packets encapsulated and sent back to GWLB, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.TX_PACKETS)]));
+  metric('gwlbtun_endpoint_bytes_to_gwlb_total', 'counter', 'Inner bytes sent back to GWLB, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.TX_BYTES)]));
+  metric('gwlbtun_endpoint_drops_total', 'counter', 'Packets of a known endpoint dropped, any reason.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.DROPS)]));
+  metric('gwlbtun_endpoints', 'gauge', 'Endpoints (gwi-/gwo- pairs) that exist.', [['', eps.length]]);
+  const drops: [string, number][] = [];
+  for (let r = 1; r < DROP_SLOTS; r++) drops.push([`{reason="${DROP_NAMES[r]}"}`, c.sum(r)]);
+  metric('gwlbtun_drops_total', 'counter', 'Packets dropped, by reason.', drops);
+  metric('gwlbtun_udp_packets_total', 'counter', 'Datagrams received on the Geneve port.', [['', c.sum(C.UDP_RX_PACKETS)]]);
+  metric('gwlbtun_udp_bytes_total', 'counter', 'Bytes received on the Geneve port.', [['', c.sum(C.UDP_RX_BYTES)]]);
+  metric('gwlbtun_tun_packets_read_total', 'counter', 'Packets read from gwi-/gwo- interfaces.', [['', c.sum(C.TUN_RX_PACKETS)]]);
+  metric('gwlbtun_raw_packets_sent_total', 'counter', 'Encapsulated packets sent to GWLB.', [['', c.sum(C.RAW_TX_PACKETS)]]);
+  if (d.flows !== null) {
+    metric('gwlbtun_flows', 'gauge', 'Flows in the flow table.', [['', d.flows.size()]]);
+    metric('gwlbtun_flows_capacity', 'gauge', 'Flow table capacity.', [['', d.flows.capacity]]);
+    metric('gwlbtun_flow_inserts_total', 'counter', 'Flows inserted.', [['', c.sum(C.FLOW_INSERTS)]]);
+    metric('gwlbtun_flow_evictions_total', 'counter', 'Flows evicted because the table was full.', [['', c.sum(C.FLOW_EVICTIONS)]]);
+    metric('gwlbtun_flow_expiries_total', 'counter', 'Flows removed after their idle timeout.', [['', d.flowExpiries]]);
+  }
+  metric('gwlbtun_hold_packets_total', 'counter', 'Packets held while their endpoint was being created.', [['', c.sum(C.HOLD_QUEUED)]]);
+  for (const kind of ['create', 'destroy'] as const) {
+    const h = d.hookStats[kind];
+    metric(`gwlbtun_hook_${kind}_runs_total`, 'counter', `${kind} hook runs.`, [['', h.runs]]);
+    metric(`gwlbtun_hook_${kind}_failures_total`, 'counter', `${kind} hook runs that failed, timed out or could not start.`, [['', h.failures]]);
+    metric(`gwlbtun_hook_${kind}_timeouts_total`, 'counter', `${kind} hook runs killed after --hook-timeout.`, [['', h.timeouts]]);
+    metric(`gwlbtun_hook_${kind}_duration_seconds_total`, 'counter', `Total run time of ${kind} hooks.`, [['', h.durationMsTotal / 1000]]);
+  }
+  const ws = d.workerStatus();
+  metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));
+  metric('gwlbtun_worker_restarts_total', 'counter', 'Times the worker was restarted after dying.', ws.map((w) => [`{worker="${w.index}"}`, w.restarts]));
+  return out.join('\n') + '\n';
+}
+
+export function startHealthServer(d: Daemon, port: number, style: HealthStyle): Promise<http.Server> {
+  const server = http.createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: 5000, keepAliveTimeout: 0 }, (req, res) => {
+    res.shouldKeepAlive = false;
+    const headers: Record<string, string> = { 'Cache-Control': 'max-age=0, no-cache', Connection: 'close' };
+    if (req.url === '/metrics') {
+      const body = metricsText(d);
+      res.writeHead(200, { ...headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const code = d.healthy() ? 200 : 503;
+    let body = '';
+    let type = 'text/html';
+    if (style === 'json') {
+      body = JSON.stringify(healthSnapshot(d)) + '\n';
+      type = 'application/json';
+    } else if (style === 'html') body = healthHtml(healthSnapshot(d));
+    res.writeHead(code, { ...headers, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  server.maxConnections = 64;
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}

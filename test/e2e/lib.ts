@@ -1,0 +1,182 @@
+// Helpers for the end-to-end tests: the real daemon (bin/gwlbtun) in the appliance namespace,
+// the GWLB emulator (src/sim) in the GWLB namespace, both made fresh per test file by
+// src/sim/topology.ts and removed afterwards whatever happens.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { nsSpawnArgs, type Topology } from '../../src/sim/topology';
+
+export const ROOT = path.resolve(__dirname, '..', '..', '..');
+export const BIN = path.join(ROOT, 'bin', 'gwlbtun');
+export const SIM_CLI = path.join(ROOT, 'dist', 'src', 'sim', 'cli.js');
+export const RECORD_HOOK = path.join(ROOT, 'test', 'e2e', 'fixtures', 'record-hook.sh');
+
+/** End-to-end tests need root (namespaces, TUN, raw sockets). In CI they must run: fail, never skip. */
+export function requireRoot(): void {
+  if (process.getuid?.() !== 0) throw new Error('end-to-end tests need root (network namespaces, TUN devices, raw sockets)');
+}
+
+export function sh(file: string, args: string[], timeoutMs = 20000): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(file, args, { encoding: 'utf8', timeout: timeoutMs });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+export function nsRun(ns: string, cmd: string, args: string[], timeoutMs = 20000): { status: number | null; stdout: string; stderr: string } {
+  const a = nsSpawnArgs(ns, cmd, args);
+  return sh(a.file, a.args, timeoutMs);
+}
+
+export function tmpDir(tag: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `gwlbtun-${tag}-`));
+}
+
+export interface Daemon {
+  proc: ChildProcess;
+  pid: number;
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start bin/gwlbtun in the appliance namespace; resolves once it logs that it started. */
+export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000): Promise<Daemon> {
+  const a = nsSpawnArgs(t.applianceNs, process.execPath, [BIN, ...args]);
+  const proc = spawn(a.file, a.args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const onData = (b: Buffer): void => {
+    if (out.length < 1_000_000) out += b.toString();
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const d: Daemon = { proc, pid: proc.pid!, output: () => out, exited };
+  const deadline = Date.now() + readyTimeoutMs;
+  while (!out.includes('gwlbtun started')) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`gwlbtun exited during start-up:\n${out}`);
+    if (Date.now() > deadline) {
+      await stopDaemon(d);
+      throw new Error(`gwlbtun did not start within ${readyTimeoutMs} ms:\n${out}`);
+    }
+    await sleep(50);
+  }
+  return d;
+}
+
+/** SIGTERM by PID (ip netns exec execs the daemon, so the PID is the daemon's), then SIGKILL. */
+export async function stopDaemon(d: Daemon, timeoutMs = 8000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGTERM');
+  const r = await Promise.race([d.exited, sleep(timeoutMs).then(() => null)]);
+  if (r !== null) return r;
+  d.proc.kill('SIGKILL');
+  return d.exited;
+}
+
+export interface EpReport {
+  eni: string;
+  name: string;
+  sent: number;
+  returned: number;
+  verified: number;
+  lost: number;
+  bad: Record<string, number>;
+}
+export interface EmuReport {
+  endpoints: EpReport[];
+  totals: Omit<EpReport, 'eni' | 'name'>;
+  elapsedMs: number;
+  pps: number;
+}
+
+/** Run the emulator CLI in the GWLB namespace and return its final report. */
+export async function runEmulator(t: Topology, args: string[], timeoutMs = 60000): Promise<EmuReport> {
+  const a = nsSpawnArgs(t.gwlbNs, process.execPath, [SIM_CLI, 'emulate', '--gwlb-ip', t.gwlbIp, '--appliance-ip', t.applianceIp, ...args]);
+  const proc = spawn(a.file, a.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  proc.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => proc.on('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  const line = out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { type: string })
+    .find((m) => m.type === 'report');
+  if (code !== 0 || line === undefined) throw new Error(`emulator failed (exit ${code}):\n${err}\n${out}`);
+  return line as unknown as EmuReport;
+}
+
+/** HTTP GET from inside a namespace (the health port listens in the appliance namespace). */
+export function httpGetInNs(ns: string, port: number, urlPath: string): { status: number; headers: Record<string, string>; body: string } {
+  const script = `
+    const http = require('node:http');
+    const req = http.get({ host: '127.0.0.1', port: ${port}, path: ${JSON.stringify(urlPath)}, timeout: 5000 }, (res) => {
+      let b = ''; res.setEncoding('utf8'); res.on('data', (c) => (b += c));
+      res.on('end', () => { process.stdout.write(JSON.stringify({ status: res.statusCode, headers: res.headers, body: b })); });
+    });
+    req.on('error', (e) => { process.stdout.write(JSON.stringify({ status: 0, headers: {}, body: String(e) })); });
+    req.on('timeout', () => req.destroy(new Error('timeout')));`;
+  const r = nsRun(ns, process.execPath, ['-e', script], 15000);
+  return JSON.parse(r.stdout) as { status: number; headers: Record<string, string>; body: string };
+}
+
+/** Parse Prometheus text into name{labels} -> value. */
+export function parseMetrics(text: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+  }
+  return m;
+}
+
+export function metrics(t: Topology, port: number): Map<string, number> {
+  const r = httpGetInNs(t.applianceNs, port, '/metrics');
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}: ${r.body}`);
+  return parseMetrics(r.body);
+}
+
+export interface LinkInfo {
+  ifname: string;
+  mtu: number;
+  flags: string[];
+  stats64?: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } };
+}
+
+export function links(ns: string): LinkInfo[] {
+  const r = nsRun(ns, 'ip', ['-s', '-j', 'link', 'show']);
+  if (r.status !== 0) throw new Error(`ip link show failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as LinkInfo[];
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10000, stepMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
+
+/** Send `count` UDP datagrams from inside a namespace (bounded), e.g. out of a gwo- interface. */
+export function udpSendInNs(ns: string, from: string, to: string, port: number, count: number): void {
+  const script = `
+    const dgram = require('node:dgram');
+    const s = dgram.createSocket('udp4');
+    s.bind(0, ${JSON.stringify(from)}, async () => {
+      for (let i = 0; i < ${count}; i++) await new Promise((r) => s.send(Buffer.from('probe ' + i), ${port}, ${JSON.stringify(to)}, () => r()));
+      s.close();
+    });`;
+  const r = nsRun(ns, process.execPath, ['-e', script], 10000);
+  if (r.status !== 0) throw new Error(`udp send in ${ns} failed: ${r.stderr}`);
+}

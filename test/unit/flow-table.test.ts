@@ -1,0 +1,432 @@
+// Unit tests of the shared flow table (src/flow/table.ts) and its clock (src/flow/clock.ts),
+// single-threaded. Concurrency: flow-concurrency.test.ts; model-based: flow-model.test.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  createFlowTableBuffer,
+  FlowTable,
+  FLOW_HEADER_MAX,
+  FLOW_LAYOUT,
+  UPSERT_EVICTED,
+  UPSERT_HEADER_TOO_LONG,
+  UPSERT_INSERTED,
+  UPSERT_REFRESHED,
+  flowTableBytes,
+} from '../../src/flow/table';
+import { nowTicks, TICKS_PER_SECOND } from '../../src/flow/clock';
+
+const TCP = 6;
+const UDP = 17;
+const ICMP = 1;
+const ICMP6 = 58;
+
+// Inner addresses only from the documentation ranges.
+const A4 = 0xc0000201; // 192.0.2.1
+const B4 = 0xc6336402; // 198.51.100.2
+const C4 = 0xcb007103; // 203.0.113.3
+const A6 = [0x20010db8, 0, 0, 1];
+const B6 = [0x20010db8, 0, 0xffff0000, 2];
+
+function key4(ep: number, proto: number, src: number, dst: number, sport: number, dport: number): Uint32Array {
+  const k = new Uint32Array(11);
+  k[0] = ep;
+  k[1] = (4 << 8) | proto;
+  k[2] = src;
+  k[6] = dst;
+  k[10] = ((sport << 16) | dport) >>> 0;
+  return k;
+}
+
+function key6(ep: number, proto: number, src: number[], dst: number[], sport: number, dport: number): Uint32Array {
+  const k = new Uint32Array(11);
+  k[0] = ep;
+  k[1] = (6 << 8) | proto;
+  for (let i = 0; i < 4; i++) {
+    k[2 + i] = src[i];
+    k[6 + i] = dst[i];
+  }
+  k[10] = ((sport << 16) | dport) >>> 0;
+  return k;
+}
+
+/** The same flow seen in the other direction. */
+function rev(k: Uint32Array): Uint32Array {
+  const r = new Uint32Array(11);
+  r[0] = k[0];
+  r[1] = k[1];
+  for (let i = 0; i < 4; i++) {
+    r[2 + i] = k[6 + i];
+    r[6 + i] = k[2 + i];
+  }
+  r[10] = ((k[10] << 16) | (k[10] >>> 16)) >>> 0;
+  return r;
+}
+
+/** A Geneve-like header of len bytes, in the middle of a bigger buffer (at offset 7). */
+function hdr(len: number, seed: number): { buf: Uint8Array; off: number; bytes: Uint8Array } {
+  const buf = new Uint8Array(len + 20).fill(0xaa);
+  for (let i = 0; i < len; i++) buf[7 + i] = (seed * 31 + i * 7) & 0xff;
+  return { buf, off: 7, bytes: buf.slice(7, 7 + len) };
+}
+
+const GWLB = 0xc6120001; // 198.18.0.1
+const LOCAL = 0xc6120a05; // 198.18.10.5
+
+function table(maxFlows: number): FlowTable {
+  return new FlowTable(createFlowTableBuffer(maxFlows));
+}
+
+/** Lookup into a fresh 200-byte buffer with the header ending at 120; checks the bytes around it. */
+function look(t: FlowTable, k: Uint32Array, now = 0): { len: number; bytes: Uint8Array | null } {
+  const out = new Uint8Array(200).fill(0xee);
+  const len = t.lookupInto(k, out, 120, now);
+  if (len < 0) return { len, bytes: null };
+  assert.equal(out[120], 0xee, 'byte at endOff untouched');
+  assert.equal(out[120 - len - 1], 0xee, 'byte before the header untouched');
+  return { len, bytes: out.slice(120 - len, 120) };
+}
+
+test('insert then lookup in both directions: IPv4/IPv6, with and without ports', () => {
+  const t = table(100);
+  const keys = [
+    key4(1, TCP, A4, B4, 40000, 443),
+    key4(1, UDP, C4, A4, 53, 5353),
+    key4(1, ICMP, A4, C4, 0, 0),
+    key6(1, TCP, A6, B6, 50000, 80),
+    key6(1, UDP, B6, A6, 1, 65535),
+    key6(1, ICMP6, A6, B6, 0, 0),
+  ];
+  keys.forEach((k, i) => {
+    const h = hdr(40, i);
+    assert.equal(t.upsert(k, h.buf, h.off, 40, GWLB + i, LOCAL, 10000 + i, 5), UPSERT_INSERTED);
+  });
+  assert.equal(t.size(), keys.length);
+  keys.forEach((k, i) => {
+    for (const q of [k, rev(k)]) {
+      const r = look(t, q, 6);
+      assert.equal(r.len, 40);
+      assert.deepEqual(r.bytes, hdr(40, i).bytes);
+      assert.equal(t.hitGwlbIp, GWLB + i);
+      assert.equal(t.hitLocalIp, LOCAL);
+      assert.equal(t.hitGwlbPort, 10000 + i);
+    }
+  });
+  // An upsert from the other direction is the same flow.
+  const h = hdr(40, 99);
+  assert.equal(t.upsert(rev(keys[0]), h.buf, h.off, 40, GWLB, LOCAL, 1, 7), UPSERT_REFRESHED);
+  assert.equal(t.size(), keys.length);
+});
+
+test('ports are part of the key; equal addresses order by port', () => {
+  const t = table(100);
+  const h = hdr(40, 1);
+  const k1 = key4(1, TCP, A4, B4, 1000, 80);
+  const k2 = key4(1, TCP, A4, B4, 1001, 80);
+  assert.equal(t.upsert(k1, h.buf, h.off, 40, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  assert.equal(look(t, k2).len, -1);
+  assert.equal(look(t, rev(k2)).len, -1);
+  // Same address on both sides (loopback-like): the ports decide the direction.
+  const k3 = key4(1, UDP, C4, C4, 7000, 53);
+  assert.equal(t.upsert(k3, h.buf, h.off, 40, GWLB, LOCAL, 2, 0), UPSERT_INSERTED);
+  assert.equal(look(t, rev(k3)).len, 40);
+  assert.equal(t.hitGwlbPort, 2);
+  assert.equal(look(t, key4(1, UDP, C4, C4, 7000, 54)).len, -1);
+  // A port-less key does not match a key with ports.
+  assert.equal(look(t, key4(1, TCP, A4, B4, 0, 0)).len, -1);
+});
+
+test('refresh replaces the header (new cookie) and the outer fields', () => {
+  const t = table(100);
+  const k = key4(3, TCP, A4, B4, 40000, 443);
+  const h1 = hdr(40, 1);
+  assert.equal(t.upsert(k, h1.buf, h1.off, 40, GWLB, LOCAL, 1111, 1), UPSERT_INSERTED);
+  // Same everything: refreshed.
+  assert.equal(t.upsert(k, h1.buf, h1.off, 40, GWLB, LOCAL, 1111, 2), UPSERT_REFRESHED);
+  // New cookie (last 4 bytes), other GWLB node, other port.
+  const h2 = hdr(40, 1);
+  h2.buf[h2.off + 39] ^= 0xff;
+  h2.bytes[39] ^= 0xff;
+  assert.equal(t.upsert(rev(k), h2.buf, h2.off, 40, GWLB + 1, LOCAL + 2, 2222, 3), UPSERT_REFRESHED);
+  let r = look(t, k);
+  assert.equal(r.len, 40);
+  assert.deepEqual(r.bytes, h2.bytes);
+  assert.equal(t.hitGwlbIp, GWLB + 1);
+  assert.equal(t.hitLocalIp, LOCAL + 2);
+  assert.equal(t.hitGwlbPort, 2222);
+  // A header of another length.
+  const h3 = hdr(32, 5);
+  assert.equal(t.upsert(k, h3.buf, h3.off, 32, GWLB, LOCAL, 3333, 4), UPSERT_REFRESHED);
+  r = look(t, rev(k));
+  assert.equal(r.len, 32);
+  assert.deepEqual(r.bytes, h3.bytes);
+  assert.equal(t.hitGwlbPort, 3333);
+  assert.equal(t.size(), 1);
+});
+
+test('the endpoint id, protocol and family are part of the key', () => {
+  const t = table(100);
+  const h = hdr(40, 1);
+  const k = key4(0x00030001, TCP, A4, B4, 40000, 443);
+  t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  assert.equal(look(t, key4(0x00040001, TCP, A4, B4, 40000, 443)).len, -1, 'other generation');
+  assert.equal(look(t, key4(0x00030002, TCP, A4, B4, 40000, 443)).len, -1, 'other slot');
+  assert.equal(look(t, key4(0x00030001, UDP, A4, B4, 40000, 443)).len, -1, 'other protocol');
+  const k6 = key4(0x00030001, TCP, A4, B4, 40000, 443);
+  k6[1] = (6 << 8) | TCP;
+  assert.equal(look(t, k6).len, -1, 'other family');
+  assert.equal(look(t, k).len, 40);
+});
+
+test('header longer than 60 bytes: UPSERT_HEADER_TOO_LONG and nothing stored; 0 and 60 are fine', () => {
+  const t = table(100);
+  const k = key4(1, TCP, A4, B4, 1, 2);
+  const h = hdr(64, 1);
+  assert.equal(t.upsert(k, h.buf, h.off, 61, GWLB, LOCAL, 1, 0), UPSERT_HEADER_TOO_LONG);
+  assert.equal(t.size(), 0);
+  assert.equal(look(t, k).len, -1);
+  assert.equal(t.upsert(k, h.buf, h.off, FLOW_HEADER_MAX, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  assert.deepEqual(look(t, k).bytes, h.bytes.subarray(0, 60));
+  // Too long on refresh: the stored entry stays as it was.
+  assert.equal(t.upsert(k, h.buf, h.off, 64, GWLB + 9, LOCAL, 9, 0), UPSERT_HEADER_TOO_LONG);
+  assert.equal(look(t, k).len, 60);
+  assert.equal(t.hitGwlbIp, GWLB);
+  const k2 = key4(1, TCP, A4, B4, 1, 3);
+  assert.equal(t.upsert(k2, h.buf, h.off, 0, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  assert.equal(look(t, k2).len, 0);
+});
+
+test('argument checks: header outside the buffer, endOff out of range', () => {
+  const t = table(10);
+  const k = key4(1, TCP, A4, B4, 1, 2);
+  const h = hdr(40, 1);
+  assert.throws(() => t.upsert(k, h.buf, h.buf.length - 10, 40, GWLB, LOCAL, 1, 0), RangeError);
+  assert.throws(() => t.upsert(k, h.buf, -1, 40, GWLB, LOCAL, 1, 0), RangeError);
+  assert.equal(t.size(), 0);
+  t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  assert.throws(() => t.lookupInto(k, new Uint8Array(50), 51, 0), RangeError);
+  assert.throws(() => t.lookupInto(k, new Uint8Array(50), 39, 0), RangeError);
+  assert.equal(t.lookupInto(k, new Uint8Array(50), 40, 0), 40);
+});
+
+test('geometry: shared by every instance over the buffer, 1M flows under 150 MB', () => {
+  assert.ok(flowTableBytes(1_000_000) < 150e6, `${flowTableBytes(1_000_000)} bytes`);
+  const sab = createFlowTableBuffer(1000);
+  const a = new FlowTable(sab);
+  const b = new FlowTable(sab);
+  assert.equal(a.buckets, Math.ceil(1100 / 8));
+  assert.equal(a.capacity, a.buckets * 8);
+  assert.equal(b.capacity, a.capacity);
+  const h = hdr(40, 4);
+  const k = key6(7, TCP, A6, B6, 1, 2);
+  a.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 9, 0);
+  assert.equal(b.size(), 1);
+  assert.equal(look(b, rev(k)).len, 40);
+  assert.throws(() => createFlowTableBuffer(0), RangeError);
+  assert.throws(() => createFlowTableBuffer(1.5), RangeError);
+  assert.throws(() => new FlowTable(new SharedArrayBuffer(4096)));
+});
+
+/** Deterministic distinct IPv4 TCP keys: i -> 192.0.2.x:port -> 198.51.100.y:443. */
+function nthKey(i: number, ep = 1): Uint32Array {
+  return key4(ep, TCP, 0xc0000200 | (i & 0xff), 0xc6336400 | ((i >>> 8) & 0xff), 1024 + (i >>> 16), 443);
+}
+
+test('capacity: maxFlows flows fit without evictions; beyond, evictions and size <= capacity', () => {
+  const maxFlows = 5000;
+  const t = table(maxFlows);
+  const h = hdr(40, 1);
+  let evicted = 0;
+  for (let i = 0; i < maxFlows; i++) {
+    const r = t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, i);
+    assert.ok(r === UPSERT_INSERTED || r === UPSERT_EVICTED);
+    if (r === UPSERT_EVICTED) evicted++;
+  }
+  // Two choices + one displacement level: ~91% fill before the first eviction on average.
+  assert.ok(evicted <= maxFlows * 0.002, `${evicted} evictions while filling to maxFlows`);
+  for (let i = maxFlows; i < 3 * t.capacity; i++) {
+    const r = t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, i);
+    if (r === UPSERT_EVICTED) evicted++;
+    else assert.equal(r, UPSERT_INSERTED);
+    assert.ok(t.size() <= t.capacity);
+  }
+  assert.ok(evicted > t.capacity, `${evicted} evictions`);
+  assert.ok(t.size() >= t.capacity * 0.97, `size ${t.size()} of ${t.capacity}`);
+  // Every flow counted is findable exactly once (no duplicates single-threaded).
+  let hits = 0;
+  const out = new Uint8Array(64);
+  for (let i = 0; i < 3 * t.capacity; i++) if (t.lookupInto(nthKey(i), out, 64, 0) >= 0) hits++;
+  assert.equal(hits, t.size());
+  // The most recent flows survived (evictions take the idle-longest of the 16 candidates).
+  let recent = 0;
+  for (let i = 3 * t.capacity - 500; i < 3 * t.capacity; i++) if (t.lookupInto(nthKey(i), out, 64, 0) >= 0) recent++;
+  assert.ok(recent >= 490, `${recent} of the last 500 flows present`);
+});
+
+test('eviction takes the flow idle longest (a lookup counts as use)', () => {
+  const t = table(7); // one bucket of 8: both candidate buckets are the same
+  assert.equal(t.buckets, 1);
+  assert.equal(t.capacity, 8);
+  const h = hdr(40, 1);
+  for (let i = 0; i < 8; i++) assert.equal(t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, 10 + i), UPSERT_INSERTED);
+  assert.equal(look(t, rev(nthKey(0)), 20).len, 40); // flow 0 used at 20: now flow 1 is the oldest
+  assert.equal(t.upsert(nthKey(100), h.buf, h.off, 40, GWLB, LOCAL, 1, 21), UPSERT_EVICTED);
+  assert.equal(t.size(), 8);
+  assert.equal(look(t, nthKey(1)).len, -1);
+  assert.equal(look(t, nthKey(0), 22).len, 40);
+  assert.equal(look(t, nthKey(100), 22).len, 40);
+  // Flow 2 refreshed by an upsert: flow 3 goes next.
+  t.upsert(nthKey(2), h.buf, h.off, 40, GWLB, LOCAL, 1, 23);
+  assert.equal(t.upsert(nthKey(101), h.buf, h.off, 40, GWLB, LOCAL, 1, 24), UPSERT_EVICTED);
+  assert.equal(look(t, nthKey(3)).len, -1);
+  assert.equal(look(t, nthKey(2)).len, 40);
+  assert.equal(t.size(), 8);
+});
+
+test('sweep: TCP and other idle timeouts, strictly longer than the limit', () => {
+  const t = table(100);
+  const h = hdr(40, 1);
+  const tcp = key4(1, TCP, A4, B4, 1, 2);
+  const udp = key4(1, UDP, A4, B4, 1, 2);
+  const icmp6 = key6(1, ICMP6, A6, B6, 0, 0);
+  for (const k of [tcp, udp, icmp6]) t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 1000);
+  const TCP_IDLE = 350 * TICKS_PER_SECOND;
+  const OTHER_IDLE = 120 * TICKS_PER_SECOND;
+  assert.equal(t.sweep(1000 + OTHER_IDLE, TCP_IDLE, OTHER_IDLE, t.buckets, null), 0);
+  assert.equal(t.sweep(1000 + OTHER_IDLE + 1, TCP_IDLE, OTHER_IDLE, t.buckets, null), 2);
+  assert.equal(t.size(), 1);
+  assert.equal(look(t, udp).len, -1);
+  assert.equal(look(t, icmp6).len, -1);
+  assert.equal(t.sweep(1000 + TCP_IDLE, TCP_IDLE, OTHER_IDLE, t.buckets, null), 0);
+  assert.equal(look(t, tcp).len, 40); // (lookup at tick 0 is far in the past: no refresh effect)
+  assert.equal(t.sweep(1000 + TCP_IDLE + 1, TCP_IDLE, OTHER_IDLE, t.buckets, null), 1);
+  assert.equal(t.size(), 0);
+  assert.equal(look(t, tcp).len, -1);
+});
+
+test('sweep: a lookup or a refresh keeps a flow alive', () => {
+  const t = table(100);
+  const h = hdr(40, 1);
+  const a = key4(1, UDP, A4, B4, 1, 2);
+  const b = key4(1, UDP, A4, C4, 1, 2);
+  const c = key4(1, UDP, B4, C4, 1, 2);
+  for (const k of [a, b, c]) t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  assert.equal(look(t, rev(a), 90).len, 40);
+  t.upsert(b, h.buf, h.off, 40, GWLB, LOCAL, 1, 95);
+  assert.equal(t.sweep(101, 1000, 100, t.buckets, null), 1);
+  assert.equal(look(t, c).len, -1);
+  assert.equal(t.sweep(191, 1000, 100, t.buckets, null), 1); // a (seen 90)
+  assert.equal(t.sweep(196, 1000, 100, t.buckets, null), 1); // b (seen 95)
+  assert.equal(t.size(), 0);
+});
+
+test('sweep: flows of endpoints that are no longer live go at once', () => {
+  const t = table(100);
+  const h = hdr(40, 1);
+  const live1 = 0x00010001;
+  const dead = 0x80020002; // generation with the top bit set: passed as unsigned
+  for (let i = 0; i < 10; i++) {
+    t.upsert(nthKey(i, live1), h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+    t.upsert(nthKey(i, dead), h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  }
+  const seen = new Set<number>();
+  const removed = t.sweep(1, 3500, 1200, t.buckets, (ep) => {
+    seen.add(ep);
+    return ep !== dead;
+  });
+  assert.equal(removed, 10);
+  assert.deepEqual([...seen].sort(), [live1, dead].sort());
+  assert.equal(t.size(), 10);
+  for (let i = 0; i < 10; i++) {
+    assert.equal(look(t, nthKey(i, live1)).len, 40);
+    assert.equal(look(t, nthKey(i, dead)).len, -1);
+  }
+});
+
+test('sweep: incremental budget covers the whole table after buckets/budget calls', () => {
+  const t = table(2000);
+  const h = hdr(40, 1);
+  const n = 1500;
+  for (let i = 0; i < n; i++) t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  assert.equal(t.size(), n);
+  const budget = 16;
+  const calls = Math.ceil(t.buckets / budget);
+  let total = 0;
+  let prevSize = t.size();
+  for (let c = 0; c < calls; c++) {
+    const r = t.sweep(1000, 10, 10, budget, null);
+    assert.ok(r <= budget * 8);
+    total += r;
+    assert.equal(t.size(), prevSize - r);
+    prevSize = t.size();
+    if (c < calls - 2) assert.ok(t.size() > 0, 'not everything after a few calls');
+  }
+  assert.equal(total, n);
+  assert.equal(t.size(), 0);
+  // Budgets larger than the table examine it once.
+  for (let i = 0; i < 10; i++) t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  assert.equal(t.sweep(1000, 10, 10, 10 * t.buckets, null), 10);
+  assert.equal(t.sweep(1000, 10, 10, 0, null), 0);
+});
+
+test('ticks wrap: idle times are 32-bit differences', () => {
+  const t = table(100);
+  const h = hdr(40, 1);
+  const k = key4(1, UDP, A4, B4, 1, 2);
+  const t0 = 2 ** 31 - 5; // stored as Int32: wraps to negative
+  t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, t0);
+  assert.equal(t.sweep(t0 + 100, 100, 100, t.buckets, null), 0);
+  assert.equal(look(t, k, t0 + 50).len, 40);
+  assert.equal(t.sweep(t0 + 150, 100, 100, t.buckets, null), 0);
+  assert.equal(t.sweep(t0 + 151, 100, 100, t.buckets, null), 1);
+  // Beyond 2^32 as well.
+  t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 2 ** 32 + 7);
+  assert.equal(t.sweep(2 ** 32 + 107, 100, 100, t.buckets, null), 0);
+  assert.equal(t.sweep(2 ** 32 + 108, 100, 100, t.buckets, null), 1);
+});
+
+test('an entry left locked by a dead writer is reclaimed by sweep after STUCK_TICKS', () => {
+  const sab = createFlowTableBuffer(100);
+  const t = new FlowTable(sab);
+  const raw = new Int32Array(sab);
+  const h = hdr(40, 1);
+  const k = key4(1, TCP, A4, B4, 1, 2);
+  t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  const base = FLOW_LAYOUT.entriesBase(t.buckets);
+  let locked = -1;
+  for (let i = 0; i < t.capacity; i++) {
+    const e = base + i * FLOW_LAYOUT.E_WORDS;
+    if (raw[e] & FLOW_LAYOUT.ST_OCC) {
+      raw[e] |= FLOW_LAYOUT.ST_WRITING; // as if a worker died between claim and publish
+      locked = e;
+    }
+  }
+  assert.ok(locked >= 0);
+  // Lookups treat it as a miss (bounded spin), upserts go around it (a new copy).
+  assert.equal(look(t, k).len, -1);
+  assert.equal(t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 2, 0), UPSERT_INSERTED);
+  assert.equal(look(t, k).len, 40);
+  assert.equal(t.hitGwlbPort, 2);
+  assert.equal(t.size(), 2);
+  const S = FLOW_LAYOUT.STUCK_TICKS;
+  assert.equal(t.sweep(100, 10000, 10000, t.buckets, null), 0);
+  assert.equal(t.sweep(100 + S - 1, 10000, 10000, t.buckets, null), 0);
+  assert.ok(raw[locked] & FLOW_LAYOUT.ST_WRITING);
+  assert.equal(t.sweep(100 + S, 10000, 10000, t.buckets, null), 1);
+  assert.equal(raw[locked] & 3, 0, 'free and unlocked');
+  assert.equal(t.size(), 1);
+  assert.equal(look(t, k).len, 40);
+});
+
+test('clock: deciseconds since 2024-01-01, agreeing with Date.now()', () => {
+  assert.equal(TICKS_PER_SECOND, 10);
+  const a = nowTicks();
+  assert.ok(Number.isInteger(a));
+  const wall = Math.floor((Date.now() - Date.UTC(2024, 0, 1)) / 100);
+  assert.ok(Math.abs(a - wall) <= 2, `${a} vs ${wall}`);
+  let prev = a;
+  for (let i = 0; i < 1000; i++) {
+    const b = nowTicks();
+    assert.ok(b >= prev);
+    prev = b;
+  }
+});

@@ -1,0 +1,405 @@
+// Tests of the C addon (src/native/gwlbtun.c) against its contract (src/io/native.ts).
+// Needs root (raw sockets, TUN, network namespaces). UDP/raw traffic stays on loopback
+// (127.0.0.1/127.0.0.2); TUN traffic stays inside a namespace created and removed here.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { native, type NativeAddon } from '../../src/io/native';
+import { writeIpv4Udp } from './helpers/native-packets';
+import type { ChildReport } from './helpers/native-ns-child';
+
+const isRoot = process.getuid?.() === 0;
+const needRoot = isRoot ? {} : { skip: 'needs root (raw sockets, TUN, netns)' };
+const a: NativeAddon = native();
+const LO1 = 0x7f000001; // 127.0.0.1
+const LO2 = 0x7f000002; // 127.0.0.2: also local, so pktinfo's destination differs from the source
+const enc = new TextEncoder();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function codeOf(f: () => unknown): { code: unknown; errno: unknown; message: string; name: string } {
+  try {
+    f();
+  } catch (e) {
+    const x = e as Error & { code?: unknown; errno?: unknown };
+    return { code: x.code, errno: x.errno, message: x.message, name: x.name };
+  }
+  assert.fail('expected a throw');
+}
+
+/** udpOpen on a free high port: tries 40000 + pid%1000, then further ports on EADDRINUSE. */
+function openFreeUdp(reusePort: boolean, rcvbuf = 0): { fd: number; port: number } {
+  const base = 40000 + (process.pid % 1000);
+  for (let k = 0; k < 50; k++) {
+    const port = base + ((k * 997) % 20000);
+    try {
+      return { fd: a.udpOpen(port, rcvbuf, reusePort), port };
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EADDRINUSE') throw e;
+    }
+  }
+  throw new Error('no free UDP port found');
+}
+
+/** Receives until `want` datagrams arrived or 2 s passed (bounded). */
+async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, meta: Int32Array,
+  perCall = want): Promise<number> {
+  let got = 0;
+  const tmpMeta = new Int32Array(perCall * 5);
+  const deadline = Date.now() + 2000;
+  while (got < want && Date.now() < deadline) {
+    const max = Math.min(perCall, want - got);
+    const n = a.udpRecv(fd, buf.subarray(got * slot), slot, max, tmpMeta);
+    assert.ok(n >= 0, `udpRecv returned ${n}`);
+    meta.set(tmpMeta.subarray(0, n * 5), got * 5);
+    got += n;
+    if (n === 0) await sleep(5);
+  }
+  return got;
+}
+
+test('exports exactly the contract functions', () => {
+  assert.deepEqual(Object.keys(a).sort(), [
+    'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkSetup', 'rawOpen',
+    'rawSend', 'setAffinity', 'tunOpen', 'tunRead', 'tunWrite', 'udpOpen', 'udpRecv',
+  ]);
+});
+
+test('rawSend -> udpRecv on loopback: payload, addresses, pktinfo, truncation', needRoot, async () => {
+  const { fd, port } = openFreeUdp(false);
+  const raw = a.rawOpen(1 << 20);
+  try {
+    const buf = new Uint8Array(16 * 2048);
+    const meta = new Int32Array(16 * 5);
+    assert.equal(a.udpRecv(fd, buf, 2048, 16, meta), 0, 'nothing queued yet');
+
+    const out = new Uint8Array(4096);
+    const status = new Int32Array([-1]);
+    const len = writeIpv4Udp(out, 100, '127.0.0.1', '127.0.0.2', 12345, port, enc.encode('hello gwlbtun'));
+    assert.equal(a.rawSend(raw, out, new Int32Array([100, len, LO2]), 1, status), 1);
+    assert.equal(status[0], 0);
+    assert.equal(await recvAll(fd, buf, 2048, 1, meta), 1);
+    assert.equal(meta[0], 13);
+    assert.equal(Buffer.from(buf.subarray(0, 13)).toString(), 'hello gwlbtun');
+    assert.equal(meta[1]! >>> 0, LO1, 'source IPv4');
+    assert.equal(meta[2], 12345, 'source port');
+    assert.equal(meta[3]! >>> 0, LO2, 'pktinfo destination');
+    assert.equal(meta[4], 0, 'not truncated');
+
+    // 100-byte payload into 32-byte slots: 32 bytes stored, bit 0 set, next slot untouched.
+    const big = new Uint8Array(100).map((_, i) => i);
+    const len2 = writeIpv4Udp(out, 0, '127.0.0.1', '127.0.0.1', 2000, port, big);
+    assert.equal(a.rawSend(raw, out, new Int32Array([0, len2, LO1]), 1, status), 1);
+    const small = new Uint8Array(64).fill(0xee);
+    const m2 = new Int32Array(10);
+    let n = 0;
+    for (let i = 0; i < 400 && n === 0; i++) {
+      n = a.udpRecv(fd, small, 32, 1, m2);
+      if (n === 0) await sleep(5);
+    }
+    assert.equal(n, 1);
+    assert.equal(m2[0], 32);
+    assert.equal(m2[4]! & 1, 1, 'truncated flag');
+    assert.deepEqual(Array.from(small.subarray(0, 32)), Array.from(big.subarray(0, 32)));
+    assert.ok(small.subarray(32).every((x) => x === 0xee), 'bytes after the slot untouched');
+    assert.equal(m2[3]! >>> 0, LO1);
+  } finally {
+    a.close(fd);
+    a.close(raw);
+  }
+});
+
+test('batches: 64 packets in slices, and 300 (more than one internal chunk) at once', needRoot, async () => {
+  const { fd, port } = openFreeUdp(false, 8 << 20);
+  const raw = a.rawOpen(0);
+  try {
+    const out = new Uint8Array(300 * 64);
+    const smeta = new Int32Array(300 * 3);
+    for (let i = 0; i < 300; i++) {
+      const p = enc.encode(`pkt-${String(i).padStart(4, '0')}`); // 8 bytes
+      smeta[i * 3] = i * 64;
+      smeta[i * 3 + 1] = writeIpv4Udp(out, i * 64, '127.0.0.1', '127.0.0.1', 3000 + i, port, p);
+      smeta[i * 3 + 2] = LO1;
+    }
+    const status = new Int32Array(1);
+    const buf = new Uint8Array(400 * 64);
+    const meta = new Int32Array(400 * 5);
+
+    assert.equal(a.rawSend(raw, out, smeta, 64, status), 64);
+    assert.equal(status[0], 0);
+    assert.equal(await recvAll(fd, buf, 64, 64, meta, 10), 64, 'received in calls of at most 10');
+    for (let i = 0; i < 64; i++) {
+      assert.equal(meta[i * 5], 8);
+      assert.equal(meta[i * 5 + 2], 3000 + i);
+      assert.equal(Buffer.from(buf.subarray(i * 64, i * 64 + 8)).toString(), `pkt-${String(i).padStart(4, '0')}`);
+    }
+    assert.equal(a.udpRecv(fd, buf, 64, 400, meta), 0);
+
+    // 300 > the C side's 256-message chunk: both rawSend and udpRecv must loop internally.
+    assert.equal(a.rawSend(raw, out, smeta, 300, status), 300);
+    await sleep(100); // loopback delivery is done in softirq; leave it time even on a loaded box
+    assert.equal(a.udpRecv(fd, buf, 64, 400, meta), 300, 'one call returns everything queued');
+    for (let i = 0; i < 300; i++) assert.equal(meta[i * 5 + 2], 3000 + i);
+  } finally {
+    a.close(fd);
+    a.close(raw);
+  }
+});
+
+test('rawSend stops at a failing packet and reports its errno', needRoot, async () => {
+  const { fd, port } = openFreeUdp(false);
+  const raw = a.rawOpen(0);
+  try {
+    const out = new Uint8Array(256);
+    const l = writeIpv4Udp(out, 0, '127.0.0.1', '127.0.0.1', 4000, port, enc.encode('x'));
+    // Packet 1 is 10 bytes: shorter than its own IPv4 header, the kernel refuses it (EINVAL).
+    const smeta = new Int32Array([0, l, LO1, 0, 10, LO1, 0, l, LO1]);
+    const status = new Int32Array(1);
+    assert.equal(a.rawSend(raw, out, smeta, 3, status), 1);
+    assert.equal(status[0], os.constants.errno.EINVAL);
+    assert.equal(await recvAll(fd, new Uint8Array(2048), 2048, 1, new Int32Array(5)), 1);
+  } finally {
+    a.close(fd);
+    a.close(raw);
+  }
+});
+
+test('udpOpen: EADDRINUSE without reusePort, shared port with it', needRoot, () => {
+  const first = openFreeUdp(false);
+  try {
+    const e = codeOf(() => a.udpOpen(first.port, 0, false));
+    assert.equal(e.code, 'EADDRINUSE');
+    assert.equal(e.errno, os.constants.errno.EADDRINUSE);
+    assert.equal(e.message, `udpOpen(${first.port}): bind: Address already in use`);
+  } finally {
+    a.close(first.fd);
+  }
+  const s1 = openFreeUdp(true);
+  try {
+    const s2 = a.udpOpen(s1.port, 0, true);
+    a.close(s2);
+  } finally {
+    a.close(s1.fd);
+  }
+});
+
+test('epoll on a UDP socket: idle timeout, then readiness', needRoot, async () => {
+  const { fd, port } = openFreeUdp(false);
+  const raw = a.rawOpen(0);
+  const ep = a.epollCreate();
+  try {
+    a.epollAdd(ep, fd);
+    const fds = new Int32Array(8);
+    assert.equal(a.epollWait(ep, fds, 0), 0);
+    const t0 = process.hrtime.bigint();
+    assert.equal(a.epollWait(ep, fds, 50), 0);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    assert.ok(ms >= 40 && ms < 1000, `idle wait took ${ms} ms`);
+
+    const out = new Uint8Array(64);
+    const l = writeIpv4Udp(out, 0, '127.0.0.1', '127.0.0.1', 5000, port, enc.encode('wake'));
+    assert.equal(a.rawSend(raw, out, new Int32Array([0, l, LO1]), 1, new Int32Array(1)), 1);
+    let n = 0;
+    for (let i = 0; i < 20 && n === 0; i++) n = a.epollWait(ep, fds, 100);
+    assert.equal(n, 1);
+    assert.equal(fds[0], fd);
+    assert.equal(a.udpRecv(fd, new Uint8Array(64), 64, 1, new Int32Array(5)), 1);
+    assert.equal(a.epollWait(ep, fds, 0), 0, 'drained');
+
+    // Two ready sockets: both reported; a 1-element fds array gets exactly one.
+    const other = openFreeUdp(false);
+    try {
+      a.epollAdd(ep, other.fd);
+      const l2 = writeIpv4Udp(out, 32, '127.0.0.1', '127.0.0.1', 5001, other.port, enc.encode('wake'));
+      assert.equal(a.rawSend(raw, out, new Int32Array([0, l, LO1, 32, l2, LO1]), 2, new Int32Array(1)), 2);
+      n = 0;
+      for (let i = 0; i < 20 && n < 2; i++) n = a.epollWait(ep, fds.fill(-1), 100);
+      assert.equal(n, 2);
+      assert.deepEqual([fds[0], fds[1]].sort(), [fd, other.fd].sort());
+      assert.equal(fds[2], -1);
+      const one = new Int32Array(1);
+      assert.equal(a.epollWait(ep, one, 0), 1);
+      assert.ok(one[0] === fd || one[0] === other.fd);
+      a.epollDel(ep, other.fd);
+    } finally {
+      a.close(other.fd);
+    }
+    assert.equal(a.udpRecv(fd, new Uint8Array(64), 64, 1, new Int32Array(5)), 1);
+
+    a.epollDel(ep, fd);
+    a.epollDel(ep, fd); // ENOENT ignored
+    a.epollDel(ep, 1_000_000); // EBADF ignored
+    assert.equal(codeOf(() => a.epollAdd(ep, 1_000_000)).code, 'EBADF');
+  } finally {
+    a.close(ep);
+    a.close(fd);
+    a.close(raw);
+  }
+});
+
+test('bad arguments throw TypeError/RangeError and touch nothing', () => {
+  const u8 = new Uint8Array(1024);
+  const i32 = new Int32Array(10);
+  const range = (f: () => unknown): void => assert.equal(codeOf(f).name, 'RangeError');
+  const type = (f: () => unknown): void => assert.equal(codeOf(f).name, 'TypeError');
+  const any = a as unknown as Record<string, (...args: unknown[]) => unknown>;
+  // Descriptor 1_000_000 is never open: if validation failed to throw, the syscall would only
+  // fail with EBADF, not touch memory.
+  const BAD = 1_000_000;
+
+  range(() => a.udpRecv(BAD, u8, 512, 3, new Int32Array(15))); // 3 slots of 512 > 1024 bytes
+  range(() => a.udpRecv(BAD, u8, 256, 4, new Int32Array(19))); // meta one short
+  range(() => a.udpRecv(BAD, u8, 0, 1, i32)); // slotSize 0
+  range(() => a.udpRecv(BAD, u8, 256, -1, i32));
+  range(() => a.udpRecv(BAD, u8, 1.5, 1, i32));
+  range(() => a.udpRecv(BAD, u8, Number.NaN, 1, i32));
+  type(() => a.udpRecv(BAD, new Int32Array(256) as unknown as Uint8Array, 256, 1, i32));
+  type(() => a.udpRecv(BAD, u8, 256, 1, new Uint32Array(5) as unknown as Int32Array));
+  type(() => any.udpRecv!(BAD, [1, 2, 3], 1, 1, i32));
+  type(() => any.udpRecv!(BAD, u8));
+  assert.equal(a.udpRecv(BAD, Buffer.alloc(64), 64, 1, new Int32Array(5)), -os.constants.errno.EBADF,
+    'a Buffer is accepted; I/O errors are returned as -errno');
+
+  range(() => a.rawSend(BAD, u8, new Int32Array([1000, 25, LO1]), 1, i32)); // past the end
+  range(() => a.rawSend(BAD, u8, new Int32Array([-1, 20, LO1]), 1, i32));
+  range(() => a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 2, i32)); // meta too short
+  range(() => a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 1, new Int32Array(0)));
+  const st = new Int32Array(1);
+  assert.equal(a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 1, st), 0);
+  assert.equal(st[0], os.constants.errno.EBADF);
+
+  range(() => a.tunRead(BAD, u8, 256, 0, 3, 2, i32)); // slots 3..4 end past 1024 bytes
+  range(() => a.tunRead(BAD, u8, 256, 0, 0, 4, new Int32Array(3))); // lens too short
+  range(() => a.tunRead(BAD, u8, 256, 256, 0, 1, i32)); // headroom leaves no room
+  range(() => a.tunRead(BAD, u8, 256, -1, 0, 1, i32));
+  assert.equal(a.tunRead(BAD, u8, 256, 16, 1, 2, i32), -os.constants.errno.EBADF);
+
+  range(() => a.tunWrite(u8, new Int32Array([BAD, 1020, 5]), 1));
+  range(() => a.tunWrite(u8, new Int32Array([BAD, 0, 5]), 2));
+  const wm = new Int32Array([BAD, 0, 5]);
+  assert.equal(a.tunWrite(u8, wm, 1), 0);
+  assert.equal(wm[2], -os.constants.errno.EBADF);
+
+  range(() => a.tunOpen('x'.repeat(16)));
+  range(() => a.tunOpen(''));
+  type(() => any.tunOpen!(5));
+  assert.equal(a.ifIndex('x'.repeat(40)), 0);
+  assert.equal(a.ifIndex('gwt-none-' + (process.pid % 1000)), 0);
+  assert.ok(a.ifIndex('lo') > 0);
+  range(() => a.udpOpen(70000, 0, false));
+  type(() => any.udpOpen!(40000, 0, 1));
+  range(() => a.epollWait(BAD, new Int32Array(0), 0));
+  range(() => a.epollWait(BAD, i32, -1));
+  range(() => a.setAffinity([-1]));
+  range(() => a.setAffinity([1 << 20]));
+  type(() => any.setAffinity!(0));
+  a.close(BAD); // EBADF ignored
+});
+
+/** This thread's Cpus_allowed_list, e.g. '0-1' or '2,5'. */
+function allowedList(): string {
+  return fs.readFileSync('/proc/thread-self/status', 'utf8').match(/Cpus_allowed_list:\s*(\S+)/)![1]!;
+}
+
+/** '0-2,5' -> [0, 1, 2, 5] */
+function parseCpuList(s: string): number[] {
+  const out: number[] = [];
+  for (const part of s.split(',')) {
+    const [lo, hi] = part.split('-').map(Number);
+    for (let c = lo!; c <= (hi ?? lo)!; c++) out.push(c);
+  }
+  return out;
+}
+
+test('loads in several worker threads; setAffinity pins only the calling thread', async () => {
+  const addon = path.resolve(__dirname, '..', '..', '..', 'build', 'gwlbtun.node');
+  const mainBefore = allowedList();
+  const allowed = parseCpuList(mainBefore); // a container may allow only some CPUs
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const fs = require('node:fs');
+    const a = require(workerData.addon);
+    a.setAffinity([workerData.cpu]);
+    const cpus = fs.readFileSync('/proc/thread-self/status', 'utf8').match(/Cpus_allowed_list:\\s*(\\S+)/)[1];
+    const fd = a.udpOpen(0, 0, false);
+    const n = a.udpRecv(fd, new Uint8Array(64), 64, 1, new Int32Array(5));
+    a.close(fd);
+    parentPort.postMessage({ cpus, n });`;
+  const run = (cpu: number): Promise<{ cpus: string; n: number }> => new Promise((resolve, reject) => {
+    const w = new Worker(code, { eval: true, workerData: { addon, cpu } });
+    const timer = setTimeout(() => {
+      void w.terminate();
+      reject(new Error('worker timed out'));
+    }, 10000);
+    w.once('message', (m: { cpus: string; n: number }) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+    w.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+  const cpus = [0, 1, 2, 3].map((i) => allowed[i % allowed.length]!);
+  const results = await Promise.all(cpus.map(run));
+  for (let i = 0; i < cpus.length; i++) {
+    assert.equal(results[i]!.cpus, String(cpus[i]));
+    assert.equal(results[i]!.n, 0);
+  }
+  assert.equal(allowedList(), mainBefore, 'main thread affinity unchanged');
+});
+
+test('TUN queues, link setup, tunWrite/tunRead and epoll inside a network namespace', needRoot, () => {
+  const ns = `gwt-native-${process.pid}`;
+  const child = path.join(__dirname, 'helpers', 'native-ns-child.js');
+  execFileSync('ip', ['netns', 'add', ns]);
+  let out = '';
+  try {
+    try {
+      out = execFileSync('ip', ['netns', 'exec', ns, process.execPath, child, 'gwi-test'], {
+        encoding: 'utf8', timeout: 30000, killSignal: 'SIGKILL', stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (e) {
+      const x = e as { stdout?: string; stderr?: string; message: string };
+      assert.fail(`child failed: ${x.message}\nstdout: ${x.stdout}\nstderr: ${x.stderr}`);
+    }
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+  const r = JSON.parse(out) as ChildReport;
+  assert.equal(r.error, undefined);
+  const E = os.constants.errno;
+  assert.ok(r.ifIndexOpen > 0);
+  assert.equal(r.longNameError, 'ERR_OUT_OF_RANGE');
+  assert.equal(r.noDevError.code, 'ENODEV');
+  assert.equal(r.noDevError.errno, E.ENODEV);
+  assert.equal(r.noDevError.message, 'linkSetup(gwt-nodev0): SIOCSIFMTU: No such device');
+  assert.equal(r.mtu, 8500);
+  assert.equal(r.flags & 1, 1, 'IFF_UP');
+  assert.ok(['up', 'unknown'].includes(r.operstate), `operstate ${r.operstate}`);
+  assert.deepEqual(r.idleReads, [0, 0]);
+  assert.equal(r.writeReturn, 2);
+  assert.deepEqual(r.writeStatus.slice(6), [1_000_000, 0, -E.EBADF]);
+  assert.equal(r.rxDelta, 2);
+  assert.equal(r.epollIdle, 0);
+
+  const payload = Buffer.from('gwlbtun-native-test');
+  assert.equal(r.readReturn, 1);
+  assert.equal(r.readLen, 28 + payload.length);
+  assert.equal(r.readLen0, -7, 'slots before firstSlot untouched');
+  const p = Buffer.from(r.readPacketHex, 'hex');
+  assert.equal(p[0], 0x45);
+  assert.equal(p[9], 17);
+  assert.deepEqual([...p.subarray(16, 20)], [198, 51, 100, 7]);
+  assert.equal(p.readUInt16BE(22), 9);
+  assert.deepEqual(p.subarray(28), payload);
+  assert.ok(r.guardIntact, 'headroom and other slots untouched');
+  assert.equal(r.truncReturn, 1);
+  assert.equal(r.truncLen, 64);
+  assert.ok(r.truncGuardIntact);
+  assert.equal(r.ifIndexClosed, 0, 'device gone after its last queue closed');
+  assert.equal(r.readAfterClose, -E.EBADF);
+});
