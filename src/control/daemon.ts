@@ -18,7 +18,7 @@ import { nowTicks, TICKS_PER_SECOND } from '../flow/clock';
 import { CounterReader, createCountersBuffer, C, EP } from '../dataplane/counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
 import { runHook, SerialQueues, type HookResult } from './hooks';
-import { LEVEL, type Logger } from '../ops/log';
+import { LEVEL, type Logger, type Section } from '../ops/log';
 
 export const TUN_MTU = 8500;
 
@@ -183,6 +183,7 @@ export class Daemon {
       counterSab: this.counterSab,
       ctrlSab: this.ctrlSab,
       hexDump: this.opts.hexDump,
+      logDrops: this.opts.hexDump || this.log.enabled('geneve', LEVEL.debug) || this.log.enabled('tunnel', LEVEL.debug),
       port: port2,
     };
     Atomics.store(this.ctrl, index * CTRL_CELLS + CTRL_STOP, 0);
@@ -267,7 +268,12 @@ export class Daemon {
         this.log.important('tunnel', `interface of endpoint ${e.hex} went away (errno ${m.errno}); tearing it down`);
         void this.destroy(e, 'device deleted');
       }
-    } else if (m.t === 'log') this.log.log(m.section as 'core', m.level, m.msg);
+    } else if (m.t === 'log') {
+      // -x asks for the dumps whatever the level; otherwise the section's level decides.
+      const section = m.section as Section;
+      if (this.opts.hexDump && !this.log.enabled(section, m.level)) this.log.log(section, LEVEL.important, m.msg);
+      else this.log.log(section, m.level, m.msg);
+    }
   }
 
   private onNewEni(worker: number, hi: number, lo: number): void {

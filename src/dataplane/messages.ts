@@ -22,7 +22,10 @@ export interface WorkerConfig {
   flowSab: SharedArrayBuffer | null;
   counterSab: SharedArrayBuffer;
   ctrlSab: SharedArrayBuffer;
+  /** -x: hex dumps in the dropped-packet log lines. */
   hexDump: boolean;
+  /** Log dropped packets (rate-limited): -x, or debug level for geneve/tunnel. */
+  logDrops: boolean;
 }
 
 /** Int32 cells of the control buffer (one block of CTRL_CELLS per worker). */

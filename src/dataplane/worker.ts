@@ -19,7 +19,7 @@ import { native } from '../io/native';
 import { parseGeneve, GeneveInfo, GENEVE_PORT } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
-import { Drop } from '../wire/reasons';
+import { Drop, DROP_NAMES } from '../wire/reasons';
 import {
   FlowTable,
   FLOW_HEADER_MAX,
@@ -153,6 +153,39 @@ function dropEp(reason: number, slot: number): void {
   counters[GLOBAL_CELLS + slot * EP_STRIDE + EP.DROPS] += 1;
 }
 
+// Dropped-packet log lines (-d / -x): off the fast path unless enabled, and at most
+// LOG_PER_SECOND per worker, so a flood of bad packets cannot flood the log.
+const LOG_PER_SECOND = 10;
+let logWindowMs = 0;
+let logInWindow = 0;
+let logSuppressed = 0;
+function logDrop(reason: number, section: string, buf: Uint8Array, off: number, len: number): void {
+  if (!cfg.logDrops) return;
+  if (nowMs - logWindowMs >= 1000) {
+    logWindowMs = nowMs;
+    logInWindow = 0;
+  }
+  if (logInWindow >= LOG_PER_SECOND) {
+    logSuppressed++;
+    return;
+  }
+  logInWindow++;
+  let msg = `worker ${cfg.index}: dropped ${len}-byte packet: ${DROP_NAMES[reason]}`;
+  if (logSuppressed > 0) msg += ` (${logSuppressed} similar lines suppressed)`;
+  logSuppressed = 0;
+  if (cfg.hexDump) msg += '\n' + hexDump(buf, off, Math.min(len, 256));
+  post({ t: 'log', index: cfg.index, level: 3, section, msg });
+}
+function hexDump(buf: Uint8Array, off: number, len: number): string {
+  const lines: string[] = [];
+  for (let i = 0; i < len; i += 16) {
+    const row: string[] = [];
+    for (let j = i; j < Math.min(i + 16, len); j++) row.push(buf[off + j].toString(16).padStart(2, '0'));
+    lines.push(`  ${i.toString(16).padStart(4, '0')}  ${row.join(' ')}`);
+  }
+  return lines.join('\n');
+}
+
 // ---- receive side ------------------------------------------------------------------------------
 const rxBuf = new Uint8Array(RX_BATCH * RX_SLOT);
 const rxMeta = new Int32Array(RX_BATCH * 5);
@@ -208,6 +241,7 @@ function inbound(buf: Uint8Array, off: number, len: number, src: number, dst: nu
   const r = parseGeneve(buf, off, len, gi);
   if (r !== 0) {
     drop(r);
+    logDrop(r, 'geneve', buf, off, len);
     return;
   }
   let li = findLocal(gi.eniHi, gi.eniLo);
@@ -425,6 +459,7 @@ function returnOne(t: number, li: number): void {
   const h = flows.lookupInto(key, txBuf, base, now);
   if (h < 0) {
     dropEp(Drop.NO_FLOW, slot);
+    logDrop(Drop.NO_FLOW, 'tunnel', txBuf, base, len);
     return;
   }
   const start = base - h - OUTER_HEADER_LEN;
