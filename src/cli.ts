@@ -209,8 +209,11 @@ export function parseCli(argv: string[]): CliResult {
     maxEndpoints: int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128,
     maxFlows: int('--max-flows', s('max-flows'), 16, 100_000_000) ?? 1_000_000,
     allow,
+    // Packets of a new endpoint wait for its CREATE hook: at most 1,024 of them, each at most
+    // 2 s plus the half second that creating the interfaces and delivering takes, so that a
+    // hook of 2 s loses nothing.
     holdPackets: 1024,
-    holdMs: 2000,
+    holdMs: 2500,
     rcvbuf: int('--rcvbuf', s('rcvbuf'), 0, 1 << 30) ?? 8 * 1024 * 1024,
     sndbuf: int('--sndbuf', s('sndbuf'), 0, 1 << 30) ?? 4 * 1024 * 1024,
     hexDump: values.hexdump === true,

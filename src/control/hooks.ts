@@ -36,16 +36,33 @@ export function runHook(file: string, args: string[], timeoutMs: number): Promis
       if (output.length < OUTPUT_MAX) output += b.toString('utf8', 0, Math.min(b.length, OUTPUT_MAX - output.length));
     };
     let killTimer: NodeJS.Timeout | undefined;
-    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+    // Own process group (detached), so that a timeout kills the hook and everything it started:
+    // a shell script's `sleep` would otherwise survive its shell and keep our pipes open.
+    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const killGroup = (sig: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, sig);
+      } catch {
+        child.kill(sig);
+      }
+    };
     child.stdout.on('data', take);
     child.stderr.on('data', take);
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), 1000);
+      killGroup('SIGTERM');
+      killTimer = setTimeout(() => killGroup('SIGKILL'), 1000);
     }, timeoutMs);
     child.on('error', (e) => finish({ code: null, signal: null, error: e.message }));
-    child.on('close', (code, signal) => finish({ code, signal }));
+    // 'exit', not 'close': a background process the hook left behind may hold the pipes open for
+    // ever. Output already written arrives within the grace period.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish({ code, signal });
+      }, 50);
+    });
   });
 }
 

@@ -180,3 +180,23 @@ export function udpSendInNs(ns: string, from: string, to: string, port: number, 
   const r = nsRun(ns, process.execPath, ['-e', script], 10000);
   if (r.status !== 0) throw new Error(`udp send in ${ns} failed: ${r.stderr}`);
 }
+
+/** The argument vectors recorded by fixtures/record-hook.sh, in call order ('done' lines excluded). */
+export function hookCalls(file: string): string[][] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('done\t'))
+    .map((l) => l.split('\t').slice(1));
+}
+
+/** Every line of the hook log (calls as "CREATE gwi-1 ...", completions as "done CREATE gwi-1"). */
+export function hookEvents(file: string): string[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => (l.startsWith('done\t') ? l.split('\t').join(' ') : l.split('\t').slice(1).join(' ')));
+}

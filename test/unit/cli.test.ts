@@ -1,0 +1,121 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { HELP, parseCidr, parseCli, parseCpuList, UsageError } from '../../src/cli';
+import { LEVEL } from '../../src/ops/log';
+
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'gwlbtun');
+const HOOK = path.resolve(__dirname, '..', '..', '..', 'examples', 'hooks', 'one-arm.sh');
+
+test('defaults follow GWLB and the original', () => {
+  const c = parseCli([]);
+  assert.equal(c.help, false);
+  assert.equal(c.daemon.endpointTimeoutS, 0);
+  assert.equal(c.daemon.tcpIdleS, 350);
+  assert.equal(c.daemon.otherIdleS, 120);
+  assert.equal(c.daemon.hookTimeoutS, 30);
+  assert.equal(c.daemon.maxEndpoints, 128);
+  assert.equal(c.daemon.maxFlows, 1_000_000);
+  assert.equal(c.daemon.noReturn, false);
+  assert.equal(c.daemon.udpPort, 6081);
+  assert.equal(c.healthPort, null);
+  assert.equal(c.healthStyle, 'html');
+  assert.equal(c.log.levels.core, LEVEL.important);
+});
+
+test('short and long forms of the original flags', () => {
+  const a = parseCli(['-c', HOOK, '-r', HOOK, '-t', '30', '-i', '60', '-p', '8080', '-j', '-d']);
+  const b = parseCli(['--cmdnew', HOOK, '--cmddel', HOOK, '--timeout', '30', '--idle', '60', '--port', '8080', '--json', '--debug']);
+  for (const c of [a, b]) {
+    assert.equal(c.daemon.createHook, HOOK);
+    assert.equal(c.daemon.destroyHook, HOOK);
+    assert.equal(c.daemon.endpointTimeoutS, 30);
+    assert.equal(c.daemon.tcpIdleS, 60);
+    assert.equal(c.daemon.otherIdleS, 60, '-i sets the other timeout too when --idle-other is absent');
+    assert.equal(c.healthPort, 8080);
+    assert.equal(c.healthStyle, 'json');
+    assert.equal(c.log.levels.udp, LEVEL.debug);
+  }
+  assert.equal(parseCli(['-s']).healthStyle, 'simple');
+  assert.equal(parseCli(['-x']).daemon.hexDump, true);
+  assert.equal(parseCli(['-i', '60', '--idle-other', '30']).daemon.otherIdleS, 30);
+});
+
+test('threads and affinity map onto workers', () => {
+  assert.equal(parseCli(['--udpthreads', '3']).daemon.workers, 3);
+  assert.equal(parseCli(['--udpthreads', '2', '--tunthreads', '4']).daemon.workers, 4);
+  const c = parseCli(['--udpaffinity', '1-2,4']);
+  assert.equal(c.daemon.workers, 3);
+  assert.deepEqual(c.daemon.cpus, [[1], [2], [4]]);
+  assert.deepEqual(parseCli(['--tunaffinity', '0']).daemon.cpus, [[0]]);
+  assert.deepEqual(parseCpuList('x', '1-2,4,7-8'), [1, 2, 4, 7, 8]);
+});
+
+test('logging sections and levels, case-insensitive', () => {
+  const c = parseCli(['--logging', 'UDP=Debug,core=critical']);
+  assert.equal(c.log.levels.udp, LEVEL.debug);
+  assert.equal(c.log.levels.core, LEVEL.critical);
+  assert.equal(c.log.levels.geneve, LEVEL.important);
+  assert.equal(parseCli(['--logging', 'all=debugdetail']).log.levels.healthcheck, LEVEL.debugdetail);
+  assert.equal(parseCli(['--log-format', 'json']).log.format, 'json');
+});
+
+test('new flags', () => {
+  const c = parseCli(['--no-return', '--hook-timeout', '5', '--gwlb-cidr', '198.18.0.0/15', '--gwlb-cidr', '198.51.100.7/32', '--max-endpoints', '4', '--max-flows', '5000']);
+  assert.equal(c.daemon.noReturn, true);
+  assert.equal(c.daemon.hookTimeoutS, 5);
+  assert.deepEqual(c.daemon.allow, [0xc6120000, 0xfffe0000, 0xc6336407, 0xffffffff]);
+  assert.equal(c.daemon.maxEndpoints, 4);
+  assert.equal(c.daemon.maxFlows, 5000);
+  assert.deepEqual(parseCidr('x', '0.0.0.0/0'), [0, 0]);
+});
+
+test('bad flags and values are usage errors naming the flag', () => {
+  const cases: [string[], RegExp][] = [
+    [['--bogus'], /bogus/],
+    [['-q'], /-q/],
+    [['-t', '-5'], /-t/],
+    [['-t', 'abc'], /-t\/--timeout: 'abc'/],
+    [['-p', '70000'], /-p\/--port: 70000 is out of range/],
+    [['-p', '0'], /-p\/--port/],
+    [['--udpaffinity', '1-x'], /--udpaffinity/],
+    [['--udpaffinity', '3-1'], /--udpaffinity/],
+    [['--logging', 'foo=debug'], /--logging: unknown logging section 'foo'/],
+    [['--logging', 'all=loud'], /--logging: unknown logging level 'loud'/],
+    [['--logging', 'all'], /--logging/],
+    [['--log-format', 'xml'], /--log-format/],
+    [['--gwlb-cidr', '198.18.0.0'], /--gwlb-cidr/],
+    [['--gwlb-cidr', '198.18.0.0/33'], /--gwlb-cidr/],
+    [['-c', '/nonexistent/hook'], /-c\/--cmdnew: \/nonexistent\/hook is not an executable file/],
+    [['-c'], /-c/],
+    [['extra'], /extra/],
+  ];
+  for (const [argv, re] of cases) {
+    assert.throws(() => parseCli(argv), (e: unknown) => e instanceof UsageError && re.test((e as Error).message), argv.join(' '));
+  }
+});
+
+test('help lists every flag, the hook arguments, the logging sections and levels', () => {
+  for (const f of ['-h', '-c', '-r', '-t', '-i', '-p', '-j', '-s', '-d', '-x', '--udpthreads', '--udpaffinity', '--tunthreads', '--tunaffinity', '--logging', '--idle-other', '--no-return', '--hook-timeout', '--log-format', '--gwlb-cidr', '--max-endpoints', '--max-flows']) {
+    assert.ok(HELP.includes(f), f);
+  }
+  for (const w of ['CREATE', 'DESTROY', 'gwi-<X>', 'gwo-<X>', 'core udp geneve tunnel healthcheck', 'critical important info debug debugdetail']) {
+    assert.ok(HELP.includes(w), w);
+  }
+});
+
+test('bin/gwlbtun -h exits 0 and prints the help; a bad flag exits 2 with one line', () => {
+  const h = spawnSync(process.execPath, [BIN, '-h'], { encoding: 'utf8', cwd: '/' });
+  assert.equal(h.status, 0);
+  assert.ok(h.stdout.includes('Usage: gwlbtun'));
+  const long = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
+  assert.equal(long.status, 0);
+  for (const argv of [['--bogus'], ['-p', '99999'], ['--logging', 'tunnel=chatty'], ['--udpaffinity', 'a-b']]) {
+    const r = spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8' });
+    assert.equal(r.status, 2, argv.join(' '));
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.match(r.stderr, /^gwlbtun: /);
+  }
+});
