@@ -21,6 +21,8 @@ import { runHook, SerialQueues, type HookResult } from './hooks';
 import { LEVEL, type Logger, type Section } from '../ops/log';
 
 export const TUN_MTU = 8500;
+/** How long an endpoint whose interface was deleted right after creation is refused. */
+const REFUSE_MS = 10_000;
 
 export interface DaemonOptions {
   createHook: string | null;
@@ -72,6 +74,7 @@ interface WorkerSlot {
   alive: boolean;
   restarts: number;
   stopping: boolean;
+  startedMs: number;
 }
 
 export interface HookStats {
@@ -104,6 +107,8 @@ export class Daemon {
   private readonly slotGen: Uint16Array;
   private readonly freeSlots: number[] = [];
   private readonly serial = new SerialQueues();
+  /** ENI IDs whose interfaces vanished right after creation: refused until the time given. */
+  private readonly refusedUntil = new Map<string, number>();
   private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
   private timers: NodeJS.Timeout[] = [];
   private readonly nat = native();
@@ -183,6 +188,9 @@ export class Daemon {
       counterSab: this.counterSab,
       ctrlSab: this.ctrlSab,
       hexDump: this.opts.hexDump,
+      // Fault injection for the tests (GWLBTUN_FAILPOINT=worker-crash:<index>:<packets>):
+      // that worker throws after receiving that many packets, on its first start only.
+      crashAfter: this.workers[index] === undefined ? crashAfterFromEnv(index) : -1,
       logDrops: this.opts.hexDump || this.log.enabled('geneve', LEVEL.debug) || this.log.enabled('tunnel', LEVEL.debug),
       port: port2,
     };
@@ -193,12 +201,13 @@ export class Daemon {
     });
     let slot = this.workers[index];
     if (slot === undefined) {
-      slot = { index, worker: null, port: null, alive: false, restarts: 0, stopping: false };
+      slot = { index, worker: null, port: null, alive: false, restarts: 0, stopping: false, startedMs: 0 };
       this.workers[index] = slot;
     }
     slot.worker = w;
     slot.port = port1;
     slot.alive = false;
+    slot.startedMs = Date.now();
     const ws = slot;
     return new Promise<void>((resolve, reject) => {
       let up = false;
@@ -235,7 +244,10 @@ export class Daemon {
         }
         if (ws.stopping || this.shuttingDown) return;
         ws.restarts++;
-        const delay = Math.min(5000, 100 * 2 ** Math.min(ws.restarts, 6));
+        // Back off from a crash loop: 1 s, 2 s, 4 s ... 30 s; a worker that ran for a minute
+        // starts from 1 s again. Health answers 503 until the new worker is up.
+        const streak = Date.now() - ws.startedMs > 60_000 ? 1 : ws.restarts;
+        const delay = Math.min(30_000, 1000 * 2 ** Math.min(streak - 1, 5));
         this.log.critical('core', `worker ${index} exited (code ${code}); restarting in ${delay} ms`);
         setTimeout(() => {
           if (!this.shuttingDown) this.spawnWorker(index).catch((e: Error) => this.log.critical('core', `worker ${index} restart failed: ${e.message}`));
@@ -286,6 +298,14 @@ export class Daemon {
       return; // 'creating': every worker gets 'add' when it is done
     }
     if (this.shuttingDown) return;
+    const refused = this.refusedUntil.get(names.hex);
+    if (refused !== undefined) {
+      if (Date.now() < refused) {
+        this.post(worker, { t: 'reject', hi, lo, failed: true });
+        return;
+      }
+      this.refusedUntil.delete(names.hex);
+    }
     const slot = this.freeSlots.pop();
     if (slot === undefined) {
       this.log.limited('endpoint-limit', 'core', LEVEL.important, `endpoint limit (${this.opts.maxEndpoints}) reached; dropping traffic of ENI ${names.hex}`);
@@ -358,7 +378,8 @@ export class Daemon {
     else if (r.timedOut) this.log.important('core', `${kind} hook timed out after ${this.opts.hookTimeoutS} s and was killed`, fields);
     else if (r.code !== 0) this.log.important('core', `${kind} hook failed`, fields);
     else this.log.info('core', `${kind} hook done`, fields);
-    if (r.output.length > 0) this.log.info('core', `${kind} hook output: ${r.output.trimEnd()}`);
+    // A failing hook's output is what the operator needs to see: log it at the failure's level.
+    if (r.output.length > 0) this.log.log('core', ok ? LEVEL.info : LEVEL.important, `${kind} hook output: ${r.output.trimEnd()}`);
     return r;
   }
 
@@ -387,6 +408,16 @@ export class Daemon {
       this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
       this.counters.resetEndpoint(e.slot);
       this.releaseSlot(e);
+      if (why === 'device deleted' && Date.now() - e.readyMs < 5000 && !this.shuttingDown) {
+        // Deleted within seconds of its creation (a hook that deletes its own interface?):
+        // refuse its traffic for a while (counted as endpoint_failed) instead of re-creating it
+        // in a tight loop; the workers forget the refusal after 10 s.
+        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Date.now() - e.readyMs} ms after creation; refusing its traffic for 10 s`);
+        if (this.refusedUntil.size >= this.opts.maxEndpoints) this.refusedUntil.clear(); // bounded
+        this.refusedUntil.set(e.hex, Date.now() + REFUSE_MS);
+        for (let i = 0; i < this.opts.workers; i++) this.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
+        return;
+      }
       if (e.recreate && !this.shuttingDown) {
         // Packets arrived meanwhile and are held by a worker: create it again now.
         this.onNewEni(0, e.hi, e.lo);
@@ -478,6 +509,11 @@ export class Daemon {
       ),
     );
   }
+}
+
+function crashAfterFromEnv(index: number): number {
+  const m = /^worker-crash:(\d+):(\d+)$/.exec(process.env.GWLBTUN_FAILPOINT ?? '');
+  return m !== null && Number(m[1]) === index ? Number(m[2]) : -1;
 }
 
 function withCode(e: unknown, prefix: string): Error {

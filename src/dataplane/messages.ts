@@ -24,6 +24,8 @@ export interface WorkerConfig {
   ctrlSab: SharedArrayBuffer;
   /** -x: hex dumps in the dropped-packet log lines. */
   hexDump: boolean;
+  /** Test fault injection: throw after this many received packets (-1: never). */
+  crashAfter: number;
   /** Log dropped packets (rate-limited): -x, or debug level for geneve/tunnel. */
   logDrops: boolean;
 }

@@ -297,6 +297,7 @@ function receive(fd: number): void {
     if (n <= 0) break;
     counters[C.UDP_RX_BATCHES] += 1;
     counters[C.UDP_RX_PACKETS] += n;
+    if (cfg.crashAfter >= 0 && counters[C.UDP_RX_PACKETS] >= cfg.crashAfter) throw new Error('failpoint: worker-crash');
     for (let i = 0; i < n; i++) {
       const m = i * 5;
       const len = rxMeta[m];
@@ -579,6 +580,7 @@ function run(): void {
     ep = nat.epollCreate();
     nat.epollAdd(ep, udpFd);
   } catch (e) {
+    for (const fd of [udpFd, rawFd, ep]) if (fd >= 0) nat.close(fd);
     const err = e as NodeJS.ErrnoException;
     post({ t: 'fatal', index: cfg.index, message: err.message, code: err.code });
     return;
@@ -587,32 +589,37 @@ function run(): void {
   post({ t: 'up', index: cfg.index });
   const ready = new Int32Array(256);
   let lastHousekeeping = Date.now();
-  while (Atomics.load(ctrl, CTRL_STOP) === 0) {
-    const n = nat.epollWait(ep, ready, hCount !== 0 ? 10 : IDLE_WAIT_MS);
-    now = nowTicks();
-    nowMs = Date.now();
-    counters[C.LOOPS] += 1;
-    counters[C.HEARTBEAT_MS] = nowMs;
-    drainControl();
-    for (let i = 0; i < n; i++) {
-      const fd = ready[i];
-      if (fd === udpFd) receive(fd);
-      else {
-        const li = fdOwner.get(fd);
-        if (li !== undefined) tunReadable(fd, li, rawFd);
+  try {
+    while (Atomics.load(ctrl, CTRL_STOP) === 0) {
+      const n = nat.epollWait(ep, ready, hCount !== 0 ? 10 : IDLE_WAIT_MS);
+      now = nowTicks();
+      nowMs = Date.now();
+      counters[C.LOOPS] += 1;
+      counters[C.HEARTBEAT_MS] = nowMs;
+      drainControl();
+      for (let i = 0; i < n; i++) {
+        const fd = ready[i];
+        if (fd === udpFd) receive(fd);
+        else {
+          const li = fdOwner.get(fd);
+          if (li !== undefined) tunReadable(fd, li, rawFd);
+        }
+      }
+      flushSends(rawFd);
+      if (hCount !== 0) holdExpire();
+      if (nowMs - lastHousekeeping >= 1000) {
+        lastHousekeeping = nowMs;
+        housekeeping();
       }
     }
-    flushSends(rawFd);
-    if (hCount !== 0) holdExpire();
-    if (nowMs - lastHousekeeping >= 1000) {
-      lastHousekeeping = nowMs;
-      housekeeping();
-    }
+  } finally {
+    // Also when the loop dies by an exception: descriptors belong to the process, and a UDP
+    // socket left bound with SO_REUSEPORT would keep receiving a share of GWLB's traffic.
+    counters[C.UDP_BOUND] = 0;
+    nat.close(udpFd);
+    nat.close(rawFd);
+    nat.close(ep);
   }
-  counters[C.UDP_BOUND] = 0;
-  nat.close(udpFd);
-  nat.close(rawFd);
-  nat.close(ep);
 }
 
 void FLOW_HEADER_MAX; // HEADROOM above must hold OUTER_HEADER_LEN + FLOW_HEADER_MAX (28 + 60)
