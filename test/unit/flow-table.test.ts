@@ -231,34 +231,52 @@ function nthKey(i: number, ep = 1): Uint32Array {
   return key4(ep, TCP, 0xc0000200 | (i & 0xff), 0xc6336400 | ((i >>> 8) & 0xff), 1024 + (i >>> 16), 443);
 }
 
+/** A 40-byte header naming flow i (its first 4 bytes), as GWLB's cookie would. */
+function hdrOf(i: number): Uint8Array {
+  const b = new Uint8Array(40).fill(0x5c);
+  b[0] = i >>> 24;
+  b[1] = (i >>> 16) & 0xff;
+  b[2] = (i >>> 8) & 0xff;
+  b[3] = i & 0xff;
+  return b;
+}
+
 test('capacity: maxFlows flows fit without evictions; beyond, evictions and size <= capacity', () => {
   const maxFlows = 5000;
   const t = table(maxFlows);
-  const h = hdr(40, 1);
   let evicted = 0;
   for (let i = 0; i < maxFlows; i++) {
-    const r = t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, i);
+    const r = t.upsert(nthKey(i), hdrOf(i), 0, 40, GWLB, LOCAL, i & 0xffff, i);
     assert.ok(r === UPSERT_INSERTED || r === UPSERT_EVICTED);
     if (r === UPSERT_EVICTED) evicted++;
   }
   // Two choices + one displacement level: ~91% fill before the first eviction on average.
-  assert.ok(evicted <= maxFlows * 0.002, `${evicted} evictions while filling to maxFlows`);
-  for (let i = maxFlows; i < 3 * t.capacity; i++) {
-    const r = t.upsert(nthKey(i), h.buf, h.off, 40, GWLB, LOCAL, 1, i);
+  assert.equal(evicted, 0, `${evicted} evictions while filling to maxFlows`);
+  assert.equal(t.size(), maxFlows);
+  const total = 3 * t.capacity;
+  for (let i = maxFlows; i < total; i++) {
+    const r = t.upsert(nthKey(i), hdrOf(i), 0, 40, GWLB, LOCAL, i & 0xffff, i);
     if (r === UPSERT_EVICTED) evicted++;
     else assert.equal(r, UPSERT_INSERTED);
     assert.ok(t.size() <= t.capacity);
   }
   assert.ok(evicted > t.capacity, `${evicted} evictions`);
   assert.ok(t.size() >= t.capacity * 0.97, `size ${t.size()} of ${t.capacity}`);
-  // Every flow counted is findable exactly once (no duplicates single-threaded).
+  // Every flow counted is findable exactly once (no duplicates single-threaded), with its own
+  // data, also those that displacement moved to their other bucket.
   let hits = 0;
   const out = new Uint8Array(64);
-  for (let i = 0; i < 3 * t.capacity; i++) if (t.lookupInto(nthKey(i), out, 64, 0) >= 0) hits++;
+  for (let i = 0; i < total; i++) {
+    if (t.lookupInto(nthKey(i), out, 64, total) >= 0) {
+      hits++;
+      assert.deepEqual(out.subarray(24, 64), hdrOf(i));
+      assert.equal(t.hitGwlbPort, i & 0xffff);
+    }
+  }
   assert.equal(hits, t.size());
   // The most recent flows survived (evictions take the idle-longest of the 16 candidates).
   let recent = 0;
-  for (let i = 3 * t.capacity - 500; i < 3 * t.capacity; i++) if (t.lookupInto(nthKey(i), out, 64, 0) >= 0) recent++;
+  for (let i = total - 500; i < total; i++) if (t.lookupInto(nthKey(i), out, 64, total) >= 0) recent++;
   assert.ok(recent >= 490, `${recent} of the last 500 flows present`);
 });
 
