@@ -191,6 +191,17 @@ describe('operations', () => {
     assert.match(dbg.output(), /\n {2}0000 {2}45 /, 'hex dump of the IPv4 packet');
   });
 
+  test('--logging tunnel=critical silences tunnel messages; --rcvbuf sets the receive buffer', async () => {
+    const quiet = await withDaemon(['--logging', 'TUNNEL=Critical', '--rcvbuf', '1048576'], {}, async () => {
+      await runEmulator(t!, ['--endpoints', 'd', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '2', '--settle-ms', '200']);
+      const ss = nsRun(t!.applianceNs, 'ss', ['-u', '-a', '-n', '-m', 'sport', '=', ':6081']);
+      // The kernel doubles SO_RCVBUF for its own bookkeeping: rb2097152.
+      assert.match(ss.stdout, /rb2097152/, ss.stdout);
+    });
+    assert.doesNotMatch(quiet.output(), /tunnel +important/);
+    assert.match(quiet.output(), /core +important/);
+  });
+
   test('--udpaffinity: one worker per listed CPU, each pinned', async () => {
     await withDaemon(['--udpaffinity', '0-1', '-p', String(PORT), '-j'], {}, async (d) => {
       const j = JSON.parse(httpGetInNs(t!.applianceNs, PORT, '/').body) as { workers: unknown[] };
