@@ -97,9 +97,12 @@ async function main(): Promise<number> {
   const daemon = spawn(d.file, d.args, { stdio: ['ignore', 'inherit', 'pipe'] });
   children.push(daemon);
   let daemonLog = '';
+  let partial = '';
   daemon.stderr!.on('data', (b: Buffer) => {
     daemonLog += b.toString();
-    process.stderr.write(b.toString().replace(/^/gm, '  gwlbtun | '));
+    const lines = (partial + b.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) process.stderr.write(`  gwlbtun | ${l}\n`);
   });
   const t0 = Date.now();
   while (!daemonLog.includes('gwlbtun started')) {
@@ -133,6 +136,8 @@ async function main(): Promise<number> {
   });
   await new Promise<void>((r) => emu.on('exit', () => r()));
   table(report?.endpoints.map((x) => ({ ...x, bad: Object.values(x.bad as unknown as Record<string, number>).reduce((a, b) => a + b, 0) })), metrics(), (Date.now() - t0) / 1000);
+  console.log('demo: "in"/"out" are gwlbtun\'s own per-endpoint counters; its "drops" are packets the kernel sent out of\n' +
+    '      gwi-/gwo- that belong to no flow from GWLB (IPv6 router solicitations and MLD reports of new interfaces).');
   if (report !== undefined) {
     console.log(`demo: emulator sent ${report.totals.sent} packets; ${report.totals.verified} came back verified byte for byte; ${report.totals.lost} lost`);
   }
