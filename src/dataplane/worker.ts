@@ -459,8 +459,10 @@ function returnOne(t: number, li: number): void {
   key[0] = lEpId[li];
   const h = flows.lookupInto(key, txBuf, base, now);
   if (h < 0) {
-    dropEp(Drop.NO_FLOW, slot);
-    logDrop(Drop.NO_FLOW, 'tunnel', txBuf, base, len);
+    // Only on a miss: tell the kernel's own IPv6 link-local chatter apart from real strays.
+    const reason = isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
+    dropEp(reason, slot);
+    logDrop(reason, 'tunnel', txBuf, base, len);
     return;
   }
   const start = base - h - OUTER_HEADER_LEN;
@@ -474,6 +476,12 @@ function returnOne(t: number, li: number): void {
   sSlot[sCount] = slot;
   sLen[sCount] = len;
   sCount++;
+}
+
+/** IPv6 from fe80::/10 or ::, or to ff02::/16 (key words: [1] family|proto, [2..5] src, [6..9] dst). */
+function isLinkLocal6(k: Uint32Array): boolean {
+  if (k[1] >>> 8 !== 6) return false;
+  return k[2] >>> 22 === 0x3fa || k[6] >>> 16 === 0xff02 || (k[2] | k[3] | k[4] | k[5]) === 0;
 }
 
 function tunReadable(fd: number, li: number, rawFd: number): void {

@@ -136,8 +136,8 @@ async function main(): Promise<number> {
   });
   await new Promise<void>((r) => emu.on('exit', () => r()));
   table(report?.endpoints.map((x) => ({ ...x, bad: Object.values(x.bad as unknown as Record<string, number>).reduce((a, b) => a + b, 0) })), metrics(), (Date.now() - t0) / 1000);
-  console.log('demo: "in"/"out" are gwlbtun\'s own per-endpoint counters; its "drops" are packets the kernel sent out of\n' +
-    '      gwi-/gwo- that belong to no flow from GWLB (IPv6 router solicitations and MLD reports of new interfaces).');
+  console.log('demo: "in"/"out" are gwlbtun\'s own per-endpoint counters; its "drops" are the IPv6 link-local messages\n' +
+    '      (router solicitations, MLD) the kernel sends out of new interfaces, counted as link_local.');
   if (report !== undefined) {
     console.log(`demo: emulator sent ${report.totals.sent} packets; ${report.totals.verified} came back verified byte for byte; ${report.totals.lost} lost`);
   }
