@@ -459,12 +459,15 @@ export class Daemon {
     }
   }
 
-  /** Healthy: every worker alive and its UDP socket bound, and not shutting down. */
+  /** Healthy: every worker alive, its UDP socket bound and its loop turning (a loop iteration
+   * lasts at most about 100 ms; 5 s without one means it is wedged), and not shutting down. */
   healthy(): boolean {
     if (this.shuttingDown) return false;
+    const now = Date.now();
     for (let i = 0; i < this.opts.workers; i++) {
       const ws = this.workers[i];
       if (ws === undefined || !ws.alive || this.counters.of(i, C.UDP_BOUND) !== 1) return false;
+      if (now - this.counters.of(i, C.HEARTBEAT_MS) > 5000) return false;
     }
     return true;
   }
