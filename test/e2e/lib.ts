@@ -68,7 +68,9 @@ export async function startDaemon(t: Topology, args: string[], env: Record<strin
 /** SIGTERM by PID (ip netns exec execs the daemon, so the PID is the daemon's), then SIGKILL. */
 export async function stopDaemon(d: Daemon, timeoutMs = 8000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGTERM');
-  const r = await Promise.race([d.exited, sleep(timeoutMs).then(() => null)]);
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([d.exited, new Promise<null>((res) => (timer = setTimeout(() => res(null), timeoutMs)))]);
+  clearTimeout(timer);
   if (r !== null) return r;
   d.proc.kill('SIGKILL');
   return d.exited;

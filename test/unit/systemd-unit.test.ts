@@ -1,0 +1,143 @@
+// examples/systemd/gwlbtun.service: parses as an INI file (systemd's dialect: sections, Key=Value,
+// '#'/';' comments, backslash continuation, repeatable keys), has exactly the two capabilities
+// gwlbtun needs, and keeps the settings the daemon and the hooks rely on. When systemd-analyze
+// is installed, systemd itself must accept the unit too.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const UNIT = path.join(ROOT, 'examples', 'systemd', 'gwlbtun.service');
+const SYSUSERS = path.join(ROOT, 'examples', 'systemd', 'gwlbtun.sysusers');
+const INSTALL_DIR = '/opt/gwlbtun';
+
+type Ini = Map<string, Map<string, string[]>>;
+
+/** systemd's unit syntax: throws on anything that is not a section header, a comment, a blank
+ * line or Key=Value (with '\' continuation). Every assignment of a key is kept, in order. */
+function parseUnit(text: string): Ini {
+  const ini: Ini = new Map();
+  let section: Map<string, string[]> | undefined;
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    let line = lines[i].trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const h = /^\[([A-Za-z][A-Za-z0-9-]*)\]$/.exec(line);
+    if (h !== null) {
+      assert.ok(!ini.has(h[1]), `line ${i + 1}: section [${h[1]}] twice`);
+      section = new Map();
+      ini.set(h[1], section);
+      continue;
+    }
+    while (line.endsWith('\\') && i + 1 < lines.length) line = line.slice(0, -1) + ' ' + lines[++i].trim();
+    const kv = /^([A-Za-z][A-Za-z0-9]*)\s*=\s*(.*)$/.exec(line);
+    assert.ok(kv !== null, `line ${i + 1} is not Key=Value: ${line}`);
+    assert.ok(section !== undefined, `line ${i + 1}: assignment before any section`);
+    const list = section.get(kv[1]) ?? [];
+    list.push(kv[2]);
+    section.set(kv[1], list);
+  }
+  return ini;
+}
+
+const ini = parseUnit(fs.readFileSync(UNIT, 'utf8'));
+const svc = ini.get('Service')!;
+
+/** The single value of a key (assigned exactly once). */
+function one(key: string): string {
+  const v = svc.get(key);
+  assert.ok(v !== undefined, `[Service] ${key}= is set`);
+  assert.equal(v.length, 1, `[Service] ${key}= is assigned once`);
+  return v[0];
+}
+
+test('sections [Unit], [Service] and [Install]', () => {
+  assert.deepEqual([...ini.keys()], ['Unit', 'Service', 'Install']);
+  assert.ok((ini.get('Unit')!.get('Description') ?? [''])[0].length > 0);
+  assert.deepEqual(ini.get('Install')!.get('WantedBy'), ['multi-user.target']);
+});
+
+test('exactly CAP_NET_ADMIN and CAP_NET_RAW, ambient (hooks inherit them) and as the bounding set', () => {
+  const want = ['CAP_NET_ADMIN', 'CAP_NET_RAW'];
+  for (const key of ['AmbientCapabilities', 'CapabilityBoundingSet']) {
+    assert.deepEqual(one(key).split(/\s+/).sort(), want, key);
+  }
+  // Nothing else that grants or keeps privileges.
+  for (const key of ['SecureBits', 'PermissionsStartOnly']) assert.ok(!svc.has(key), `${key}= is not set`);
+  for (const line of svc.get('ExecStart')!.concat(svc.get('ExecStartPre') ?? [])) assert.ok(!/^[+!]/.test(line), `no privileged (+/!) command: ${line}`);
+  assert.equal(one('NoNewPrivileges'), 'yes');
+});
+
+test('a dedicated unprivileged user, declared by the sysusers file', () => {
+  const user = one('User');
+  assert.notEqual(user, 'root');
+  assert.notEqual(user, '0');
+  assert.equal(one('Group'), user);
+  const decl = fs.readFileSync(SYSUSERS, 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  assert.deepEqual(decl.map((l) => l.split(/\s+/).slice(0, 2)), [['u', user]]);
+});
+
+test('ExecStart runs the installed daemon with create/destroy hooks and a health port', () => {
+  assert.equal(one('Type'), 'simple');
+  const argv = one('ExecStart').split(/\s+/);
+  assert.equal(argv[0], `${INSTALL_DIR}/bin/gwlbtun`);
+  const flag = (f: string): string => {
+    const i = argv.indexOf(f);
+    assert.ok(i > 0 && i + 1 < argv.length, `${f} given`);
+    return argv[i + 1];
+  };
+  for (const f of ['-c', '-r']) {
+    const hook = flag(f);
+    assert.ok(hook.startsWith(`${INSTALL_DIR}/`), `${f} ${hook} is inside the installed tree`);
+    const inRepo = path.join(ROOT, hook.slice(INSTALL_DIR.length + 1));
+    assert.ok(fs.existsSync(inRepo), `${hook} exists in the repository (${inRepo})`);
+    assert.ok((fs.statSync(inRepo).mode & 0o111) !== 0, `${inRepo} is executable`);
+  }
+  const port = Number(flag('-p'));
+  // Two capabilities only: no CAP_NET_BIND_SERVICE, so the health port must be unprivileged.
+  assert.ok(Number.isInteger(port) && port >= 1024 && port <= 65535, `health port ${port} >= 1024`);
+});
+
+test('stops with SIGTERM, waits longer than gwlbtun gives its own shutdown, restarts on failure', () => {
+  assert.equal(one('KillSignal'), 'SIGTERM');
+  const stop = Number(one('TimeoutStopSec'));
+  // gwlbtun exits by itself after 5 s + the hook timeout (default 30 s): see src/cli.ts.
+  assert.ok(stop > 35, `TimeoutStopSec ${stop} > 35`);
+  assert.equal(one('Restart'), 'on-failure');
+});
+
+test('enough file descriptors, a runtime directory for the hooks, /proc/sys writable', () => {
+  const nofile = Number(one('LimitNOFILE'));
+  assert.ok(Number.isInteger(nofile) && nofile >= 128 * 2 * 192, `LimitNOFILE ${nofile} covers 128 endpoints x 2 queues x 192 workers`);
+  assert.equal(one('RuntimeDirectory'), 'gwlbtun');
+  assert.ok(['yes', 'full', 'strict'].includes(one('ProtectSystem')));
+  assert.ok(!svc.has('ProtectKernelTunables'), 'hooks write /proc/sys/net');
+  assert.ok(!svc.has('MemoryDenyWriteExecute'), "Node's JIT needs writable code pages");
+  assert.ok(!svc.has('PrivateNetwork'));
+  assert.deepEqual(svc.get('DeviceAllow'), ['/dev/net/tun rw']);
+});
+
+test('systemd-analyze verify accepts the unit (when systemd-analyze is installed)', (t) => {
+  const which = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' });
+  if (which.status !== 0) {
+    t.diagnostic('systemd-analyze not installed: only the INI checks ran');
+    return;
+  }
+  // verify checks that the ExecStart binary exists: point it at this checkout's bin/gwlbtun.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-unit-'));
+  try {
+    const unit = path.join(dir, 'gwlbtun.service');
+    fs.writeFileSync(unit, fs.readFileSync(UNIT, 'utf8').split(`${INSTALL_DIR}/`).join(`${ROOT}/`));
+    const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', timeout: 20000 });
+    assert.equal(r.status, 0, `systemd-analyze verify: ${r.stdout}${r.stderr}`);
+    // Only our unit's own complaints count (the host's other units are not ours to judge).
+    const ours = (r.stdout + r.stderr).split('\n').filter((l) => l.includes('gwlbtun.service'));
+    assert.deepEqual(ours, [], 'no warnings about the unit');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
