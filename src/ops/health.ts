@@ -7,6 +7,7 @@
 // Bounded: headers at most 8 KiB and 5 s, whole request 5 s, at most 64 connections, no
 // keep-alive; nothing here can hold the port or reach the data path.
 
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Daemon } from '../control/daemon';
 import { C, EP } from '../dataplane/counters';
@@ -88,6 +89,19 @@ ${rows}</table>
 `;
 }
 
+/** The "Udp:" RcvbufErrors counter of /proc/net/snmp: the daemon's own network namespace, so
+ * mostly its Geneve sockets' overflows. null when unreadable. */
+function udpRcvbufErrors(): number | null {
+  try {
+    const udp = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+    const i = udp[0].trim().split(/\s+/).indexOf('RcvbufErrors');
+    const v = i > 0 ? Number(udp[1].trim().split(/\s+/)[i]) : NaN;
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Prometheus text format (version 0.0.4). */
 export function metricsText(d: Daemon): string {
   const c = d.counters;
@@ -113,6 +127,10 @@ export function metricsText(d: Daemon): string {
   metric('gwlbtun_udp_bytes_total', 'counter', 'Bytes received on the Geneve port.', [['', c.sum(C.UDP_RX_BYTES)]]);
   metric('gwlbtun_tun_packets_read_total', 'counter', 'Packets read from gwi-/gwo- interfaces.', [['', c.sum(C.TUN_RX_PACKETS)]]);
   metric('gwlbtun_raw_packets_sent_total', 'counter', 'Encapsulated packets sent to GWLB.', [['', c.sum(C.RAW_TX_PACKETS)]]);
+  const rcvbufErrors = udpRcvbufErrors();
+  if (rcvbufErrors !== null) {
+    metric('gwlbtun_udp_rcvbuf_errors_total', 'counter', "UDP datagrams the kernel dropped because a socket's receive buffer was full (RcvbufErrors of /proc/net/snmp, this network namespace, all sockets).", [['', rcvbufErrors]]);
+  }
   if (d.flows !== null) {
     metric('gwlbtun_flows', 'gauge', 'Flows in the flow table.', [['', d.flows.size()]]);
     metric('gwlbtun_flows_capacity', 'gauge', 'Flow table capacity.', [['', d.flows.capacity]]);
@@ -155,6 +173,10 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle): 
     res.end(req.method === 'HEAD' ? undefined : body);
   });
   server.maxConnections = 64;
+  // requestTimeout/headersTimeout only apply once a request has begun; a connection that sends
+  // nothing, or stops halfway, would otherwise hold one of the 64 places for ever. Any socket
+  // idle for 5 s is closed.
+  server.setTimeout(5000, (socket) => socket.destroy());
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();

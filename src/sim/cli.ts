@@ -10,17 +10,26 @@ import { parseArgs } from 'node:util';
 import { Emulator, EMULATOR_DEFAULTS, EmulatorOptions } from './emulator';
 import { Reflector } from './reflector';
 import { SimFamily, SimProto } from './flows';
+import { MALFORMED_ALL, MALFORMED_KINDS } from './malformed';
 
 export const USAGE = `usage:
   cli.js emulate [--gwlb-ip 198.18.0.1] [--appliance-ip 198.18.0.2] [--endpoints 1,ffffffffffffffff]
                  [--flows N] [--families 4,6] [--protos tcp,udp,icmp] [--size BYTES] [--rate PPS]
                  [--packets N] [--duration S] [--settle-ms N] [--ttl-decrement N] [--phases N]
-                 [--progress-ms N]
+                 [--progress-ms N] [--malformed all|KIND,...] [--malformed-every N]
+                 [--random-enis N] [--flow-offset N] [--same-inner]
   cli.js reflect [--duration S]
 
 emulate: --endpoints are ENI IDs in hex (optionally 0x- or vpce- prefixed); --flows per endpoint,
   family and protocol; --size is the inner IP packet size; --rate 0 = unpaced; --packets per flow
-  and phase; --duration bounds the sending time of the whole run; --progress-ms 0 = no progress.`;
+  and phase; --duration bounds the sending time of the whole run; --progress-ms 0 = no progress.
+  --malformed interleaves malformed Geneve (one after every --malformed-every good packets,
+  default 10), each kind with its own ENI ID that no good flow uses; kinds:
+    ${MALFORMED_KINDS.map((k) => k.name).join(' ')}
+  ('all' = every kind but inner_ports_truncated). --random-enis N first sends N valid packets,
+  each with a new random ENI ID (an endpoint flood). --flow-offset shifts the inner addresses and
+  ports (new 5-tuples per run). The report's "extras" lists what was sent and returned per kind.
+  --same-inner gives every endpoint identical inner packets (overlapping customer CIDRs).`;
 
 class UsageError extends Error {}
 
@@ -82,9 +91,27 @@ export function parseEmulateArgs(argv: string[]): Partial<EmulatorOptions> {
       'ttl-decrement': { type: 'string' },
       phases: { type: 'string' },
       'progress-ms': { type: 'string' },
+      malformed: { type: 'string' },
+      'malformed-every': { type: 'string' },
+      'random-enis': { type: 'string' },
+      'flow-offset': { type: 'string' },
+      'same-inner': { type: 'boolean' },
     },
   });
   const d = EMULATOR_DEFAULTS;
+  let malformed: string[] | undefined;
+  const mal = list(values.malformed);
+  if (mal !== undefined) {
+    malformed = [];
+    for (const m of mal) {
+      const names = m === 'all' ? MALFORMED_ALL : [m];
+      for (const n of names) {
+        if (!MALFORMED_KINDS.some((k) => k.name === n)) throw new UsageError(`--malformed: unknown kind ${n}`);
+        if (!malformed.includes(n)) malformed.push(n);
+      }
+    }
+    if (malformed.length === 0) throw new UsageError('--malformed: empty');
+  }
   const eps = list(values.endpoints);
   const endpoints = eps === undefined ? d.endpoints : eps.map(parseEni);
   if (endpoints.length === 0) throw new UsageError('--endpoints: empty');
@@ -116,6 +143,11 @@ export function parseEmulateArgs(argv: string[]): Partial<EmulatorOptions> {
     ttlDecrement: int('ttl-decrement', values['ttl-decrement'], d.ttlDecrement, 0, 63),
     phases: int('phases', values.phases, d.phases, 1, 1000),
     progressMs: int('progress-ms', values['progress-ms'], d.progressMs, 0, 3_600_000),
+    ...(malformed === undefined ? {} : { malformed }),
+    ...(values['malformed-every'] === undefined ? {} : { malformedEvery: int('malformed-every', values['malformed-every'], 10, 1, 1_000_000) }),
+    ...(values['random-enis'] === undefined ? {} : { randomEnis: int('random-enis', values['random-enis'], 0, 0, 10_000_000) }),
+    ...(values['flow-offset'] === undefined ? {} : { flowOffset: int('flow-offset', values['flow-offset'], 0, 0, 2 ** 31 - 1) }),
+    ...(values['same-inner'] === true ? { sameInner: true } : {}),
   };
 }
 

@@ -51,6 +51,13 @@ export interface FlowPlanOptions {
   firstPort?: number;
   /** Attachment IDs per endpoint (default random). */
   attachments?: bigint[];
+  /** Shift of the inner address pairs and source ports (default 0): plans with different
+   * offsets use different 5-tuples, so successive runs can churn flows. */
+  flowOffset?: number;
+  /** Give every endpoint the same inner packets (addresses, ports, ICMP ids, TCP sequence
+   * numbers): customers behind different endpoints with overlapping CIDRs. Flows stay distinct by
+   * endpoint and GWLB port; the payload still carries the (global) flow index. Default false. */
+  sameInner?: boolean;
 }
 
 const L4_PROTO: Record<SimProto, [number, number]> = { tcp: [6, 6], udp: [17, 17], icmp: [1, 58] };
@@ -144,6 +151,8 @@ export class FlowPlan {
     }
     const v4Flows = families.includes(4) ? count / families.length : 0;
     if (v4Flows > IPV4_PAIR_LIMIT) throw new RangeError(`at most ${IPV4_PAIR_LIMIT} IPv4 flows`);
+    const shift = o.flowOffset ?? 0;
+    if (!(Number.isInteger(shift) && shift >= 0)) throw new RangeError('flowOffset must be an integer >= 0');
 
     this.count = count;
     this.endpoints = o.endpoints.slice();
@@ -172,13 +181,19 @@ export class FlowPlan {
     const expInners: Uint8Array[] = new Array<Uint8Array>(count);
     const payOff: number[] = new Array<number>(count);
     let f = 0;
-    let v4pair = 0;
+    // Consecutive pair indices from the offset, wrapping: unique pairs as long as the plan has
+    // at most IPV4_PAIR_LIMIT IPv4 flows (checked above).
+    let v4pair = shift % IPV4_PAIR_LIMIT;
     for (let e = 0; e < o.endpoints.length; e++) {
-      let v6k = 0;
+      // f - kBase numbers the flow's inner packet: globally, or (sameInner) within its endpoint.
+      const kBase = o.sameInner === true ? f : 0;
+      if (o.sameInner === true) v4pair = shift % IPV4_PAIR_LIMIT;
+      // IPv6 hosts: 2^32 per endpoint, far more than a plan's flows; wrap below 2^31.
+      let v6k = shift % 0x7fff0000;
       for (const fam of families) {
         for (const pr of protos) {
           for (let n = 0; n < o.flowsPerKind; n++, f++) {
-            const [src, dst] = fam === 4 ? ipv4Pair(v4pair++) : ipv6Pair(e, v6k++);
+            const [src, dst] = fam === 4 ? ipv4Pair(v4pair++ % IPV4_PAIR_LIMIT) : ipv6Pair(o.sameInner === true ? 0 : e, v6k++);
             const ipProto = L4_PROTO[pr][fam === 4 ? 0 : 1];
             const ipHdr = fam === 4 ? 20 : 40;
             const payLen = Math.max(PAYLOAD_MIN, o.innerSize - ipHdr - L4_HDR[pr]);
@@ -194,11 +209,11 @@ export class FlowPlan {
               proto: ipProto,
               src,
               dst,
-              srcPort: 20000 + (f % 40000),
+              srcPort: 20000 + ((f - kBase + shift) % 40000),
               dstPort: pr === 'tcp' ? 443 : 53,
               tcpFlags: 0x18, // PSH|ACK: a mid-connection segment
-              tcpSeq: (f * 7919) >>> 0,
-              icmpId: f & 0xffff,
+              tcpSeq: ((f - kBase) * 7919) >>> 0,
+              icmpId: (f - kBase + shift) & 0xffff,
               icmpSeq: 1,
               ttl: 64,
               payload,

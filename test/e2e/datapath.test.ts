@@ -3,25 +3,18 @@
 // every decapsulated packet from gwi-<X> back out of gwo-<X>; the daemon returns it to the
 // emulator, which verifies each packet byte for byte (header identical, TTL - 1 from forwarding).
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { createTopology, destroyTopology, type Topology } from '../../src/sim/topology';
 import {
   hookCalls,
   links,
   metrics,
   nsRun,
   RECORD_HOOK,
-  requireRoot,
   runEmulator,
-  startDaemon,
-  stopDaemon,
-  tmpDir,
   udpSendInNs,
+  useEnv,
   waitFor,
-  type Daemon,
   type EmuReport,
 } from './lib';
 
@@ -38,33 +31,10 @@ function assertAllVerified(r: EmuReport, what: string): void {
 }
 
 describe('data path: Geneve in, TUN out, kernel forwarding, back to GWLB', () => {
-  let t: Topology | undefined;
-  let d: Daemon | undefined;
-  let dir = '';
-  let hookLog = '';
-
-  before(async () => {
-    requireRoot();
-    dir = tmpDir('dp');
-    hookLog = path.join(dir, 'hooks.log');
-    t = createTopology('dp');
-    d = await startDaemon(t, ['-c', RECORD_HOOK, '-r', RECORD_HOOK, '-p', String(HEALTH_PORT)], { GWLBTUN_TEST_HOOK_LOG: hookLog });
-  });
-
-  after(async () => {
-    try {
-      if (d !== undefined) {
-        const r = await stopDaemon(d);
-        if (r.code !== 0) console.error(`daemon exit ${r.code} ${r.signal}\n${d.output()}`);
-      }
-    } finally {
-      if (t !== undefined) destroyTopology(t);
-      if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  const env = useEnv('dp', { args: ['-c', RECORD_HOOK, '-r', RECORD_HOOK, '-p', String(HEALTH_PORT)] });
 
   test('IPv4 and IPv6 TCP, UDP and ICMP round trips on three endpoints, every packet verified', async () => {
-    const r = await runEmulator(t!, [
+    const r = await runEmulator(env.t, [
       '--endpoints', ENIS.join(','),
       '--families', '4,6',
       '--protos', 'tcp,udp,icmp',
@@ -80,7 +50,7 @@ describe('data path: Geneve in, TUN out, kernel forwarding, back to GWLB', () =>
   });
 
   test('interfaces are named from the ENI ID in base 60, up, with MTU 8500', () => {
-    const ls = links(t!.applianceNs);
+    const ls = links(env.t.applianceNs);
     for (const b60 of ['1', 'uur953OEv0f']) {
       for (const prefix of ['gwi-', 'gwo-']) {
         const l = ls.find((x) => x.ifname === prefix + b60);
@@ -93,7 +63,7 @@ describe('data path: Geneve in, TUN out, kernel forwarding, back to GWLB', () =>
   });
 
   test('create hook got exactly CREATE gwi-X gwo-X <17-digit ENI hex>, no shell', () => {
-    const calls = hookCalls(hookLog);
+    const calls = hookCalls(env.hookLog);
     for (const [eni, b60] of [['00000000000000001', '1'], ['0ffffffffffffffff', 'uur953OEv0f'], ['02b8ee1d4db0c51c4', '5bqWvzLwwkk']]) {
       const want = ['CREATE', `gwi-${b60}`, `gwo-${b60}`, eni];
       assert.ok(calls.some((a) => JSON.stringify(a) === JSON.stringify(want)), `hook argv ${want.join(' ')} in:\n${calls.join('\n')}`);
@@ -102,10 +72,10 @@ describe('data path: Geneve in, TUN out, kernel forwarding, back to GWLB', () =>
   });
 
   test('each endpoint receives only its own traffic', async () => {
-    const before = new Map(links(t!.applianceNs).map((l) => [l.ifname, l.stats64?.rx.packets ?? 0]));
-    const r = await runEmulator(t!, ['--endpoints', '1,ffffffffffffffff', '--families', '4', '--protos', 'udp', '--flows', '3', '--packets', '10', '--rate', '2000', '--ttl-decrement', '1']);
+    const before = new Map(links(env.t.applianceNs).map((l) => [l.ifname, l.stats64?.rx.packets ?? 0]));
+    const r = await runEmulator(env.t, ['--endpoints', '1,ffffffffffffffff', '--families', '4', '--protos', 'udp', '--flows', '3', '--packets', '10', '--rate', '2000', '--ttl-decrement', '1']);
     assertAllVerified(r, 'isolation');
-    const afterLinks = new Map(links(t!.applianceNs).map((l) => [l.ifname, l.stats64?.rx.packets ?? 0]));
+    const afterLinks = new Map(links(env.t.applianceNs).map((l) => [l.ifname, l.stats64?.rx.packets ?? 0]));
     const delta = (n: string): number => (afterLinks.get(n) ?? 0) - (before.get(n) ?? 0);
     // rx on a TUN device counts what gwlbtun wrote into it.
     for (const name of ['gwi-1', 'gwi-uur953OEv0f']) {
@@ -118,18 +88,18 @@ describe('data path: Geneve in, TUN out, kernel forwarding, back to GWLB', () =>
   });
 
   test('a new cookie for a reused 5-tuple is what comes back', async () => {
-    const r = await runEmulator(t!, ['--endpoints', '2b8ee1d4db0c51c4', '--families', '4,6', '--protos', 'tcp,udp', '--flows', '2', '--packets', '10', '--phases', '3', '--rate', '2000', '--ttl-decrement', '1']);
+    const r = await runEmulator(env.t, ['--endpoints', '2b8ee1d4db0c51c4', '--families', '4,6', '--protos', 'tcp,udp', '--flows', '2', '--packets', '10', '--phases', '3', '--rate', '2000', '--ttl-decrement', '1']);
     assertAllVerified(r, 'recookie');
   });
 
   test('a packet routed out of gwo-<X> for a flow never seen from GWLB is dropped and counted', async () => {
-    const before = metrics(t!, HEALTH_PORT).get('gwlbtun_drops_total{reason="no_flow"}') ?? 0;
-    const ns = t!.applianceNs;
+    const before = metrics(env.t, HEALTH_PORT).get('gwlbtun_drops_total{reason="no_flow"}') ?? 0;
+    const ns = env.t.applianceNs;
     assert.equal(nsRun(ns, 'ip', ['addr', 'add', '192.0.2.250/32', 'dev', 'lo']).status, 0);
     assert.equal(nsRun(ns, 'ip', ['route', 'add', '203.0.113.250/32', 'dev', 'gwo-1']).status, 0);
     udpSendInNs(ns, '192.0.2.250', '203.0.113.250', 9, 5);
     const n = await waitFor('no_flow drops', () => {
-      const v = metrics(t!, HEALTH_PORT).get('gwlbtun_drops_total{reason="no_flow"}') ?? 0;
+      const v = metrics(env.t, HEALTH_PORT).get('gwlbtun_drops_total{reason="no_flow"}') ?? 0;
       return v - before >= 5 ? v - before : undefined;
     });
     assert.ok(n >= 5);

@@ -2,12 +2,12 @@
 // deleted from outside, the Geneve or health port already taken, missing capabilities, and a
 // data-plane worker that dies.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../../src/sim/topology';
+import { nsSpawnArgs, type Topology } from '../../src/sim/topology';
 import {
   BIN,
   hookCalls,
@@ -16,12 +16,11 @@ import {
   metrics,
   nsRun,
   RECORD_HOOK,
-  requireRoot,
   runEmulator,
   sleep,
   startDaemon,
   stopDaemon,
-  tmpDir,
+  useEnv,
   waitFor,
 } from './lib';
 
@@ -44,28 +43,18 @@ function runToExit(t: Topology, args: string[], wrap: string[] = [], timeoutMs =
 }
 
 describe('faults', () => {
-  let t: Topology | undefined;
-  let dir = '';
-  before(() => {
-    requireRoot();
-    dir = tmpDir('flt');
-    t = createTopology('flt');
-  });
-  after(() => {
-    if (t !== undefined) destroyTopology(t);
-    if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const env = useEnv('flt');
 
-  const noGw = (): boolean => !links(t!.applianceNs).some((l) => l.ifname.startsWith('gwi-') || l.ifname.startsWith('gwo-'));
+  const noGw = (): boolean => !links(env.t.applianceNs).some((l) => l.ifname.startsWith('gwi-') || l.ifname.startsWith('gwo-'));
 
   test('UDP 6081 already in use: one clear error line, exit 1, nothing left behind', async () => {
     const holder = spawn(...(() => {
-      const a = nsSpawnArgs(t!.applianceNs, process.execPath, ['-e', "require('node:dgram').createSocket('udp4').bind(6081, () => console.log('bound')); setTimeout(() => {}, 20000)"]);
+      const a = nsSpawnArgs(env.t.applianceNs, process.execPath, ['-e', "require('node:dgram').createSocket('udp4').bind(6081, () => console.log('bound')); setTimeout(() => {}, 20000)"]);
       return [a.file, a.args] as const;
     })(), { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       await new Promise<void>((r) => holder.stdout.once('data', () => r()));
-      const r = await runToExit(t!, []);
+      const r = await runToExit(env.t, []);
       assert.equal(r.code, 1, r.out);
       const lines = r.out.trim().split('\n').filter((l) => l.includes('critical'));
       assert.equal(lines.length, 1, r.out);
@@ -78,12 +67,12 @@ describe('faults', () => {
 
   test('health port already in use: one clear error line, exit 1', async () => {
     const holder = spawn(...(() => {
-      const a = nsSpawnArgs(t!.applianceNs, process.execPath, ['-e', `require('node:net').createServer().listen(${PORT}, () => console.log('bound')); setTimeout(() => {}, 20000)`]);
+      const a = nsSpawnArgs(env.t.applianceNs, process.execPath, ['-e', `require('node:net').createServer().listen(${PORT}, () => console.log('bound')); setTimeout(() => {}, 20000)`]);
       return [a.file, a.args] as const;
     })(), { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       await new Promise<void>((r) => holder.stdout.once('data', () => r()));
-      const r = await runToExit(t!, ['-p', String(PORT)]);
+      const r = await runToExit(env.t, ['-p', String(PORT)]);
       assert.equal(r.code, 1, r.out);
       assert.match(r.out, /health check port 8084: .*EADDRINUSE/);
     } finally {
@@ -92,20 +81,20 @@ describe('faults', () => {
   });
 
   test('without CAP_NET_ADMIN and CAP_NET_RAW: one clear error line, exit 1', async () => {
-    const r = await runToExit(t!, [], ['setpriv', '--bounding-set', '-net_admin,-net_raw', '--inh-caps', '-net_admin,-net_raw']);
+    const r = await runToExit(env.t, [], ['setpriv', '--bounding-set', '-net_admin,-net_raw', '--inh-caps', '-net_admin,-net_raw']);
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, /missing capabilities: CAP_NET_ADMIN, CAP_NET_RAW/);
     assert.equal(r.out.trim().split('\n').length, 1, r.out);
   });
 
   test('a failing CREATE hook is logged and counted; the endpoint still carries traffic', async () => {
-    const hook = path.join(dir, 'fail.sh');
+    const hook = path.join(env.dir, 'fail.sh');
     fs.writeFileSync(hook, `#!/bin/sh\n${path.resolve(RECORD_HOOK)} "$@"\necho "hook says no" >&2\nexit 3\n`, { mode: 0o755 });
-    const d = await startDaemon(t!, ['-c', hook, '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: path.join(dir, 'fail.log') });
+    const d = await startDaemon(env.t, ['-c', hook, '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: path.join(env.dir, 'fail.log') });
     try {
-      const r = await runEmulator(t!, ['--endpoints', '11', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '500']);
+      const r = await runEmulator(env.t, ['--endpoints', '11', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '500']);
       assert.equal(r.totals.verified, r.totals.sent);
-      assert.equal(metrics(t!, PORT).get('gwlbtun_hook_create_failures_total'), 1);
+      assert.equal(metrics(env.t, PORT).get('gwlbtun_hook_create_failures_total'), 1);
       assert.match(d.output(), /create hook failed .*exit=3/);
       assert.match(d.output(), /hook says no/);
     } finally {
@@ -114,16 +103,16 @@ describe('faults', () => {
   });
 
   test('interfaces deleted from outside: torn down cleanly (DESTROY hook), re-created by the next packet', async () => {
-    const hookLog = path.join(dir, 'del.log');
-    const d = await startDaemon(t!, ['-c', RECORD_HOOK, '-r', RECORD_HOOK, '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: hookLog });
+    const hookLog = path.join(env.dir, 'del.log');
+    const d = await startDaemon(env.t, ['-c', RECORD_HOOK, '-r', RECORD_HOOK, '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: hookLog });
     try {
-      let r = await runEmulator(t!, ['--endpoints', '12', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '500']);
+      let r = await runEmulator(env.t, ['--endpoints', '12', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '500']);
       assert.equal(r.totals.verified, r.totals.sent);
       await sleep(5200); // older than the 5 s that counts as "deleted right after creation"
-      assert.equal(nsRun(t!.applianceNs, 'ip', ['link', 'del', 'gwo-i']).status, 0);
+      assert.equal(nsRun(env.t.applianceNs, 'ip', ['link', 'del', 'gwo-i']).status, 0);
       await waitFor('DESTROY after the deletion', () => hookCalls(hookLog).some((a) => a[0] === 'DESTROY'), 5000);
       await waitFor('gwi- removed too', () => noGw(), 5000);
-      r = await runEmulator(t!, ['--endpoints', '12', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '500']);
+      r = await runEmulator(env.t, ['--endpoints', '12', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '500']);
       assert.equal(r.totals.verified, r.totals.sent, 're-created and working');
       assert.deepEqual(hookCalls(hookLog).map((a) => a[0]), ['CREATE', 'DESTROY', 'CREATE']);
       assert.match(d.output(), /endpoint 00000000000000012: destroyed \(device deleted\)/);
@@ -133,37 +122,37 @@ describe('faults', () => {
   });
 
   test('a hook that deletes its own interface: endpoint torn down, its traffic refused for a while, daemon fine', async () => {
-    const hook = path.join(dir, 'selfdel.sh');
+    const hook = path.join(env.dir, 'selfdel.sh');
     fs.writeFileSync(hook, `#!/bin/sh\n[ "$1" = CREATE ] && ip link del "$2"\nexit 0\n`, { mode: 0o755 });
-    const d = await startDaemon(t!, ['-c', hook, '-p', String(PORT), '-j'], {});
+    const d = await startDaemon(env.t, ['-c', hook, '-p', String(PORT), '-j'], {});
     try {
-      await runEmulator(t!, ['--endpoints', '13', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '20', '--rate', '200', '--settle-ms', '500']);
+      await runEmulator(env.t, ['--endpoints', '13', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '20', '--rate', '200', '--settle-ms', '500']);
       await waitFor('torn down', () => noGw(), 5000);
       // More traffic right away: refused (counted), not a create/delete loop.
-      await runEmulator(t!, ['--endpoints', '13', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '20', '--rate', '200', '--settle-ms', '200']);
-      const m = metrics(t!, PORT);
+      await runEmulator(env.t, ['--endpoints', '13', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '20', '--rate', '200', '--settle-ms', '200']);
+      const m = metrics(env.t, PORT);
       assert.equal(m.get('gwlbtun_endpoints'), 0);
       assert.equal(m.get('gwlbtun_hook_create_runs_total'), 1, 'not re-created in a loop');
       assert.ok((m.get('gwlbtun_drops_total{reason="endpoint_failed"}') ?? 0) > 0);
-      assert.equal(httpGetInNs(t!.applianceNs, PORT, '/').status, 200);
+      assert.equal(httpGetInNs(env.t.applianceNs, PORT, '/').status, 200);
     } finally {
       await stopDaemon(d);
     }
   });
 
   test('a data-plane worker that dies is restarted; health is 503 until it is back; endpoints keep working', async () => {
-    const d = await startDaemon(t!, ['-c', RECORD_HOOK, '-p', String(PORT), '-j'], { GWLBTUN_TEST_HOOK_LOG: path.join(dir, 'crash.log'), GWLBTUN_FAILPOINT: 'worker-crash:0:30' });
+    const d = await startDaemon(env.t, ['-c', RECORD_HOOK, '-p', String(PORT), '-j'], { GWLBTUN_TEST_HOOK_LOG: path.join(env.dir, 'crash.log'), GWLBTUN_FAILPOINT: 'worker-crash:0:30' });
     try {
       // Packets 1-29 are carried; the batch with the 30th kills the worker.
-      await runEmulator(t!, ['--endpoints', '14', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '40', '--rate', '400', '--settle-ms', '200']);
+      await runEmulator(env.t, ['--endpoints', '14', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '40', '--rate', '400', '--settle-ms', '200']);
       const down = await waitFor('503 while the worker is down', () => {
-        const h = httpGetInNs(t!.applianceNs, PORT, '/');
+        const h = httpGetInNs(env.t.applianceNs, PORT, '/');
         return h.status === 503 ? h : undefined;
       }, 3000, 50);
       assert.equal((JSON.parse(down.body) as { workers: { alive: boolean }[] }).workers[0].alive, false);
-      await waitFor('200 again', () => httpGetInNs(t!.applianceNs, PORT, '/').status === 200, 5000, 100);
-      assert.equal(metrics(t!, PORT).get('gwlbtun_worker_restarts_total{worker="0"}'), 1);
-      const r = await runEmulator(t!, ['--endpoints', '14', '--families', '4,6', '--protos', 'udp,tcp', '--flows', '2', '--packets', '10', '--rate', '500']);
+      await waitFor('200 again', () => httpGetInNs(env.t.applianceNs, PORT, '/').status === 200, 5000, 100);
+      assert.equal(metrics(env.t, PORT).get('gwlbtun_worker_restarts_total{worker="0"}'), 1);
+      const r = await runEmulator(env.t, ['--endpoints', '14', '--families', '4,6', '--protos', 'udp,tcp', '--flows', '2', '--packets', '10', '--rate', '500']);
       assert.equal(r.totals.verified, r.totals.sent, 'the restarted worker has the endpoint back');
       assert.match(d.output(), /worker 0 exited .*restarting in 1000 ms/);
     } finally {

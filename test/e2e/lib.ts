@@ -3,10 +3,11 @@
 // src/sim/topology.ts and removed afterwards whatever happens.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { nsSpawnArgs, type Topology } from '../../src/sim/topology';
+import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../../src/sim/topology';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'gwlbtun');
@@ -201,4 +202,40 @@ export function hookEvents(file: string): string[] {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => (l.startsWith('done\t') ? l.split('\t').join(' ') : l.split('\t').slice(1).join(' ')));
+}
+
+/** What useEnv() provides to the tests of one describe block, filled in by its before(). */
+export interface Env {
+  t: Topology;
+  dir: string;
+  /** Where fixtures/record-hook.sh records (GWLBTUN_TEST_HOOK_LOG of the daemon). */
+  hookLog: string;
+  /** The daemon, when useEnv() was asked to start one. */
+  d: Daemon;
+}
+
+/** Registers, in the calling describe block, a before() that makes a fresh topology and temp
+ * directory (and starts the daemon with `daemon.args`, when given) and an after() that stops the
+ * daemon and removes all of it, also when a test failed. */
+export function useEnv(tag: string, daemon?: { args: string[]; env?: Record<string, string> }): Env {
+  const env = {} as Env;
+  before(async () => {
+    requireRoot();
+    env.dir = tmpDir(tag);
+    env.hookLog = path.join(env.dir, 'hooks.log');
+    env.t = createTopology(tag);
+    if (daemon !== undefined) env.d = await startDaemon(env.t, daemon.args, { GWLBTUN_TEST_HOOK_LOG: env.hookLog, ...daemon.env });
+  });
+  after(async () => {
+    try {
+      if (env.d !== undefined) {
+        const r = await stopDaemon(env.d);
+        if (r.code !== 0) console.error(`daemon exit ${r.code} ${r.signal}\n${env.d.output()}`);
+      }
+    } finally {
+      if (env.t !== undefined) destroyTopology(env.t);
+      if (env.dir !== undefined) fs.rmSync(env.dir, { recursive: true, force: true });
+    }
+  });
+  return env;
 }

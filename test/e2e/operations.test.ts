@@ -3,11 +3,10 @@
 // second signal, and the effect of the other flags (--no-return, -i/--idle-other, logging,
 // affinity).
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, destroyTopology, type Topology } from '../../src/sim/topology';
 import {
   hookCalls,
   httpGetInNs,
@@ -15,13 +14,12 @@ import {
   metrics,
   nsRun,
   RECORD_HOOK,
-  requireRoot,
   runEmulator,
   sleep,
   startDaemon,
   stopDaemon,
-  tmpDir,
   udpSendInNs,
+  useEnv,
   waitFor,
   type Daemon,
 } from './lib';
@@ -30,20 +28,10 @@ import { parsePrometheusText } from '../unit/helpers/prometheus';
 const PORT = 8083;
 
 describe('operations', () => {
-  let t: Topology | undefined;
-  let dir = '';
-  before(() => {
-    requireRoot();
-    dir = tmpDir('ops');
-    t = createTopology('ops');
-  });
-  after(() => {
-    if (t !== undefined) destroyTopology(t);
-    if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const ctx = useEnv('ops');
 
   async function withDaemon(args: string[], env: Record<string, string>, fn: (d: Daemon) => Promise<void>): Promise<Daemon> {
-    const d = await startDaemon(t!, args, env);
+    const d = await startDaemon(ctx.t, args, env);
     try {
       await fn(d);
     } finally {
@@ -55,7 +43,7 @@ describe('operations', () => {
   test('health: 200 with an HTML body by default, JSON with -j, empty with -s; no-cache headers', async () => {
     for (const [flag, type] of [[[], 'text/html'], [['-j'], 'application/json'], [['-s'], 'text/html']] as const) {
       await withDaemon(['-p', String(PORT), ...flag], {}, async () => {
-        const r = httpGetInNs(t!.applianceNs, PORT, '/');
+        const r = httpGetInNs(ctx.t.applianceNs, PORT, '/');
         assert.equal(r.status, 200);
         assert.equal(r.headers['cache-control'], 'max-age=0, no-cache');
         assert.equal(r.headers['content-type'], type);
@@ -71,11 +59,11 @@ describe('operations', () => {
   });
 
   test('/metrics is valid Prometheus text with per-endpoint, drop, flow, hook and worker metrics', async () => {
-    const hookLog = path.join(dir, 'metrics.log');
+    const hookLog = path.join(ctx.dir, 'metrics.log');
     await withDaemon(['-p', String(PORT), '-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: hookLog }, async () => {
-      const r = await runEmulator(t!, ['--endpoints', '5', '--families', '4,6', '--protos', 'udp,tcp', '--flows', '2', '--rate', '1000', '--packets', '10']);
+      const r = await runEmulator(ctx.t, ['--endpoints', '5', '--families', '4,6', '--protos', 'udp,tcp', '--flows', '2', '--rate', '1000', '--packets', '10']);
       assert.equal(r.totals.verified, r.totals.sent);
-      const res = httpGetInNs(t!.applianceNs, PORT, '/metrics');
+      const res = httpGetInNs(ctx.t.applianceNs, PORT, '/metrics');
       assert.equal(res.status, 200);
       assert.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/);
       const families = parsePrometheusText(res.body); // throws on any malformed line
@@ -102,15 +90,15 @@ describe('operations', () => {
   });
 
   test('SIGTERM: 503 while shutting down, DESTROY hooks run, exit 0; a second signal exits at once', async () => {
-    const hookLog = path.join(dir, 'term.log');
+    const hookLog = path.join(ctx.dir, 'term.log');
     const env = { GWLBTUN_TEST_HOOK_LOG: hookLog, GWLBTUN_TEST_HOOK_DESTROY_SLEEP: '2' };
-    const d = await startDaemon(t!, ['-p', String(PORT), '-j', '-c', RECORD_HOOK, '-r', RECORD_HOOK], env);
+    const d = await startDaemon(ctx.t, ['-p', String(PORT), '-j', '-c', RECORD_HOOK, '-r', RECORD_HOOK], env);
     try {
-      await runEmulator(t!, ['--endpoints', '1,2', '--families', '4', '--protos', 'udp', '--flows', '1', '--rate', '500', '--packets', '5']);
+      await runEmulator(ctx.t, ['--endpoints', '1,2', '--families', '4', '--protos', 'udp', '--flows', '1', '--rate', '500', '--packets', '5']);
       const t0 = Date.now();
       d.proc.kill('SIGTERM');
       const r = await waitFor('503 while shutting down', () => {
-        const h = httpGetInNs(t!.applianceNs, PORT, '/');
+        const h = httpGetInNs(ctx.t.applianceNs, PORT, '/');
         return h.status === 503 ? h : undefined;
       }, 3000, 50);
       assert.equal((JSON.parse(r.body) as { healthy: boolean }).healthy, false);
@@ -119,13 +107,13 @@ describe('operations', () => {
       assert.ok(Date.now() - t0 < 5000, 'exits within 5 s (the DESTROY hooks take 2 s, in parallel)');
       const destroys = hookCalls(hookLog).filter((a) => a[0] === 'DESTROY').map((a) => a.join(' ')).sort();
       assert.deepEqual(destroys, ['DESTROY gwi-1 gwo-1 00000000000000001', 'DESTROY gwi-2 gwo-2 00000000000000002']);
-      assert.ok(!links(t!.applianceNs).some((l) => l.ifname.startsWith('gw')), 'interfaces removed');
+      assert.ok(!links(ctx.t.applianceNs).some((l) => l.ifname.startsWith('gw')), 'interfaces removed');
     } finally {
       await stopDaemon(d);
     }
-    const d2 = await startDaemon(t!, ['-r', RECORD_HOOK], { ...env, GWLBTUN_TEST_HOOK_DESTROY_SLEEP: '20' });
+    const d2 = await startDaemon(ctx.t, ['-r', RECORD_HOOK], { ...env, GWLBTUN_TEST_HOOK_DESTROY_SLEEP: '20' });
     try {
-      await runEmulator(t!, ['--endpoints', '3', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3', '--settle-ms', '300']);
+      await runEmulator(ctx.t, ['--endpoints', '3', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3', '--settle-ms', '300']);
       d2.proc.kill('SIGTERM');
       await sleep(300);
       const t1 = Date.now();
@@ -139,33 +127,33 @@ describe('operations', () => {
   });
 
   test('--no-return: only gwi- interfaces, hooks get none, packets delivered, nothing sent back', async () => {
-    const hookLog = path.join(dir, 'noret.log');
+    const hookLog = path.join(ctx.dir, 'noret.log');
     await withDaemon(['--no-return', '-c', RECORD_HOOK, '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: hookLog, GWLBTUN_TEST_HOOK_NOROUTE: '1' }, async () => {
-      const r = await runEmulator(t!, ['--endpoints', '9', '--families', '4', '--protos', 'udp', '--flows', '2', '--rate', '500', '--packets', '10', '--settle-ms', '300']);
+      const r = await runEmulator(ctx.t, ['--endpoints', '9', '--families', '4', '--protos', 'udp', '--flows', '2', '--rate', '500', '--packets', '10', '--settle-ms', '300']);
       assert.equal(r.totals.verified, 0);
-      const names = links(t!.applianceNs).map((l) => l.ifname);
+      const names = links(ctx.t.applianceNs).map((l) => l.ifname);
       assert.ok(names.includes('gwi-9') && !names.includes('gwo-9'), names.join(' '));
       assert.deepEqual(hookCalls(hookLog)[0], ['CREATE', 'gwi-9', 'none', '00000000000000009']);
-      const m = metrics(t!, PORT);
+      const m = metrics(ctx.t, PORT);
       assert.equal(m.get('gwlbtun_endpoint_packets_from_gwlb_total{eni="00000000000000009",interface="gwi-9"}'), r.totals.sent);
       assert.equal(m.get('gwlbtun_flows'), undefined, 'no flow table');
     });
   });
 
   test('-i and --idle-other: TCP and other flows expire after their own idle timeouts', async () => {
-    await withDaemon(['-c', RECORD_HOOK, '-i', '30', '--idle-other', '1', '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: path.join(dir, 'idle.log') }, async () => {
-      const r = await runEmulator(t!, ['--endpoints', 'a', '--families', '4', '--protos', 'tcp,udp,icmp', '--flows', '2', '--rate', '600', '--packets', '5']);
+    await withDaemon(['-c', RECORD_HOOK, '-i', '30', '--idle-other', '1', '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: path.join(ctx.dir, 'idle.log') }, async () => {
+      const r = await runEmulator(ctx.t, ['--endpoints', 'a', '--families', '4', '--protos', 'tcp,udp,icmp', '--flows', '2', '--rate', '600', '--packets', '5']);
       assert.equal(r.totals.verified, r.totals.sent);
-      assert.equal(metrics(t!, PORT).get('gwlbtun_flows'), 6);
+      assert.equal(metrics(ctx.t, PORT).get('gwlbtun_flows'), 6);
       // UDP and ICMP flows go after 1 s (swept within about one more second); TCP ones stay.
-      await waitFor('non-TCP flows expired', () => metrics(t!, PORT).get('gwlbtun_flows') === 2, 4000, 200);
-      assert.equal(metrics(t!, PORT).get('gwlbtun_flow_expiries_total'), 4);
+      await waitFor('non-TCP flows expired', () => metrics(ctx.t, PORT).get('gwlbtun_flows') === 2, 4000, 200);
+      assert.equal(metrics(ctx.t, PORT).get('gwlbtun_flow_expiries_total'), 4);
     });
   });
 
   test('--log-format json, -d and -x', async () => {
-    const jd = await withDaemon(['--log-format', 'json', '-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: path.join(dir, 'log.log') }, async () => {
-      await runEmulator(t!, ['--endpoints', 'b', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3']);
+    const jd = await withDaemon(['--log-format', 'json', '-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: path.join(ctx.dir, 'log.log') }, async () => {
+      await runEmulator(ctx.t, ['--endpoints', 'b', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3']);
     });
     const lines = jd.output().trim().split('\n');
     assert.ok(lines.length >= 3);
@@ -173,17 +161,17 @@ describe('operations', () => {
       const o = JSON.parse(l) as Record<string, unknown>;
       assert.ok(typeof o.time === 'string' && typeof o.section === 'string' && typeof o.level === 'string' && typeof o.msg === 'string', l);
     }
-    const plain = await withDaemon(['-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: path.join(dir, 'log.log') }, async () => {
-      await runEmulator(t!, ['--endpoints', 'b', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3']);
+    const plain = await withDaemon(['-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: path.join(ctx.dir, 'log.log') }, async () => {
+      await runEmulator(ctx.t, ['--endpoints', 'b', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3']);
     });
     assert.doesNotMatch(plain.output(), / info /);
     assert.match(plain.output(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /m, 'millisecond timestamps');
-    const dbg = await withDaemon(['-d', '-x', '-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: path.join(dir, 'log.log') }, async () => {
-      await runEmulator(t!, ['--endpoints', 'b', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3']);
+    const dbg = await withDaemon(['-d', '-x', '-c', RECORD_HOOK], { GWLBTUN_TEST_HOOK_LOG: path.join(ctx.dir, 'log.log') }, async () => {
+      await runEmulator(ctx.t, ['--endpoints', 'b', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '3']);
       // A packet routed out of gwo- with no flow behind it: dropped, logged with a hex dump.
-      nsRun(t!.applianceNs, 'ip', ['addr', 'add', '192.0.2.251/32', 'dev', 'lo']);
-      nsRun(t!.applianceNs, 'ip', ['route', 'replace', '203.0.113.251/32', 'dev', 'gwo-b']);
-      udpSendInNs(t!.applianceNs, '192.0.2.251', '203.0.113.251', 9, 2);
+      nsRun(ctx.t.applianceNs, 'ip', ['addr', 'add', '192.0.2.251/32', 'dev', 'lo']);
+      nsRun(ctx.t.applianceNs, 'ip', ['route', 'replace', '203.0.113.251/32', 'dev', 'gwo-b']);
+      udpSendInNs(ctx.t.applianceNs, '192.0.2.251', '203.0.113.251', 9, 2);
       await sleep(300);
     });
     assert.match(dbg.output(), / info +create hook done/);
@@ -193,8 +181,8 @@ describe('operations', () => {
 
   test('--logging tunnel=critical silences tunnel messages; --rcvbuf sets the receive buffer', async () => {
     const quiet = await withDaemon(['--logging', 'TUNNEL=Critical', '--rcvbuf', '1048576'], {}, async () => {
-      await runEmulator(t!, ['--endpoints', 'd', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '2', '--settle-ms', '200']);
-      const ss = nsRun(t!.applianceNs, 'ss', ['-u', '-a', '-n', '-m', 'sport', '=', ':6081']);
+      await runEmulator(ctx.t, ['--endpoints', 'd', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '2', '--settle-ms', '200']);
+      const ss = nsRun(ctx.t.applianceNs, 'ss', ['-u', '-a', '-n', '-m', 'sport', '=', ':6081']);
       // The kernel doubles SO_RCVBUF for its own bookkeeping: rb2097152.
       assert.match(ss.stdout, /rb2097152/, ss.stdout);
     });
@@ -204,7 +192,7 @@ describe('operations', () => {
 
   test('--udpaffinity: one worker per listed CPU, each pinned', async () => {
     await withDaemon(['--udpaffinity', '0-1', '-p', String(PORT), '-j'], {}, async (d) => {
-      const j = JSON.parse(httpGetInNs(t!.applianceNs, PORT, '/').body) as { workers: unknown[] };
+      const j = JSON.parse(httpGetInNs(ctx.t.applianceNs, PORT, '/').body) as { workers: unknown[] };
       assert.equal(j.workers.length, 2);
       const allowed = fs
         .readdirSync(`/proc/${d.pid}/task`)

@@ -119,7 +119,9 @@ test('emulator verifies every packet through the reflector, two endpoints, two p
     assert.equal(run.code, 0, run.stderr);
     const report = run.lines.find((l) => l.type === 'report') as unknown as EmulatorReport;
     assert.ok(report, 'report line');
-    assert.ok(run.lines.some((l) => l.type === 'progress'), 'progress lines');
+    const prog = run.lines.filter((l) => l.type === 'progress');
+    assert.ok(prog.length > 0, 'progress lines');
+    assert.equal((prog[0].endpoints as unknown[]).length, 2, 'progress per endpoint');
     const perEndpoint = 2 * 3 * flows * packets * 2; // families * protos * flows * packets * phases
     assert.equal(report.flows, 2 * 2 * 3 * flows);
     assert.deepEqual(report.endpoints.map((e) => e.eni), ['00000000000000001', '0ffffffffffffffff']);

@@ -1,0 +1,79 @@
+// Asynchronous probes of a running daemon for the hostile-input and soak tests: /metrics and
+// `ip -j link` from inside the appliance namespace without blocking the event loop (so they can
+// poll while an emulator child process is sending), and the daemon's resident memory.
+
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { nsSpawnArgs } from '../../src/sim/topology';
+import { parseMetrics } from './lib';
+
+/** Run a command in a namespace; resolves with its output (never rejects; killed after timeoutMs). */
+export function nsRunAsync(ns: string, cmd: string, args: string[], timeoutMs = 10000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const a = nsSpawnArgs(ns, cmd, args);
+  return new Promise((resolve) => {
+    const p = spawn(a.file, a.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ code: null, stdout, stderr: stderr + String(e) });
+    });
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const GET = `
+const http = require('node:http');
+const req = http.get({ host: '127.0.0.1', port: Number(process.argv[1]), path: process.argv[2], timeout: 5000 }, (res) => {
+  let b = ''; res.setEncoding('utf8'); res.on('data', (c) => (b += c));
+  res.on('end', () => process.stdout.write(JSON.stringify({ status: res.statusCode, body: b })));
+});
+req.on('error', (e) => process.stdout.write(JSON.stringify({ status: 0, body: String(e) })));
+req.on('timeout', () => req.destroy(new Error('timeout')));`;
+
+export async function httpGetAsync(ns: string, port: number, path: string): Promise<{ status: number; body: string }> {
+  const r = await nsRunAsync(ns, process.execPath, ['-e', GET, String(port), path], 15000);
+  try {
+    return JSON.parse(r.stdout) as { status: number; body: string };
+  } catch {
+    return { status: 0, body: r.stderr };
+  }
+}
+
+export async function metricsAsync(ns: string, port: number): Promise<Map<string, number>> {
+  const r = await httpGetAsync(ns, port, '/metrics');
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}: ${r.body}`);
+  return parseMetrics(r.body);
+}
+
+/** Names of the interfaces in a namespace. */
+export async function linkNamesAsync(ns: string): Promise<string[]> {
+  const r = await nsRunAsync(ns, 'ip', ['-j', 'link', 'show']);
+  if (r.code !== 0) throw new Error(`ip link show failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname);
+}
+
+/** VmRSS of a process in KiB (from /proc/<pid>/status), or NaN when it is gone. */
+export function rssKiB(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? NaN : Number(m[1]);
+  } catch {
+    return NaN;
+  }
+}
+
+/** A metric's value, 0 when absent. */
+export function mv(m: Map<string, number>, key: string): number {
+  return m.get(key) ?? 0;
+}
+
+export function drop(m: Map<string, number>, reason: string): number {
+  return mv(m, `gwlbtun_drops_total{reason="${reason}"}`);
+}
