@@ -21,8 +21,9 @@ export interface NativeAddon {
    * the device if it does not exist. Calling it again with the same name attaches another queue.
    * The device disappears when its last queue is closed (it is never made persistent). */
   tunOpen(name: string): number;
-  /** Set the MTU of interface `name` and bring it up (SIOCSIFMTU, SIOCSIFFLAGS |= IFF_UP). */
-  linkSetup(name: string, mtu: number): void;
+  /** Set the MTU and (when txqueuelen > 0) the transmit queue length of interface `name`, then
+   * bring it up (SIOCSIFMTU, SIOCSIFTXQLEN, SIOCSIFFLAGS |= IFF_UP). */
+  linkSetup(name: string, mtu: number, txqueuelen: number): void;
   /** if_nametoindex(name): 0 when there is no such interface. */
   ifIndex(name: string): number;
   /** close(2). Ignores EBADF. */

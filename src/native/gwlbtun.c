@@ -237,11 +237,11 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
 
 // linkSetup(name, mtu): set the MTU and IFF_UP through an ordinary socket's interface ioctls.
 static napi_value LinkSetup(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   char name[IFNAMSIZ], what[48];
-  int32_t mtu;
-  if (get_args(env, info, 2, argv, "linkSetup") || get_ifname(env, argv[0], "linkSetup", name) ||
-      get_i32(env, argv[1], "mtu", 1, &mtu))
+  int32_t mtu, qlen;
+  if (get_args(env, info, 3, argv, "linkSetup") || get_ifname(env, argv[0], "linkSetup", name) ||
+      get_i32(env, argv[1], "mtu", 1, &mtu) || get_i32(env, argv[2], "txqueuelen", 0, &qlen))
     return NULL;
   snprintf(what, sizeof what, "linkSetup(%s)", name);
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -252,6 +252,13 @@ static napi_value LinkSetup(napi_env env, napi_callback_info info) {
   const char *step = "SIOCSIFMTU";
   ifr.ifr_mtu = mtu;
   if (ioctl(s, SIOCSIFMTU, &ifr) < 0) goto fail;
+  if (qlen > 0) {
+    // A TUN queue's ring is txqueuelen packets long (resized on change): what the kernel can hold
+    // for us between two reads.
+    step = "SIOCSIFTXQLEN";
+    ifr.ifr_qlen = qlen;
+    if (ioctl(s, SIOCSIFTXQLEN, &ifr) < 0) goto fail;
+  }
   step = "SIOCGIFFLAGS";
   if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) goto fail;
   step = "SIOCSIFFLAGS";

@@ -49,13 +49,14 @@ describe('data path: Geneve in, TUN out, kernel forwarding, back to GWLB', () =>
     assertAllVerified(r, 'round trip');
   });
 
-  test('interfaces are named from the ENI ID in base 60, up, with MTU 8500', () => {
+  test('interfaces are named from the ENI ID in base 60, up, with MTU 8500 (and 2048-packet queues)', () => {
     const ls = links(env.t.applianceNs);
     for (const b60 of ['1', 'uur953OEv0f']) {
       for (const prefix of ['gwi-', 'gwo-']) {
         const l = ls.find((x) => x.ifname === prefix + b60);
         assert.ok(l, `${prefix}${b60} exists (have ${ls.map((x) => x.ifname).join(' ')})`);
         assert.equal(l.mtu, 8500);
+        assert.equal(l.txqlen, 2048);
         assert.ok(l.flags.includes('UP'), `${l.ifname} is up`);
       }
     }

@@ -147,6 +147,7 @@ export function metrics(t: Topology, port: number): Map<string, number> {
 export interface LinkInfo {
   ifname: string;
   mtu: number;
+  txqlen?: number;
   flags: string[];
   stats64?: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } };
 }

@@ -82,8 +82,8 @@ async function main(): Promise<ChildReport> {
   const fd2 = a.tunOpen(name); // second queue of the same device
   r.ifIndexOpen = a.ifIndex(name);
   r.longNameError = errInfo(() => a.tunOpen('x'.repeat(16))).code;
-  r.noDevError = errInfo(() => a.linkSetup('gwt-nodev0', 1500));
-  a.linkSetup(name, 8500);
+  r.noDevError = errInfo(() => a.linkSetup('gwt-nodev0', 1500, 0));
+  a.linkSetup(name, 8500, 2048);
   r.mtu = Number(sys('mtu'));
   r.flags = parseInt(sys('flags'), 16);
   r.operstate = sys('operstate');
