@@ -47,56 +47,13 @@ me=overlapping-cidrs
 BASE=100000          # routing table and mark = BASE + n
 PREF_IIF=1000        # 'ip rule' priorities: the ingress rule first,
 PREF_MARK=1001       # then the mark rule (locally generated packets)
+NUM_BASE=$BASE
 tag="gwlbtun-$eni"   # iptables comment on every rule of this endpoint
 nft_table="gwlbtun_$eni"
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-die() { echo "$me: $*" >&2; exit 1; }
-
-# Which firewall front end to use: nftables when available (one table per endpoint, removed in one
-# command), else iptables (both work on the same kernel; Debian's iptables is iptables-nft).
-pick_firewall() {
-  fw=${GWLBTUN_FIREWALL:-auto}
-  if [ "$fw" = auto ]; then
-    if command -v nft >/dev/null 2>&1; then fw=nft
-    elif command -v iptables >/dev/null 2>&1; then fw=iptables
-    else die "needs nft or iptables"; fi
-  fi
-  case "$fw" in nft|iptables) ;; *) die "GWLBTUN_FIREWALL must be nft, iptables or auto, not '$fw'" ;; esac
-}
-
-# Hooks of different endpoints may run at the same time; this lock serialises the number
-# allocation and the rule changes (a hook that cannot take it within 20 s goes on without).
-take_lock() {
-  dir=${RUNTIME_DIRECTORY:-/run/gwlbtun}   # systemd sets RUNTIME_DIRECTORY (RuntimeDirectory=)
-  mkdir -p "$dir" 2>/dev/null || true
-  if command -v flock >/dev/null 2>&1 && [ -d "$dir" ] && [ -w "$dir" ]; then
-    exec 9>>"$dir/hooks.lock"   # held until the hook exits
-    flock -w 20 9 || echo "$me: warning: running without the hooks lock" >&2
-  fi
-}
-
-# The endpoint's number if it has one already (from the table its ingress rule points to).
-current_n() {
-  t=$(ip -4 rule list iif "$gwi" 2>/dev/null | sed -n 's/.* lookup \([0-9][0-9]*\).*/\1/p' | head -n 1)
-  if [ -n "$t" ] && [ "$t" -gt "$BASE" ]; then echo $((t - BASE)); fi
-}
-
-# A number for a new endpoint: derived from the low 16 bits of the ENI ID, so it is usually the
-# same every time; if another endpoint holds it (its table has rules), try the next ones.
-allocate_n() {
-  n=$(current_n)
-  if [ -n "$n" ]; then echo "$n"; return; fi
-  start=$(( 0x$(printf '%s' "$eni" | tail -c 4) % 65000 ))
-  i=0
-  while [ "$i" -lt 1000 ]; do
-    n=$(( (start + i) % 65000 + 1 ))
-    if [ -z "$(ip -4 rule list table $((BASE + n)) 2>/dev/null)" ]; then echo "$n"; return; fi
-    i=$((i + 1))
-  done
-  die "no free endpoint number near $start"
-}
+. "$(dirname "$0")/hooks-common.sh"   # die, pick_firewall, take_lock, current_n, allocate_n
 
 # Delete every iptables/ip6tables rule tagged with this endpoint's comment (whatever its numbers).
 iptables_remove_tagged() {

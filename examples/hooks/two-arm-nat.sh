@@ -56,54 +56,13 @@ BASE_BACK=100000     # mark and table of answers going back to the customer = BA
 BASE_OUT=200000      # table of customer traffic going out = BASE_OUT + n
 PREF_IIF=1000        # 'ip rule' priorities: traffic from gwi-<X> first,
 PREF_MARK=1001       # then marked answers
+NUM_BASE=$BASE_OUT
 tag="gwlbtun-$eni"   # iptables comment on every rule of this endpoint
 nft_table="gwlbtun_$eni"
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-die() { echo "$me: $*" >&2; exit 1; }
-
-pick_firewall() {
-  fw=${GWLBTUN_FIREWALL:-auto}
-  if [ "$fw" = auto ]; then
-    if command -v nft >/dev/null 2>&1; then fw=nft
-    elif command -v iptables >/dev/null 2>&1; then fw=iptables
-    else die "needs nft or iptables"; fi
-  fi
-  case "$fw" in nft|iptables) ;; *) die "GWLBTUN_FIREWALL must be nft, iptables or auto, not '$fw'" ;; esac
-}
-
-# Hooks of different endpoints may run at the same time; this lock serialises the number
-# allocation and the rule changes (a hook that cannot take it within 20 s goes on without).
-take_lock() {
-  dir=${RUNTIME_DIRECTORY:-/run/gwlbtun}   # systemd sets RUNTIME_DIRECTORY (RuntimeDirectory=)
-  mkdir -p "$dir" 2>/dev/null || true
-  if command -v flock >/dev/null 2>&1 && [ -d "$dir" ] && [ -w "$dir" ]; then
-    exec 9>>"$dir/hooks.lock"   # held until the hook exits
-    flock -w 20 9 || echo "$me: warning: running without the hooks lock" >&2
-  fi
-}
-
-# The endpoint's number if it has one already (from the table its ingress rule points to).
-current_n() {
-  t=$(ip -4 rule list iif "$gwi" 2>/dev/null | sed -n 's/.* lookup \([0-9][0-9]*\).*/\1/p' | head -n 1)
-  if [ -n "$t" ] && [ "$t" -gt "$BASE_OUT" ]; then echo $((t - BASE_OUT)); fi
-}
-
-# A number for a new endpoint: derived from the low 16 bits of the ENI ID, so it is usually the
-# same every time; if another endpoint holds it (its table has rules), try the next ones.
-allocate_n() {
-  n=$(current_n)
-  if [ -n "$n" ]; then echo "$n"; return; fi
-  start=$(( 0x$(printf '%s' "$eni" | tail -c 4) % 65000 ))
-  i=0
-  while [ "$i" -lt 1000 ]; do
-    n=$(( (start + i) % 65000 + 1 ))
-    if [ -z "$(ip -4 rule list table $((BASE_OUT + n)) 2>/dev/null)" ]; then echo "$n"; return; fi
-    i=$((i + 1))
-  done
-  die "no free endpoint number near $start"
-}
+. "$(dirname "$0")/hooks-common.sh"   # die, pick_firewall, take_lock, current_n, allocate_n
 
 # The gateway of the main table's default route through the egress interface, if any.
 main_gateway() {  # $1 = -4 or -6
