@@ -9,7 +9,7 @@
 // packet wrongly accepted would show up as a new interface (gwi-<X>) and a CREATE hook run.
 
 import { makeGeneveOption, writeGeneveHeader, AWS_OPTION_CLASS } from '../wire/geneve';
-import { buildInnerPacket } from '../wire/build';
+import { buildInnerPacket, concatBytes, u64Bytes } from '../wire/build';
 
 export interface MalformedKind {
   /** CLI / report name. */
@@ -35,23 +35,9 @@ function innerTcpV4(): Uint8Array {
   return buildInnerPacket({ family: 4, proto: 6, src: '192.0.2.254', dst: '203.0.113.254', srcPort: 4000, dstPort: 443, payload: new Uint8Array(8) });
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = concatBytes;
 
-function u64(v: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v);
-  return b;
-}
+const u64 = u64Bytes;
 
 /** Base header (8 bytes) + options, written by hand so that any field can be wrong. */
 function rawGeneve(protocol: number, options: Uint8Array[], inner: Uint8Array, o: { version?: number; optWords?: number } = {}): Uint8Array {

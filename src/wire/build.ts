@@ -349,3 +349,23 @@ export function decrementTtl(pkt: Uint8Array): Uint8Array {
   }
   throw new TypeError('not an IPv4/IPv6 packet');
 }
+
+/** The byte arrays one after another, in a new array. */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** A 64-bit unsigned value as 8 big-endian bytes. */
+export function u64Bytes(v: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, v);
+  return b;
+}

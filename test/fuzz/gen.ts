@@ -3,7 +3,7 @@
 // chains, fragments, odd transports), and mutations of them. Test code: allocates freely.
 
 import { AWS_OPTION_CLASS, makeGeneveOption } from '../../src/wire/geneve';
-import { buildInnerPacket, formatIp, type InnerSpec } from '../../src/wire/build';
+import { buildInnerPacket, concatBytes, formatIp, type InnerSpec } from '../../src/wire/build';
 
 /** sfc32: small, fast, good enough for fuzzing, seeded from one 32-bit number. */
 export class Rng {
@@ -47,17 +47,7 @@ export class Rng {
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = (parts: Uint8Array[]): Uint8Array => concatBytes(...parts);
 
 const EXT = [0, 43, 60, 135, 139, 140, 51] as const;
 const PROTOS = [6, 6, 17, 17, 1, 58, 47, 50, 59, 132] as const;

@@ -11,7 +11,7 @@ import {
   parseGeneve,
   writeGeneveHeader,
 } from '../../src/wire/geneve';
-import { buildInnerPacket } from '../../src/wire/build';
+import { buildInnerPacket, concatBytes, u64Bytes } from '../../src/wire/build';
 import { eniFromHalves } from '../../src/wire/eni';
 import { Drop } from '../../src/wire/reasons';
 
@@ -28,23 +28,9 @@ const V6_INNER = buildInnerPacket({
   payload: new Uint8Array([9, 8, 7]),
 });
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = concatBytes;
 
-function u64(v: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v);
-  return b;
-}
+const u64 = u64Bytes;
 function u32(v: number): Uint8Array {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, v);
