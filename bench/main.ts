@@ -32,6 +32,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTopology, destroyOnExit, destroyTopology, forgetOnExit, nsSpawnArgs, type Topology } from '../src/sim/topology';
+import { metricsInNs } from '../src/sim/nshttp';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const GEN_SRC = path.join(ROOT, 'bench', 'gen.c');
@@ -339,17 +340,8 @@ async function startDaemon(t: Topology, workers: number, pinned: boolean, extra:
 }
 
 /** GET /metrics inside the appliance namespace. */
-function metricsInNs(t: Topology): Map<string, number> {
-  const script = `require('node:http').get({host:'127.0.0.1',port:${HEALTH_PORT},path:'/metrics',timeout:5000},(r)=>{let b='';r.on('data',(c)=>b+=c);r.on('end',()=>process.stdout.write(b));}).on('error',(e)=>{process.stderr.write(String(e));process.exit(1);});`;
-  const a = nsSpawnArgs(t.applianceNs, process.execPath, ['-e', script]);
-  const r = spawnSync(a.file, a.args, { encoding: 'utf8', timeout: 10000 });
-  const m = new Map<string, number>();
-  for (const line of (r.stdout ?? '').split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return m;
+function metricsOf(t: Topology): Map<string, number> {
+  return metricsInNs(t.applianceNs, HEALTH_PORT);
 }
 
 // ---- machine -----------------------------------------------------------------------------------
@@ -429,7 +421,7 @@ async function main(): Promise<void> {
       }
       if (r === ROUNDS) {
         // The daemon's own RcvbufErrors metric against the namespace's counter, read right after.
-        const m = metricsInNs(t);
+        const m = metricsOf(t);
         res.rcvbufMetric = { metric: m.get('gwlbtun_udp_rcvbuf_errors_total') ?? NaN, proc: rcvbufErrors(bg.pid) };
         if (!opt['skip-flows']) res.flows1M = await flows1M(t, bg);
       }
@@ -485,11 +477,11 @@ async function flows1M(t: Topology, d: Bg): Promise<Results['flows1M']> {
   const N = 1_000_000;
   await waitQuiet();
   const rssIdleMB = procStatusKb(d.pid, 'VmRSS') / 1024;
-  const m0 = metricsInNs(t);
+  const m0 = metricsOf(t);
   const t1 = Date.now();
   const g = await genSend(t, { size: 100, rate: 100_000, seconds: 15, count: N, flows: N, ttlDec: 1, settleMs: 1000 });
   await sleep(500);
-  const m = metricsInNs(t);
+  const m = metricsOf(t);
   const r = {
     flows: N,
     sent: g.sent,

@@ -7,9 +7,10 @@
 // It runs for about 20 s, printing live per-endpoint counters, then shuts gwlbtun down with
 // SIGTERM (DESTROY hooks run) and exits 0.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../sim/topology';
+import { metricsInNs } from '../sim/nshttp';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const BIN = path.join(ROOT, 'bin', 'gwlbtun');
@@ -39,19 +40,7 @@ function cleanup(): void {
 }
 
 function metrics(): Map<string, number> {
-  if (topo === undefined) return new Map();
-  const a = nsSpawnArgs(topo.applianceNs, process.execPath, [
-    '-e',
-    `require('node:http').get('http://127.0.0.1:${HEALTH_PORT}/metrics',(r)=>{let b='';r.on('data',(c)=>b+=c);r.on('end',()=>process.stdout.write(b))}).on('error',()=>{})`,
-  ]);
-  const r = spawnSync(a.file, a.args, { encoding: 'utf8', timeout: 3000 });
-  const m = new Map<string, number>();
-  for (const line of (r.stdout ?? '').split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return m;
+  return topo === undefined ? new Map() : metricsInNs(topo.applianceNs, HEALTH_PORT);
 }
 
 function table(eps: EpProgress[] | undefined, m: Map<string, number>, elapsed: number): void {

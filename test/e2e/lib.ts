@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../../src/sim/topology';
+import { httpGetInNs, parseMetrics } from '../../src/sim/nshttp';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'gwlbtun');
@@ -113,30 +114,7 @@ export async function runEmulator(t: Topology, args: string[], timeoutMs = 60000
   return line as unknown as EmuReport;
 }
 
-/** HTTP GET from inside a namespace (the health port listens in the appliance namespace). */
-export function httpGetInNs(ns: string, port: number, urlPath: string): { status: number; headers: Record<string, string>; body: string } {
-  const script = `
-    const http = require('node:http');
-    const req = http.get({ host: '127.0.0.1', port: ${port}, path: ${JSON.stringify(urlPath)}, timeout: 5000 }, (res) => {
-      let b = ''; res.setEncoding('utf8'); res.on('data', (c) => (b += c));
-      res.on('end', () => { process.stdout.write(JSON.stringify({ status: res.statusCode, headers: res.headers, body: b })); });
-    });
-    req.on('error', (e) => { process.stdout.write(JSON.stringify({ status: 0, headers: {}, body: String(e) })); });
-    req.on('timeout', () => req.destroy(new Error('timeout')));`;
-  const r = nsRun(ns, process.execPath, ['-e', script], 15000);
-  return JSON.parse(r.stdout) as { status: number; headers: Record<string, string>; body: string };
-}
-
-/** Parse Prometheus text into name{labels} -> value. */
-export function parseMetrics(text: string): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return m;
-}
+export { httpGetInNs, parseMetrics };
 
 export function metrics(t: Topology, port: number): Map<string, number> {
   const r = httpGetInNs(t.applianceNs, port, '/metrics');
