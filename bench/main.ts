@@ -702,6 +702,10 @@ packets/s). Small, as the profile predicts: user space is 6-8% of the cost.
 - **IFF_NAPI on the TUN devices** (the kernel then takes written packets through a NAPI context
   and GRO, in batches): worse in one side-by-side round, 123.6k against 140.2k packets/s at
   saturation and 9.16 against 7.78 us per packet at 100 kpps.
+- **Transparent huge pages for the flow table** (madvise(MADV_HUGEPAGE) over the shared buffer,
+  micro-benchmark at 1M flows, two runs each): lookups unchanged (320-330 against 316-336 ns),
+  inserts slower (624-687 against 499-503 ns, the cost of zeroing 2 MiB pages on first touch).
+  The floor is this VM's memory latency (~170 ns per dependent random read), not the TLB.
 - **Larger recvmmsg/sendmmsg batches**: at saturation they are already 1.5% of the system calls
   (one per 64 packets each); the remaining calls are the per-packet TUN read and write.
 - **TUN offloads** (IFF_VNET_HDR with GSO/GRO, as wireguard-go): not attempted. They pay off by
