@@ -27,7 +27,8 @@ Options of the original gwlbtun (same meaning):
   -j, --json            Health check body in JSON instead of HTML.
   -s                    Health check answers with the status code only (empty body).
   -d, --debug           Debug logging (same as --logging all=debug).
-  -x                    Hex dumps of dropped packets (rate-limited) in the debug log.
+  -x                    Hex dumps of packets, carried and dropped (at most 10 a second per
+                        worker; the number left out is reported).
   --udpthreads N        Number of data-plane workers (see "Threads" below).
   --udpaffinity LIST    Pin workers to these CPUs, one worker per CPU; LIST like 1-2,4,7-8.
   --tunthreads N        Same as --udpthreads (each worker serves both directions).

@@ -156,11 +156,18 @@ function dropEp(reason: number, slot: number): void {
 // Dropped-packet log lines (-d / -x): off the fast path unless enabled, and at most
 // LOG_PER_SECOND per worker, so a flood of bad packets cannot flood the log.
 const LOG_PER_SECOND = 10;
+const HEX_DUMP = cfg.hexDump; // a constant for the per-packet checks
 let logWindowMs = 0;
 let logInWindow = 0;
 let logSuppressed = 0;
 function logDrop(reason: number, section: string, buf: Uint8Array, off: number, len: number): void {
-  if (!cfg.logDrops) return;
+  if (cfg.logDrops) logPacket(reason, section, buf, off, len);
+}
+/** -x: a sample of the packets carried, within the same rate limit. */
+function logCarried(section: string, buf: Uint8Array, off: number, len: number): void {
+  if (cfg.hexDump && logInWindow < LOG_PER_SECOND) logPacket(0, section, buf, off, len);
+}
+function logPacket(reason: number, section: string, buf: Uint8Array, off: number, len: number): void {
   if (nowMs - logWindowMs >= 1000) {
     logWindowMs = nowMs;
     logInWindow = 0;
@@ -170,7 +177,10 @@ function logDrop(reason: number, section: string, buf: Uint8Array, off: number, 
     return;
   }
   logInWindow++;
-  let msg = `worker ${cfg.index}: dropped ${len}-byte packet: ${DROP_NAMES[reason]}`;
+  let msg =
+    reason === 0
+      ? `worker ${cfg.index}: ${section === 'geneve' ? 'from GWLB' : 'to GWLB'}: ${len}-byte packet`
+      : `worker ${cfg.index}: dropped ${len}-byte packet: ${DROP_NAMES[reason]}`;
   if (logSuppressed > 0) msg += ` (${logSuppressed} similar lines suppressed)`;
   logSuppressed = 0;
   if (cfg.hexDump) msg += '\n' + hexDump(buf, off, Math.min(len, 256));
@@ -293,6 +303,7 @@ function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: 
     } else if (u === UPSERT_HEADER_TOO_LONG) counters[Drop.FLOW_HEADER_TOO_LONG] += 1;
     else counters[C.FLOW_REFRESHES] += 1;
   }
+  if (HEX_DUMP) logCarried('geneve', buf, off, gi.headerLen + gi.innerLen);
   if (wCount !== 0 && wBuf !== buf) flushWrites();
   wBuf = buf;
   wMeta[wCount * 3] = lGwi[li];
@@ -522,6 +533,7 @@ function returnOne(t: number, li: number): void {
   // `| 0`: int32 addresses are small integers; the uint32 ones are not and were boxed into heap
   // numbers when this call was not inlined (see receive()).
   writeOuterIpUdp(txBuf, start, flows.hitLocalIp | 0, flows.hitGwlbIp | 0, flows.hitGwlbPort, GENEVE_PORT, h + len);
+  if (HEX_DUMP) logCarried('tunnel', txBuf, start, OUTER_HEADER_LEN + h + len);
   const m = sCount * 3;
   sMeta[m] = start;
   sMeta[m + 1] = OUTER_HEADER_LEN + h + len;

@@ -171,10 +171,13 @@ describe('operations', () => {
       // A packet routed out of gwo- with no flow behind it: dropped, logged with a hex dump.
       nsRun(ctx.t.applianceNs, 'ip', ['addr', 'add', '192.0.2.251/32', 'dev', 'lo']);
       nsRun(ctx.t.applianceNs, 'ip', ['route', 'replace', '203.0.113.251/32', 'dev', 'gwo-b']);
+      await sleep(1100); // a fresh second of the 10-lines-a-second budget for the dropped ones
       udpSendInNs(ctx.t.applianceNs, '192.0.2.251', '203.0.113.251', 9, 2);
       await sleep(300);
     });
     assert.match(dbg.output(), / info +create hook done/);
+    assert.match(dbg.output(), /from GWLB: \d+-byte packet\n {2}0000 {2}08 00 08 00 /, 'a carried Geneve datagram, dumped');
+    assert.match(dbg.output(), /to GWLB: \d+-byte packet\n {2}0000 {2}45 /, 'a returned packet, dumped');
     assert.match(dbg.output(), /dropped \d+-byte packet: no_flow/);
     assert.match(dbg.output(), /\n {2}0000 {2}45 /, 'hex dump of the IPv4 packet');
   });
