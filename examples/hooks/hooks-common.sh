@@ -1,6 +1,7 @@
 # Shared by the example hooks two-arm-nat.sh and overlapping-cidrs.sh (sourced, not run).
 # The sourcing hook sets: me (its name, for messages), gwi (the gwi- interface), eni (the ENI ID)
-# and NUM_BASE (its routing tables are NUM_BASE + n, n being the endpoint's number).
+# NUM_BASE (its routing tables are NUM_BASE + n, n being the endpoint's number), tag (the comment on
+# its iptables rules) and nft_table (its nftables table).
 
 die() { echo "$me: $*" >&2; exit 1; }
 
@@ -46,4 +47,25 @@ allocate_n() {
     i=$((i + 1))
   done
   die "no free endpoint number near $start"
+}
+
+# Delete every iptables/ip6tables rule tagged with this endpoint's comment (whatever its numbers).
+iptables_remove_tagged() {
+  for cmd in iptables ip6tables; do
+    command -v "$cmd-save" >/dev/null 2>&1 || continue
+    for xt_table in raw mangle nat filter; do
+      # iptables-save prints each rule as "-A CHAIN match... target"; the same words with -D delete
+      # it. The tag has no spaces, so splitting the line on spaces is safe.
+      "$cmd-save" -t "$xt_table" 2>/dev/null | grep -e "--comment $tag" | sed 's/^-A /-D /' |
+        while read -r rule; do
+          # shellcheck disable=SC2086
+          "$cmd" -w -t "$xt_table" $rule 2>/dev/null || true
+        done
+    done
+  done
+}
+
+firewall_remove() {
+  if command -v nft >/dev/null 2>&1; then nft delete table inet "$nft_table" 2>/dev/null || true; fi
+  if command -v iptables >/dev/null 2>&1; then iptables_remove_tagged; fi
 }

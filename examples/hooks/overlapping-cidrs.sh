@@ -53,28 +53,9 @@ nft_table="gwlbtun_$eni"
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-. "$(dirname "$0")/hooks-common.sh"   # die, pick_firewall, take_lock, current_n, allocate_n
+. "$(dirname "$0")/hooks-common.sh"   # die, pick_firewall, take_lock, current_n, allocate_n,
+                                      # iptables_remove_tagged, firewall_remove
 
-# Delete every iptables/ip6tables rule tagged with this endpoint's comment (whatever its numbers).
-iptables_remove_tagged() {
-  for cmd in iptables ip6tables; do
-    command -v "$cmd-save" >/dev/null 2>&1 || continue
-    for xt_table in raw mangle nat filter; do
-      # iptables-save prints each rule as "-A CHAIN match... target"; the same words with -D delete
-      # it. The tag has no spaces, so splitting the line on spaces is safe.
-      "$cmd-save" -t "$xt_table" 2>/dev/null | grep -e "--comment $tag" | sed 's/^-A /-D /' |
-        while read -r rule; do
-          # shellcheck disable=SC2086
-          "$cmd" -w -t "$xt_table" $rule 2>/dev/null || true
-        done
-    done
-  done
-}
-
-firewall_remove() {
-  if command -v nft >/dev/null 2>&1; then nft delete table inet "$nft_table" 2>/dev/null || true; fi
-  if command -v iptables >/dev/null 2>&1; then iptables_remove_tagged; fi
-}
 
 # ---- the endpoint's firewall part: zone, marks -----------------------------------------------------
 
