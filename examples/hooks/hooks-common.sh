@@ -1,7 +1,7 @@
 # Shared by the example hooks two-arm-nat.sh and overlapping-cidrs.sh (sourced, not run).
 # The sourcing hook sets: me (its name, for messages), gwi (the gwi- interface), eni (the ENI ID)
 # NUM_BASE (its routing tables are NUM_BASE + n, n being the endpoint's number), tag (the comment on
-# its iptables rules) and nft_table (its nftables table).
+# its iptables rules), nft_table (its nftables table), PREF_IIF and PREF_MARK (its rule priorities).
 
 die() { echo "$me: $*" >&2; exit 1; }
 
@@ -68,4 +68,18 @@ iptables_remove_tagged() {
 firewall_remove() {
   if command -v nft >/dev/null 2>&1; then nft delete table inet "$nft_table" 2>/dev/null || true; fi
   if command -v iptables >/dev/null 2>&1; then iptables_remove_tagged; fi
+}
+
+# Remove this endpoint's 'ip rule's (at most 10 copies of each): those by ingress interface
+# (PREF_IIF; 'ip rule del' finds them by name even when the interface is gone) and, when a table is
+# given, the mark rule (PREF_MARK) that points to it.
+rules_del() {
+  for fam in -4 -6; do
+    i=0
+    while [ "$i" -lt 10 ] && ip "$fam" rule del pref "$PREF_IIF" iif "$gwi" 2>/dev/null; do i=$((i + 1)); done
+    if [ -n "${1:-}" ]; then
+      i=0
+      while [ "$i" -lt 10 ] && ip "$fam" rule del pref "$PREF_MARK" lookup "$1" 2>/dev/null; do i=$((i + 1)); done
+    fi
+  done
 }

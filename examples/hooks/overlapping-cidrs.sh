@@ -54,7 +54,7 @@ nft_table="gwlbtun_$eni"
 # ---- helpers -------------------------------------------------------------------------------------
 
 . "$(dirname "$0")/hooks-common.sh"   # die, pick_firewall, take_lock, current_n, allocate_n,
-                                      # iptables_remove_tagged, firewall_remove
+                                      # iptables_remove_tagged, firewall_remove, rules_del
 
 
 # ---- the endpoint's firewall part: zone, marks -----------------------------------------------------
@@ -146,19 +146,10 @@ CREATE)
   ;;
 DESTROY)
   take_lock
-  n=$(current_n)
-  # Rules by ingress interface: 'ip rule del' finds them by name even when the interface is gone.
-  for fam in -4 -6; do
-    i=0
-    while [ "$i" -lt 10 ] && ip "$fam" rule del pref "$PREF_IIF" iif "$gwi" 2>/dev/null; do i=$((i + 1)); done
-  done
+  n=$(current_n)   # before the rules go: it is read from them
+  rules_del "${n:+$((BASE + n))}"
   if [ -n "$n" ]; then
-    table=$((BASE + n))
-    for fam in -4 -6; do
-      i=0
-      while [ "$i" -lt 10 ] && ip "$fam" rule del pref "$PREF_MARK" lookup "$table" 2>/dev/null; do i=$((i + 1)); done
-      ip "$fam" route flush table "$table" 2>/dev/null || true
-    done
+    for fam in -4 -6; do ip "$fam" route flush table $((BASE + n)) 2>/dev/null || true; done
     # Forget the endpoint's connections, so that a later endpoint with the same number starts
     # clean (needs the conntrack tool; otherwise they simply time out).
     if command -v conntrack >/dev/null 2>&1; then conntrack -D --zone "$n" >/dev/null 2>&1 || true; fi

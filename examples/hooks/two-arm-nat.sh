@@ -63,7 +63,7 @@ nft_table="gwlbtun_$eni"
 # ---- helpers -------------------------------------------------------------------------------------
 
 . "$(dirname "$0")/hooks-common.sh"   # die, pick_firewall, take_lock, current_n, allocate_n,
-                                      # iptables_remove_tagged, firewall_remove
+                                      # iptables_remove_tagged, firewall_remove, rules_del
 
 # The gateway of the main table's default route through the egress interface, if any.
 main_gateway() {  # $1 = -4 or -6
@@ -175,16 +175,10 @@ CREATE)
   ;;
 DESTROY)
   take_lock
-  n=$(current_n)
-  # Rules by ingress interface: 'ip rule del' finds them by name even when the interface is gone.
-  for fam in -4 -6; do
-    i=0
-    while [ "$i" -lt 10 ] && ip "$fam" rule del pref "$PREF_IIF" iif "$gwi" 2>/dev/null; do i=$((i + 1)); done
-  done
+  n=$(current_n)   # before the rules go: it is read from them
+  rules_del "${n:+$((BASE_BACK + n))}"
   if [ -n "$n" ]; then
     for fam in -4 -6; do
-      i=0
-      while [ "$i" -lt 10 ] && ip "$fam" rule del pref "$PREF_MARK" lookup $((BASE_BACK + n)) 2>/dev/null; do i=$((i + 1)); done
       ip "$fam" route flush table $((BASE_OUT + n)) 2>/dev/null || true
       ip "$fam" route flush table $((BASE_BACK + n)) 2>/dev/null || true
     done

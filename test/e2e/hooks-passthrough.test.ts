@@ -4,41 +4,24 @@
 // byte unchanged: the emulator runs with --ttl-decrement 0 (one forwarding hop would fail every
 // packet) while IPv4 forwarding stays off in the appliance namespace.
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createTopology, destroyTopology, type Topology } from '../../src/sim/topology';
 import { endpointNames } from '../../src/wire/eni';
-import { nsRun, requireRoot, runEmulator, startDaemon, stopDaemon, waitFor, links, type Daemon } from './lib';
+import { nsRun, runEmulator, stopDaemon, useEnv, waitFor, links } from './lib';
 import { assertAllVerified, nsOk, PASSTHROUGH_HOOK } from './fixtures/hooks-lib';
 
 const ENIS = ['1', '0123456789abcdef', 'ffffffffffffffff'];
 
 describe('passthrough hook: tc mirred from gwi- to gwo-, no routing', () => {
-  let t: Topology | undefined;
-  let d: Daemon | undefined;
-
-  before(async () => {
-    requireRoot();
-    t = createTopology('hpt');
+  const ctx = useEnv('hpt', { args: ['-c', PASSTHROUGH_HOOK, '-r', PASSTHROUGH_HOOK, '--logging', 'core=info'] });
+  before(() => {
     // A new namespace starts with forwarding off; say so explicitly, since the point is that the
-    // hook does not need it.
-    nsOk(t.applianceNs, 'sh', ['-c', 'echo 0 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding']);
-    d = await startDaemon(t, ['-c', PASSTHROUGH_HOOK, '-r', PASSTHROUGH_HOOK, '--logging', 'core=info']);
-  });
-
-  after(async () => {
-    try {
-      if (d !== undefined) {
-        const r = await stopDaemon(d);
-        if (r.code !== 0) console.error(`daemon exit ${r.code} ${r.signal}\n${d.output()}`);
-      }
-    } finally {
-      if (t !== undefined) destroyTopology(t);
-    }
+    // hook does not need it (it runs when the first packet arrives, after this).
+    nsOk(ctx.t.applianceNs, 'sh', ['-c', 'echo 0 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding']);
   });
 
   test('IPv4 and IPv6 TCP, UDP and ICMP on three endpoints come back unchanged (TTL too)', async () => {
-    const r = await runEmulator(t!, [
+    const r = await runEmulator(ctx.t, [
       '--endpoints', ENIS.join(','),
       '--families', '4,6',
       '--protos', 'tcp,udp,icmp',
@@ -52,12 +35,12 @@ describe('passthrough hook: tc mirred from gwi- to gwo-, no routing', () => {
     assert.equal(r.endpoints.length, 3);
     assertAllVerified(r, 'passthrough');
     // Not routed: forwarding is still off, so the kernel could not have forwarded a single packet.
-    assert.equal(nsOk(t!.applianceNs, 'cat', ['/proc/sys/net/ipv4/ip_forward']).trim(), '0');
-    assert.match(d!.output(), /passthrough: gwi-1 -> gwo-1 \((matchall|u32) \+ mirred\)/);
+    assert.equal(nsOk(ctx.t.applianceNs, 'cat', ['/proc/sys/net/ipv4/ip_forward']).trim(), '0');
+    assert.match(ctx.d.output(), /passthrough: gwi-1 -> gwo-1 \((matchall|u32) \+ mirred\)/);
   });
 
   test('each gwi- carries exactly one redirect filter to its own gwo-, also after a second CREATE', async () => {
-    const ns = t!.applianceNs;
+    const ns = ctx.t.applianceNs;
     const names = endpointNames(BigInt('0x' + ENIS[1]));
     // Run CREATE again by hand on a live endpoint: the hook must not stack a second filter.
     const again = nsRun(ns, PASSTHROUGH_HOOK, ['CREATE', names.gwi, names.gwo, names.hex]);
@@ -69,18 +52,18 @@ describe('passthrough hook: tc mirred from gwi- to gwo-, no routing', () => {
       assert.equal(redirects.length, 1, `${nm.gwi}: one redirect:\n${f}`);
       assert.ok(redirects[0].includes(`device ${nm.gwo})`), `${nm.gwi} redirects to ${nm.gwo}:\n${f}`);
     }
-    const r = await runEmulator(t!, ['--endpoints', ENIS[1], '--families', '4,6', '--protos', 'udp', '--flows', '2', '--packets', '20', '--rate', '3000', '--ttl-decrement', '0']);
+    const r = await runEmulator(ctx.t, ['--endpoints', ENIS[1], '--families', '4,6', '--protos', 'udp', '--flows', '2', '--packets', '20', '--rate', '3000', '--ttl-decrement', '0']);
     assertAllVerified(r, 'after second CREATE');
   });
 
   test('DESTROY removes the filter; with it gone nothing passes any more', async () => {
-    const ns = t!.applianceNs;
+    const ns = ctx.t.applianceNs;
     const nm = endpointNames(BigInt('0x' + ENIS[2]));
     const r = nsRun(ns, PASSTHROUGH_HOOK, ['DESTROY', nm.gwi, nm.gwo, nm.hex]);
     assert.equal(r.status, 0, r.stderr);
     const q = nsRun(ns, 'tc', ['qdisc', 'show', 'dev', nm.gwi, 'ingress']);
     assert.equal(q.stdout.trim(), '', `no ingress qdisc left on ${nm.gwi}: ${q.stdout}`);
-    const rep = await runEmulator(t!, ['--endpoints', ENIS[2], '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '2000', '--ttl-decrement', '0', '--settle-ms', '300']);
+    const rep = await runEmulator(ctx.t, ['--endpoints', ENIS[2], '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '10', '--rate', '2000', '--ttl-decrement', '0', '--settle-ms', '300']);
     assert.equal(rep.endpoints[0].verified, 0, 'nothing comes back once the redirect is gone');
     // A second DESTROY (and one for an interface that does not exist) still succeeds.
     assert.equal(nsRun(ns, PASSTHROUGH_HOOK, ['DESTROY', nm.gwi, nm.gwo, nm.hex]).status, 0);
@@ -88,9 +71,8 @@ describe('passthrough hook: tc mirred from gwi- to gwo-, no routing', () => {
   });
 
   test('after shutdown the endpoints and their filters are gone', async () => {
-    const r = await stopDaemon(d!);
-    d = undefined;
+    const r = await stopDaemon(ctx.d);
     assert.equal(r.code, 0);
-    await waitFor('interfaces gone', () => !links(t!.applianceNs).some((l) => l.ifname.startsWith('gw')), 5000);
+    await waitFor('interfaces gone', () => !links(ctx.t.applianceNs).some((l) => l.ifname.startsWith('gw')), 5000);
   });
 });

@@ -10,13 +10,12 @@
 // same device over it in a private mount namespace (unshare -m), which nothing else sees.
 // /proc/<pid>/status of the running daemon shows the uid and the capability sets.
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, destroyTopology, type Topology } from '../../src/sim/topology';
-import { BIN, requireRoot, runEmulator, sleep, stopDaemon, tmpDir, type Daemon } from './lib';
+import { BIN, requireRoot, runEmulator, sleep, stopDaemon, useEnv, type Daemon } from './lib';
 import { assertAllVerified, firewallBackends, netfilterState, onlyDefaultRules, OVERLAPPING_HOOK } from './fixtures/hooks-lib';
 
 const NOBODY = 65534;
@@ -66,13 +65,10 @@ test('both firewall front ends are installed (CI installs them: .ci/run)', () =>
 
 for (const fw of backends) {
   describe(`unprivileged user with CAP_NET_ADMIN and CAP_NET_RAW only, overlapping-cidrs hook (${fw})`, () => {
-    let t: Topology | undefined;
-    let d: Daemon | undefined;
-    let dir = '';
+    const ctx = useEnv('hup'); // the daemon is started below, as another user
 
     before(async () => {
-      requireRoot();
-      dir = tmpDir('unpriv');
+      const dir = ctx.dir;
       fs.chmodSync(dir, 0o755);
       const mnt = path.join(dir, 'dev');
       fs.mkdirSync(mnt);
@@ -80,26 +76,13 @@ for (const fw of backends) {
       const run = path.join(dir, 'run');
       fs.mkdirSync(run);
       fs.chownSync(run, NOBODY, NOBODY);
-      t = createTopology('hup');
-      d = await startUnprivileged(t.applianceNs, mnt, { GWLBTUN_FIREWALL: fw, RUNTIME_DIRECTORY: run }, [
+      ctx.d = await startUnprivileged(ctx.t.applianceNs, mnt, { GWLBTUN_FIREWALL: fw, RUNTIME_DIRECTORY: run }, [
         '-c', OVERLAPPING_HOOK, '-r', OVERLAPPING_HOOK, '-p', '8080', '--logging', 'core=info',
       ]);
     });
 
-    after(async () => {
-      try {
-        if (d !== undefined) {
-          const r = await stopDaemon(d);
-          if (r.code !== 0) console.error(`daemon exit ${r.code} ${r.signal}\n${d.output()}`);
-        }
-      } finally {
-        if (t !== undefined) destroyTopology(t);
-        if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
-      }
-    });
-
     test('the daemon runs as uid 65534 with exactly CAP_NET_ADMIN and CAP_NET_RAW', () => {
-      const st = fs.readFileSync(`/proc/${d!.pid}/status`, 'utf8');
+      const st = fs.readFileSync(`/proc/${ctx.d.pid}/status`, 'utf8');
       const field = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(st)![1];
       assert.equal(field('Uid').split(/\s+/)[1], String(NOBODY), 'effective uid');
       // CAP_NET_ADMIN is bit 12, CAP_NET_RAW bit 13.
@@ -107,20 +90,19 @@ for (const fw of backends) {
     });
 
     test('the hook sets the endpoints up with inherited capabilities, and traffic is verified', async () => {
-      const r = await runEmulator(t!, ['--endpoints', ENIS.join(','), '--same-inner', '--families', '4,6', '--protos', 'tcp,udp,icmp', '--flows', '2', '--packets', '10', '--rate', '3000', '--ttl-decrement', '1', '--settle-ms', '1500']);
+      const r = await runEmulator(ctx.t, ['--endpoints', ENIS.join(','), '--same-inner', '--families', '4,6', '--protos', 'tcp,udp,icmp', '--flows', '2', '--packets', '10', '--rate', '3000', '--ttl-decrement', '1', '--settle-ms', '1500']);
       assertAllVerified(r, `unprivileged ${fw}`);
-      const out = d!.output();
+      const out = ctx.d.output();
       assert.equal((out.match(/create hook done/g) ?? []).length, 2, out);
       assert.doesNotMatch(out, /hook failed|hook could not run|Permission denied|Operation not permitted/, out);
     });
 
     test('DESTROY, unprivileged too, removes everything', async () => {
-      const r = await stopDaemon(d!);
-      const out = d!.output();
-      d = undefined;
+      const r = await stopDaemon(ctx.d);
+      const out = ctx.d.output();
       assert.equal(r.code, 0);
       assert.equal((out.match(/destroy hook done/g) ?? []).length, 2, out);
-      const s = netfilterState(t!.applianceNs);
+      const s = netfilterState(ctx.t.applianceNs);
       assert.ok(onlyDefaultRules(s.rules) && onlyDefaultRules(s.rules6), `rules left:\n${s.rules}${s.rules6}`);
       assert.ok(!s.nft.includes('gwlbtun') && !s.ipt.includes('gwlbtun'), `firewall left:\n${s.nft}${s.ipt}`);
     });

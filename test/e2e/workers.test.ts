@@ -4,11 +4,11 @@
 // returned packet by the inner flow, so a flow regularly comes in on one worker and goes back out
 // through the other (and the shared flow table is what makes that work).
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { createTopology, destroyTopology, type Topology } from '../../src/sim/topology';
-import { httpGetInNs, requireRoot, ROOT, runEmulator, startDaemon, stopDaemon, waitFor, type Daemon, type EmuReport } from './lib';
+import type { Topology } from '../../src/sim/topology';
+import { httpGetInNs, ROOT, runEmulator, useEnv, waitFor, type EmuReport } from './lib';
 
 const HEALTH_PORT = 8082;
 const ONE_ARM = path.join(ROOT, 'examples', 'hooks', 'one-arm.sh');
@@ -36,30 +36,14 @@ function assertAllVerifiedInOrder(r: EmuReport, what: string): void {
 }
 
 describe('two workers: shared flow table, returns through either worker', () => {
-  let t: Topology | undefined;
-  let d: Daemon | undefined;
-
+  const ctx = useEnv('wk', { args: ['--udpthreads', '2', '-c', ONE_ARM, '-r', ONE_ARM, '-p', String(HEALTH_PORT), '-j'] });
   before(async () => {
-    requireRoot();
-    t = createTopology('wk');
-    d = await startDaemon(t, ['--udpthreads', '2', '-c', ONE_ARM, '-r', ONE_ARM, '-p', String(HEALTH_PORT), '-j']);
     // Healthy once both workers have been through their loop once.
-    await waitFor('a healthy daemon', () => httpGetInNs(t!.applianceNs, HEALTH_PORT, '/').status === 200);
-  });
-
-  after(async () => {
-    try {
-      if (d !== undefined) {
-        const r = await stopDaemon(d);
-        if (r.code !== 0) console.error(`daemon exit ${r.code} ${r.signal}\n${d.output()}`);
-      }
-    } finally {
-      if (t !== undefined) destroyTopology(t);
-    }
+    await waitFor('a healthy daemon', () => httpGetInNs(ctx.t.applianceNs, HEALTH_PORT, '/').status === 200);
   });
 
   test('64 flows, every packet verified and in order; a flow in on one worker goes out through the other', async () => {
-    assert.equal(workerHealth(t!).length, 2, 'two workers');
+    assert.equal(workerHealth(ctx.t).length, 2, 'two workers');
     // The split of flows over the workers is by two independent hashes, so with 64 flows there is
     // roughly a one-in-ten chance that each worker happens to receive exactly as many packets as
     // it returns. Each further run uses another flow count (so other GWLB ports and inner tuples
@@ -68,7 +52,7 @@ describe('two workers: shared flow table, returns through either worker', () => 
     let crossed = false;
     let ws: WorkerHealth[] = [];
     for (const flowsPerKind of [16, 12, 10, 14]) {
-      const r = await runEmulator(t!, [
+      const r = await runEmulator(ctx.t, [
         '--endpoints', '1',
         '--families', '4,6',
         '--protos', 'tcp,udp',
@@ -81,7 +65,7 @@ describe('two workers: shared flow table, returns through either worker', () => 
       ]);
       assertAllVerifiedInOrder(r, `${flowsPerKind * 4} flows`);
       sent += r.totals.sent;
-      ws = workerHealth(t!);
+      ws = workerHealth(ctx.t);
       const udp = ws.map((w) => w.udpPackets);
       const raw = ws.map((w) => w.rawPacketsOut);
       // Every packet received is returned exactly once: the sums match, whichever worker returned it.
