@@ -478,22 +478,26 @@ const txLens = new Int32Array(TX_BATCH);
 const sMeta = new Int32Array(TX_BATCH * 3);
 const sSlot = new Int32Array(TX_BATCH);
 const sLen = new Int32Array(TX_BATCH);
-const sendStatus = new Int32Array(1);
+const sendStatus = new Int32Array(TX_BATCH);
 let txUsed = 0; // TX slots filled by TUN reads since the last send
 let sCount = 0; // packets ready to send
 
 function flushSends(rawFd: number): void {
   if (sCount !== 0) {
-    const sent = nat.rawSend(rawFd, txBuf, sMeta, sCount, sendStatus);
+    // A datagram refused alone costs only itself (RAW_SEND_ERROR); a full send queue stops the
+    // batch and the rest counts as RAW_SEND_BUSY (see rawSend in src/io/native.ts).
+    const done = nat.rawSend(rawFd, txBuf, sMeta, sCount, sendStatus);
+    let sent = 0;
     for (let i = 0; i < sCount; i++) {
       const slot = sSlot[i];
-      if (i < sent) {
+      if (i < done && sendStatus[i] === 0) {
         const e = GLOBAL_CELLS + slot * EP_STRIDE;
         counters[e + EP.TX_PACKETS] += 1;
         counters[e + EP.TX_BYTES] += sLen[i];
         counters[e + EP.LAST_TX_MS] = nowMs;
         counters[C.RAW_TX_BYTES] += sMeta[i * 3 + 1];
-      } else dropEp(Drop.RAW_SEND_ERROR, slot);
+        sent++;
+      } else dropEp(i < done ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot);
     }
     counters[C.RAW_TX_PACKETS] += sent;
   }

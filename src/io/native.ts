@@ -45,8 +45,12 @@ export interface NativeAddon {
    * SO_SNDBUF = sndbuf (SO_SNDBUFFORCE first; 0 leaves the default). */
   rawOpen(sndbuf: number): number;
   /** sendmmsg of `count` packets. meta[i*3 + k]: k=0 offset of the IPv4 packet in buf,
-   * k=1 its length, k=2 destination IPv4 (the sockaddr). Loops until all are sent or an error
-   * stops it. Returns the number sent; when an error stopped it, status[0] = errno, else 0. */
+   * k=1 its length, k=2 destination IPv4 (the sockaddr). status.length must be >= count.
+   * A datagram the kernel refuses alone (EPERM from a firewall rule, EMSGSIZE, EHOSTUNREACH...)
+   * gets status[i] = errno and the batch goes on after it; a full send queue (EAGAIN, ENOBUFS)
+   * stops the batch. Returns `done`, the number of leading datagrams dealt with: for i < done,
+   * status[i] is 0 (sent) or the errno that datagram failed with; datagrams done..count-1 were
+   * not sent because the queue was full, and their status holds that errno (EAGAIN/ENOBUFS). */
   rawSend(fd: number, buf: Uint8Array, meta: Int32Array, count: number, status: Int32Array): number;
 
   /** read(2) packets from a TUN queue until it would block or maxPkts are read. Packet k goes

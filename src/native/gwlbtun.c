@@ -489,58 +489,72 @@ static napi_value RawSend(napi_env env, napi_callback_info info) {
     return NULL;
   if ((uint64_t)count * 3 > meta_len)
     return throw_range(env, "rawSend: meta.length must be at least count * 3");
-  if (status_len < 1) return throw_range(env, "rawSend: status must have at least 1 element");
+  if ((uint64_t)status_len < (uint64_t)count)
+    return throw_range(env, "rawSend: status.length must be at least count");
   // Validate the whole batch before sending anything, so a bad argument throws without a
   // half-sent batch whose count would be lost.
   for (int32_t i = 0; i < count; i++) {
     int32_t off, len;
     if (packet_span(meta, (size_t)i, 3, 0, buf_len, &off, &len))
       return throw_range(env, "rawSend: packet offset/length outside buf");
+    status[i] = 0;
   }
-  status[0] = 0;
 
+  // One failed datagram must not cost its neighbours (docs/protocol.md, "Sending back"): an
+  // OUTPUT rule that rejects one flow (EPERM), a datagram too big for the route (EMSGSIZE) or an
+  // unreachable GWLB address (EHOSTUNREACH) concern that datagram only, so it is marked with its
+  // errno and the batch goes on after it. Only a full send queue (EAGAIN, ENOBUFS) stops the
+  // batch: every datagram from there on is marked with that errno, and the caller drops them.
   struct mmsghdr msgs[MAX_CHUNK];
   struct iovec iov[MAX_CHUNK];
   struct sockaddr_in dst[MAX_CHUNK];
-  int sent = 0, eintr_retried = 0;
-  while (sent < count) {
-    int want = count - sent < MAX_CHUNK ? count - sent : MAX_CHUNK;
+  int eintr_retries = 0;
+  int32_t next = 0;      // first datagram not yet sent or marked
+  int32_t done = count;  // where a full queue stopped the batch
+  while (next < count) {
+    int want = count - next < MAX_CHUNK ? count - next : MAX_CHUNK;
     for (int i = 0; i < want; i++) {
       int32_t off, len;
       // Re-checked: meta could be shared memory changed since the pass above.
-      if (packet_span(meta, (size_t)(sent + i), 3, 0, buf_len, &off, &len)) {
+      if (packet_span(meta, (size_t)(next + i), 3, 0, buf_len, &off, &len)) {
         if (i == 0) {
-          status[0] = EINVAL;
-          return ret_int(env, sent);
+          status[next++] = EINVAL;
+          goto next_round;
         }
-        want = i;  // send the valid ones; the next round stops at this one
+        want = i;  // send the valid ones; the next round marks this one
         break;
       }
       iov[i].iov_base = buf + off;  // no copy: the kernel reads straight from the JS buffer
       iov[i].iov_len = (size_t)len;
       memset(&dst[i], 0, sizeof dst[i]);
       dst[i].sin_family = AF_INET;
-      dst[i].sin_addr.s_addr = htonl((uint32_t)meta[(size_t)(sent + i) * 3 + 2]);
+      dst[i].sin_addr.s_addr = htonl((uint32_t)meta[(size_t)(next + i) * 3 + 2]);
       memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
       msgs[i].msg_hdr.msg_name = &dst[i];
       msgs[i].msg_hdr.msg_namelen = sizeof dst[i];
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    // sendmmsg returns fewer than asked when message k>0 fails (the error itself is dropped);
-    // the next round starts at that message and then reports its error.
-    int n = sendmmsg(fd, msgs, (unsigned)want, 0);
-    if (n < 0) {
-      if (errno == EINTR && !eintr_retried) {
-        eintr_retried = 1;
+    {
+      // sendmmsg returns fewer than asked when message k>0 fails, and drops that error; the next
+      // round starts at message k, which then fails alone and reports its errno.
+      int n = sendmmsg(fd, msgs, (unsigned)want, 0);
+      if (n < 0) {
+        int e = errno;
+        if (e == EINTR && eintr_retries++ < 4) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+          done = next;
+          while (next < count) status[next++] = e;
+          break;
+        }
+        status[next++] = e;  // this datagram only; the batch goes on
         continue;
       }
-      status[0] = errno;  // EAGAIN/ENOBUFS: send queue full; the caller decides to drop or retry
-      break;
+      next += n;
     }
-    sent += n;
+  next_round:;
   }
-  return ret_int(env, sent);
+  return ret_int(env, done);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -174,8 +174,6 @@ export interface ProgressEndpoint {
 const RX_BATCH = 64;
 /** Receive slot: more than the largest UDP payload on the 9001-byte-MTU veth. */
 const RX_SLOT = 9216;
-const EAGAIN = 11;
-const ENOBUFS = 105;
 /** How long one synchronous slice of the loop runs before yielding to the event loop. */
 const SLICE_MS = 25;
 /** A paced sender that fell behind catches up by at most this much (bounded burst). */
@@ -363,7 +361,7 @@ export class Sender {
   readonly meta: Int32Array;
   /** Flow of each batch slot (index into plan), for the sent counters. */
   readonly slotFlow: Int32Array;
-  private readonly status = new Int32Array(1);
+  private readonly status: Int32Array;
   private readonly tmplBuf: Buffer;
   private rr = 0;
   /** Good packets since the last malformed one. */
@@ -383,6 +381,7 @@ export class Sender {
     this.slotSize = (Math.max(plan.maxPacket, extras === null ? 0 : extras.maxPacket) + 63) & ~63;
     this.buf = Buffer.alloc(this.slotSize * batchMax);
     this.meta = new Int32Array(batchMax * 3);
+    this.status = new Int32Array(batchMax);
     this.slotFlow = new Int32Array(batchMax);
     this.tmplBuf = Buffer.from(plan.tmpl.buffer, plan.tmpl.byteOffset, plan.tmpl.byteLength);
   }
@@ -426,30 +425,27 @@ export class Sender {
     return 1;
   }
 
-  /** sendmmsg the pending packets. Calls onSent(flow) for each accepted packet. Returns the
-   * number accepted. A full send queue (EAGAIN/ENOBUFS) keeps the rest pending for a retry;
-   * any other error drops the packet it stopped at (counted in sendErrors) so a persistent
-   * error cannot wedge the loop. */
+  /** sendmmsg the pending packets. Counts each accepted packet for its flow (or extra kind).
+   * Returns the number accepted. A full send queue (EAGAIN/ENOBUFS) keeps the rest pending for
+   * a retry; a packet refused alone is dropped (counted in sendErrors), so a persistent error
+   * cannot wedge the loop. */
   flush(n: NativeAddon, fd: number, sentCount: Float64Array, epOf: Int32Array): number {
     if (this.pending === 0) return 0;
-    const k = n.rawSend(fd, this.buf, this.meta, this.pending, this.status);
-    const sent = k > 0 ? k : 0;
-    for (let i = 0; i < sent; i++) {
+    const done = n.rawSend(fd, this.buf, this.meta, this.pending, this.status);
+    let sent = 0;
+    for (let i = 0; i < done; i++) {
+      if (this.status[i] !== 0) {
+        this.sendErrors++;
+        this.lastErrno = this.status[i];
+        continue;
+      }
+      sent++;
       const f = this.slotFlow[i];
       if (f >= 0) sentCount[epOf[f]]++;
       else this.extras!.sent[-1 - f]++;
     }
-    let rest = this.pending - sent;
-    let from = sent;
-    if (rest > 0) {
-      const err = this.status[0];
-      if (err !== EAGAIN && err !== ENOBUFS) {
-        this.sendErrors++;
-        this.lastErrno = err;
-        from++;
-        rest--;
-      }
-    }
+    const rest = this.pending - done;
+    const from = done;
     if (rest > 0 && from > 0) {
       this.meta.copyWithin(0, from * 3, (from + rest) * 3);
       this.slotFlow.copyWithin(0, from, from + rest);

@@ -34,8 +34,6 @@ export interface ReflectorStats {
 }
 
 const SLOT = 9344; // > 28 + the largest UDP payload on a 9001-byte MTU
-const EAGAIN = 11;
-const ENOBUFS = 105;
 const RETRY_LIMIT = 200;
 const SLICE_MS = 25;
 
@@ -50,7 +48,7 @@ export class Reflector {
   private readonly rxView: Uint8Array;
   private readonly rxMeta: Int32Array;
   private readonly txMeta: Int32Array;
-  private readonly status = new Int32Array(1);
+  private readonly status: Int32Array;
   private readonly fds = new Int32Array(4);
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
   private stopRequested = false;
@@ -67,6 +65,7 @@ export class Reflector {
     this.rxView = this.mem.subarray(OUTER_HEADER_LEN);
     this.rxMeta = new Int32Array(this.batch * 5);
     this.txMeta = new Int32Array(this.batch * 3);
+    this.status = new Int32Array(this.batch);
     this.udp = this.n.udpOpen(o.port ?? GENEVE_PORT, o.rcvbuf ?? 32 << 20, false);
     let raw = -1;
     let ep = -1;
@@ -143,23 +142,21 @@ export class Reflector {
     while (from < count) {
       if (from > 0) this.txMeta.copyWithin(0, from * 3, count * 3);
       const left = count - from;
-      const sent = Math.max(0, this.n.rawSend(this.raw, this.mem, this.txMeta, left, this.status));
-      this.stats.reflected += sent;
+      const done = this.n.rawSend(this.raw, this.mem, this.txMeta, left, this.status);
+      for (let i = 0; i < done; i++) {
+        if (this.status[i] === 0) this.stats.reflected++;
+        else this.stats.dropped++; // refused alone (a firewall rule, a route): not retried
+      }
       count = left;
-      from = sent;
+      from = done;
       if (from < count) {
-        const err = this.status[0];
-        if (err === EAGAIN || err === ENOBUFS) {
-          this.stats.sendQueueFull++;
-          if (++tries > RETRY_LIMIT) {
-            this.stats.dropped += count - from;
-            return;
-          }
-          Atomics.wait(this.sleepCell, 0, 0, 0.05);
-        } else {
-          this.stats.dropped++;
-          from++;
+        // The send queue is full (EAGAIN/ENOBUFS): wait a little and retry the rest.
+        this.stats.sendQueueFull++;
+        if (++tries > RETRY_LIMIT) {
+          this.stats.dropped += count - from;
+          return;
         }
+        Atomics.wait(this.sleepCell, 0, 0, 0.05);
       }
     }
   }

@@ -35,15 +35,17 @@ export const Drop = {
   RETURN_MALFORMED: 25, // packet read from gwi-/gwo- is not a parseable IPv4/IPv6 packet
   NO_FLOW: 26, // no flow from GWLB matches it (symmetric 5-tuple / 3-tuple)
   RETURN_TOO_BIG: 27, // inner packet over 8500 bytes: GWLB would drop it silently
-  RAW_SEND_ERROR: 28, // sendmmsg on the raw socket failed for it
+  RAW_SEND_ERROR: 28, // the raw socket refused this datagram alone (EPERM from an OUTPUT rule,
+  //                    EMSGSIZE, EHOSTUNREACH...); the rest of its batch was still sent
   LINK_LOCAL: 29, // IPv6 link-local housekeeping the kernel sends on a new interface (router
   //               solicitations, MLD): from fe80::/10 or ::, or to ff02::/16; never GWLB traffic
+  RAW_SEND_BUSY: 30, // the raw socket's send queue was full (EAGAIN/ENOBUFS) when its turn came
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 30;
+export const DROP_SLOTS = 31;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {

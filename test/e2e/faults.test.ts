@@ -140,6 +140,34 @@ describe('faults', () => {
     }
   });
 
+  test('one return refused by the appliance\'s own OUTPUT rule costs only itself, not its send batch', async () => {
+    const ns = env.t.applianceNs;
+    const d = await startDaemon(env.t, ['-c', RECORD_HOOK, '-p', String(PORT)], { GWLBTUN_TEST_HOOK_LOG: path.join(env.dir, 'sendfail.log') });
+    try {
+      // GWLB sends flow f from UDP port 10000 + f; the firewall refuses every return of flow 0
+      // (the raw socket's send fails with EPERM for that datagram alone).
+      for (const cmd of ['add table ip gwt_out', 'add chain ip gwt_out out { type filter hook output priority 0; policy accept; }', 'add rule ip gwt_out out udp sport 10000 udp dport 6081 drop']) {
+        const x = nsRun(ns, 'nft', [cmd]);
+        assert.equal(x.status, 0, `nft ${cmd}: ${x.stderr}`);
+      }
+      const flows = 8;
+      const perFlow = 400;
+      // The endpoint first (packets held while it is created are not what this test is about).
+      await runEmulator(env.t, ['--endpoints', '15', '--families', '4', '--protos', 'udp', '--flows', '1', '--packets', '5', '--rate', '500', '--flow-offset', '100']);
+      const before = metrics(env.t, PORT).get('gwlbtun_drops_total{reason="raw_send_error"}') ?? 0;
+      assert.equal(before, 5);
+      const r = await runEmulator(env.t, ['--endpoints', '15', '--families', '4', '--protos', 'udp', '--flows', String(flows), '--packets', String(perFlow), '--rate', '20000', '--settle-ms', '800']);
+      const m = metrics(env.t, PORT);
+      assert.equal(r.totals.sent, flows * perFlow);
+      assert.equal(m.get('gwlbtun_drops_total{reason="raw_send_error"}'), before + perFlow, 'exactly the blocked flow\'s returns are dropped');
+      assert.equal(r.totals.returned, (flows - 1) * perFlow, `every packet of the ${flows - 1} other flows comes back (got ${r.totals.returned})`);
+      assert.equal(r.totals.verified, r.totals.returned);
+    } finally {
+      nsRun(ns, 'nft', ['delete', 'table', 'ip', 'gwt_out']);
+      await stopDaemon(d);
+    }
+  });
+
   test('a data-plane worker that dies is restarted; health is 503 until it is back; endpoints keep working', async () => {
     const d = await startDaemon(env.t, ['-c', RECORD_HOOK, '-p', String(PORT), '-j'], { GWLBTUN_TEST_HOOK_LOG: path.join(env.dir, 'crash.log'), GWLBTUN_FAILPOINT: 'worker-crash:0:30' });
     try {

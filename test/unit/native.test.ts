@@ -124,7 +124,7 @@ test('batches: 64 packets in slices, and 300 (more than one internal chunk) at o
       smeta[i * 3 + 1] = writeIpv4Udp(out, i * 64, '127.0.0.1', '127.0.0.1', 3000 + i, port, p);
       smeta[i * 3 + 2] = LO1;
     }
-    const status = new Int32Array(1);
+    const status = new Int32Array(300);
     const buf = new Uint8Array(400 * 64);
     const meta = new Int32Array(400 * 5);
 
@@ -149,18 +149,19 @@ test('batches: 64 packets in slices, and 300 (more than one internal chunk) at o
   }
 });
 
-test('rawSend stops at a failing packet and reports its errno', needRoot, async () => {
+test('rawSend skips a datagram the kernel refuses, reports its errno, and sends the rest', needRoot, async () => {
   const { fd, port } = openFreeUdp(false);
   const raw = a.rawOpen(0);
   try {
     const out = new Uint8Array(256);
     const l = writeIpv4Udp(out, 0, '127.0.0.1', '127.0.0.1', 4000, port, enc.encode('x'));
     // Packet 1 is 10 bytes: shorter than its own IPv4 header, the kernel refuses it (EINVAL).
-    const smeta = new Int32Array([0, l, LO1, 0, 10, LO1, 0, l, LO1]);
-    const status = new Int32Array(1);
-    assert.equal(a.rawSend(raw, out, smeta, 3, status), 1);
-    assert.equal(status[0], os.constants.errno.EINVAL);
-    assert.equal(await recvAll(fd, new Uint8Array(2048), 2048, 1, new Int32Array(5)), 1);
+    const smeta = new Int32Array([0, l, LO1, 0, 10, LO1, 0, l, LO1, 0, 10, LO1, 0, l, LO1]);
+    const status = new Int32Array(5).fill(-1);
+    assert.equal(a.rawSend(raw, out, smeta, 5, status), 5, 'every datagram dealt with');
+    const EINVAL = os.constants.errno.EINVAL;
+    assert.deepEqual([...status], [0, EINVAL, 0, EINVAL, 0]);
+    assert.equal(await recvAll(fd, new Uint8Array(3 * 2048), 2048, 3, new Int32Array(15)), 3, 'its neighbours arrive');
   } finally {
     a.close(fd);
     a.close(raw);
@@ -214,7 +215,7 @@ test('epoll on a UDP socket: idle timeout, then readiness', needRoot, async () =
     try {
       a.epollAdd(ep, other.fd);
       const l2 = writeIpv4Udp(out, 32, '127.0.0.1', '127.0.0.1', 5001, other.port, enc.encode('wake'));
-      assert.equal(a.rawSend(raw, out, new Int32Array([0, l, LO1, 32, l2, LO1]), 2, new Int32Array(1)), 2);
+      assert.equal(a.rawSend(raw, out, new Int32Array([0, l, LO1, 32, l2, LO1]), 2, new Int32Array(2)), 2);
       n = 0;
       for (let i = 0; i < 20 && n < 2; i++) n = a.epollWait(ep, fds.fill(-1), 100);
       assert.equal(n, 2);
@@ -267,8 +268,9 @@ test('bad arguments throw TypeError/RangeError and touch nothing', () => {
   range(() => a.rawSend(BAD, u8, new Int32Array([-1, 20, LO1]), 1, i32));
   range(() => a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 2, i32)); // meta too short
   range(() => a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 1, new Int32Array(0)));
+  range(() => a.rawSend(BAD, u8, new Int32Array([0, 20, LO1, 0, 20, LO1]), 2, new Int32Array(1))); // status too short
   const st = new Int32Array(1);
-  assert.equal(a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 1, st), 0);
+  assert.equal(a.rawSend(BAD, u8, new Int32Array([0, 20, LO1]), 1, st), 1, 'dealt with: failed alone');
   assert.equal(st[0], os.constants.errno.EBADF);
 
   range(() => a.tunRead(BAD, u8, 256, 0, 3, 2, i32)); // slots 3..4 end past 1024 bytes
