@@ -278,9 +278,10 @@ export async function main(argv: string[]): Promise<void> {
     stopping = true;
     log.important('core', `${sig}: shutting down`);
     const hard = setTimeout(() => {
-      log.critical('core', 'shutdown took longer than 5 s plus the hook timeout; exiting');
+      log.critical('core', 'shutdown took longer than 5 s plus twice the hook timeout; exiting');
       process.exit(1);
-    }, 5000 + cli.daemon.hookTimeoutS * 1000);
+      // A CREATE hook still running when the signal came finishes first, then DESTROY runs.
+    }, 5000 + 2 * cli.daemon.hookTimeoutS * 1000);
     hard.unref();
     d.shutdown().then(
       () => {
@@ -292,12 +293,16 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A signal during start-up is a shutdown like any other: onSignal runs it and exits 0; what
+  // start() then reports (workers stopped before they were up) is not a start-up failure.
   try {
     await d.start();
   } catch (e) {
+    if (stopping) return;
     await d.shutdown().catch(() => undefined);
     fail((e as Error).message);
   }
+  if (stopping) return;
   if (cli.healthPort !== null) {
     try {
       await startHealthServer(d, cli.healthPort, cli.healthStyle);

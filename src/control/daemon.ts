@@ -16,6 +16,7 @@ import { endpointNames } from '../wire/eni';
 import { createFlowTableBuffer, FlowTable } from '../flow/table';
 import { nowTicks, TICKS_PER_SECOND } from '../flow/clock';
 import { CounterReader, createCountersBuffer, C, EP } from '../dataplane/counters';
+import { Drop } from '../wire/reasons';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
 import { runHook, SerialQueues, type HookResult } from './hooks';
 import { LEVEL, type Logger, type Section } from '../ops/log';
@@ -27,6 +28,10 @@ export const TUN_MTU = 8500;
 export const TUN_TXQUEUELEN = 2048;
 /** How long an endpoint whose interface was deleted right after creation is refused. */
 const REFUSE_MS = 10_000;
+/** A worker's loop turns at least every 100 ms; one that has not acknowledged a removal within
+ * this long is wedged, and is terminated (then restarted) rather than trusted to have let go of
+ * the endpoint's descriptors. */
+const ACK_TIMEOUT_MS = 5000;
 
 export interface DaemonOptions {
   createHook: string | null;
@@ -65,6 +70,11 @@ export interface Endpoint {
   state: EndpointState;
   gwiFds: number[];
   gwoFds: number[];
+  /** Per worker: its queues of this endpoint are detached (the worker is dead or not yet up),
+   * so the kernel queues nothing on them; attached again right before the worker's 'add'. */
+  detached: boolean[];
+  /** DESTROY has run and the queues are closed: nothing is left to do for it. */
+  destroyed: boolean;
   createdMs: number;
   readyMs: number;
   /** A packet arrived while it was being destroyed: create it again afterwards. */
@@ -79,6 +89,10 @@ interface WorkerSlot {
   restarts: number;
   stopping: boolean;
   startedMs: number;
+  /** Descriptors opened here for the worker and closed here when it exits (-1: none). */
+  udpFd: number;
+  rawFd: number;
+  epFd: number;
 }
 
 export interface HookStats {
@@ -113,7 +127,10 @@ export class Daemon {
   private readonly serial = new SerialQueues();
   /** ENI IDs whose interfaces vanished right after creation: refused until the time given. */
   private readonly refusedUntil = new Map<string, number>();
+  /** Removals waiting for acknowledgements, keyed by endpoint id (slot and generation), so a
+   * late acknowledgement for one endpoint never completes the wait of the next one in its slot. */
   private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
+  private drainBuf: Uint8Array | null = null;
   private timers: NodeJS.Timeout[] = [];
   private readonly nat = native();
 
@@ -149,6 +166,7 @@ export class Daemon {
       throw withCode(e, 'cannot open a raw IPv4 socket (needs CAP_NET_RAW)');
     }
     await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
+    if (this.shuttingDown) return; // a signal arrived during start-up
     const sweepBudget = this.flows === null ? 0 : Math.max(1, Math.ceil(this.flows.buckets / 10));
     const live = (epId: number): boolean => {
       const e = this.bySlot[epId & 0xffff];
@@ -175,6 +193,24 @@ export class Daemon {
   }
 
   private spawnWorker(index: number): Promise<void> {
+    let slot = this.workers[index];
+    if (slot === undefined) {
+      slot = { index, worker: null, port: null, alive: false, restarts: 0, stopping: false, startedMs: 0, udpFd: -1, rawFd: -1, epFd: -1 };
+      this.workers[index] = slot;
+    }
+    const ws = slot;
+    // The worker's descriptors are opened (and later closed) here, not in the worker: a worker
+    // that dies without running its cleanup must not leave its SO_REUSEPORT socket bound and
+    // unread, black-holing its share of GWLB's flows.
+    try {
+      ws.udpFd = this.nat.udpOpen(this.opts.udpPort, this.opts.rcvbuf, true);
+      ws.rawFd = this.nat.rawOpen(this.opts.sndbuf);
+      ws.epFd = this.nat.epollCreate();
+      this.nat.epollAdd(ws.epFd, ws.udpFd);
+    } catch (e) {
+      this.closeWorkerFds(ws);
+      return Promise.reject(withCode(e, `worker ${index}`));
+    }
     const { port1, port2 } = new MessageChannel();
     const cfg: WorkerConfig & { port: MessagePort } = {
       index,
@@ -192,10 +228,11 @@ export class Daemon {
       counterSab: this.counterSab,
       ctrlSab: this.ctrlSab,
       hexDump: this.opts.hexDump,
-      // Fault injection for the tests (GWLBTUN_FAILPOINT=worker-crash:<index>:<packets>):
-      // that worker throws after receiving that many packets, on its first start only.
-      crashAfter: this.workers[index] === undefined ? crashAfterFromEnv(index) : -1,
+      ...failpointFromEnv(index, ws.startedMs === 0),
       logDrops: this.opts.hexDump || this.log.enabled('geneve', LEVEL.debug) || this.log.enabled('tunnel', LEVEL.debug),
+      udpFd: ws.udpFd,
+      rawFd: ws.rawFd,
+      epFd: ws.epFd,
       port: port2,
     };
     Atomics.store(this.ctrl, index * CTRL_CELLS + CTRL_STOP, 0);
@@ -203,29 +240,20 @@ export class Daemon {
       workerData: cfg,
       transferList: [port2],
     });
-    let slot = this.workers[index];
-    if (slot === undefined) {
-      slot = { index, worker: null, port: null, alive: false, restarts: 0, stopping: false, startedMs: 0 };
-      this.workers[index] = slot;
-    }
-    slot.worker = w;
-    slot.port = port1;
-    slot.alive = false;
-    slot.startedMs = Date.now();
-    const ws = slot;
+    ws.worker = w;
+    ws.port = port1;
+    ws.alive = false;
+    ws.startedMs = Date.now();
     return new Promise<void>((resolve, reject) => {
       let up = false;
       w.on('message', (m: FromWorker) => {
         if (m.t === 'up') {
           up = true;
           ws.alive = true;
-          // A restarted worker gets every existing endpoint back (its TUN queues stayed open:
-          // descriptors belong to the process, not the thread).
+          // A restarted worker gets every existing endpoint back (its TUN queues stayed open,
+          // detached while it was away: descriptors belong to the process, not the thread).
           for (const e of this.endpoints.values()) if (e.state === 'ready') this.sendAdd(e, index);
           resolve();
-        } else if (m.t === 'fatal') {
-          if (!up) reject(Object.assign(new Error(m.message), { code: m.code }));
-          else this.log.critical('core', `worker ${index}: ${m.message}`);
         } else this.onWorkerMessage(m);
       });
       w.on('error', (err) => {
@@ -234,14 +262,7 @@ export class Daemon {
       w.on('exit', (code) => {
         ws.alive = false;
         ws.worker = null;
-        // Acknowledge any removal this worker can no longer acknowledge.
-        for (const [s, wait] of this.removeWaits) {
-          wait.pending.delete(index);
-          if (wait.pending.size === 0) {
-            this.removeWaits.delete(s);
-            wait.done();
-          }
-        }
+        this.onWorkerExit(ws);
         if (!up) {
           reject(new Error(`worker ${index} exited during start-up (code ${code})`));
           return;
@@ -260,6 +281,69 @@ export class Daemon {
     });
   }
 
+  /** A worker has exited (crashed, terminated or stopped): nothing of it runs any more, so its
+   * counter block has no writer and its descriptors no user. Settle what it lost, give its share
+   * of traffic to the live workers, and acknowledge what it can no longer acknowledge. */
+  private onWorkerExit(ws: WorkerSlot): void {
+    const index = ws.index;
+    // Its UDP socket: what waits there is lost with it (counted); closing the socket makes the
+    // kernel spread its share of GWLB's flows over the other workers' sockets at once.
+    let lost = this.counters.settleDeadWorker(index, Drop.WORKER_DIED);
+    const queued = this.drain(ws.udpFd, true);
+    this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, queued);
+    lost += queued;
+    this.closeWorkerFds(ws);
+    // Its TUN queues: detached, so the kernel queues this worker's share of the returns on the
+    // live workers' queues instead of on a queue nobody reads; what was waiting is counted.
+    for (const e of this.endpoints.values()) {
+      if (e.destroyed) continue;
+      for (const fd of [e.gwiFds[index], e.gwoFds[index]]) {
+        if (fd === undefined || fd < 0) continue;
+        if (!e.detached[index]) {
+          try {
+            this.nat.tunSetQueue(fd, false);
+          } catch {
+            // the device is gone: nothing is queued on it any more
+          }
+        }
+        const n = this.drain(fd, false);
+        this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, n, e.slot);
+        lost += n;
+      }
+      e.detached[index] = true;
+    }
+    if (lost > 0 && !this.shuttingDown) this.log.important('core', `worker ${index}: ${lost} packet(s) lost with it (counted as worker_died)`);
+    // Acknowledge any removal this worker can no longer acknowledge.
+    for (const [id, wait] of this.removeWaits) {
+      wait.pending.delete(index);
+      if (wait.pending.size === 0) {
+        this.removeWaits.delete(id);
+        wait.done();
+      }
+    }
+  }
+
+  /** Read and discard what is queued on a UDP socket or TUN queue; returns the count (bounded). */
+  private drain(fd: number, udp: boolean): number {
+    if (fd < 0) return 0;
+    const SLOT = 9216;
+    const BATCH = 64;
+    this.drainBuf ??= new Uint8Array(SLOT * BATCH);
+    const meta = new Int32Array(BATCH * 5);
+    let total = 0;
+    for (let round = 0; round < 1024; round++) {
+      const n = udp ? this.nat.udpRecv(fd, this.drainBuf, SLOT, BATCH, meta) : this.nat.tunRead(fd, this.drainBuf, SLOT, 0, 0, BATCH, meta);
+      if (n <= 0) break;
+      total += n;
+    }
+    return total;
+  }
+
+  private closeWorkerFds(ws: WorkerSlot): void {
+    for (const fd of [ws.epFd, ws.udpFd, ws.rawFd]) if (fd >= 0) this.nat.close(fd);
+    ws.epFd = ws.udpFd = ws.rawFd = -1;
+  }
+
   private post(index: number, m: ToWorker): void {
     const ws = this.workers[index];
     if (ws === undefined || ws.port === null || !ws.alive) return;
@@ -270,11 +354,11 @@ export class Daemon {
   private onWorkerMessage(m: FromWorker): void {
     if (m.t === 'new') this.onNewEni(m.index, m.hi, m.lo);
     else if (m.t === 'removed') {
-      const wait = this.removeWaits.get(m.slot);
+      const wait = this.removeWaits.get(m.epId);
       if (wait !== undefined) {
         wait.pending.delete(m.index);
         if (wait.pending.size === 0) {
-          this.removeWaits.delete(m.slot);
+          this.removeWaits.delete(m.epId);
           wait.done();
         }
       }
@@ -329,6 +413,8 @@ export class Daemon {
       state: 'creating',
       gwiFds: [],
       gwoFds: [],
+      detached: [],
+      destroyed: false,
       createdMs: Date.now(),
       readyMs: 0,
       recreate: false,
@@ -346,6 +432,11 @@ export class Daemon {
       }
       this.nat.linkSetup(e.gwi, TUN_MTU, TUN_TXQUEUELEN);
       if (!this.opts.noReturn) this.nat.linkSetup(e.gwo, TUN_MTU, TUN_TXQUEUELEN);
+      // A worker that is down (restarting) must not have the kernel queue returns on its queues.
+      for (let i = 0; i < this.opts.workers; i++) {
+        e.detached[i] = false;
+        if (this.workers[i]?.alive !== true) this.setQueues(e, i, false);
+      }
     } catch (err) {
       this.log.critical('tunnel', `cannot create interfaces for endpoint ${e.hex}: ${(err as Error).message}`);
       this.closeFds(e);
@@ -363,7 +454,22 @@ export class Daemon {
   }
 
   private sendAdd(e: Endpoint, i: number): void {
+    if (this.workers[i]?.alive !== true) return; // it gets every endpoint when it is up
+    if (e.detached[i]) {
+      try {
+        this.setQueues(e, i, true);
+      } catch (err) {
+        this.log.important('tunnel', `endpoint ${e.hex}: cannot attach worker ${i}'s queues again: ${(err as Error).message}`);
+        return;
+      }
+    }
     this.post(i, { t: 'add', hi: e.hi, lo: e.lo, slot: e.slot, epId: e.epId, gwi: e.gwiFds[i], gwo: e.gwoFds[i] ?? -1 });
+  }
+
+  /** Attach or detach worker i's queues of an endpoint (TUNSETQUEUE). */
+  private setQueues(e: Endpoint, i: number, attach: boolean): void {
+    for (const fd of [e.gwiFds[i], e.gwoFds[i]]) if (fd !== undefined && fd >= 0) this.nat.tunSetQueue(fd, attach);
+    e.detached[i] = !attach;
   }
 
   private async hook(kind: 'create' | 'destroy', e: Endpoint): Promise<HookResult | null> {
@@ -405,9 +511,10 @@ export class Daemon {
     if (e.state === 'destroying') return Promise.resolve();
     e.state = 'destroying';
     return this.serial.run(e.hex, async () => {
-      await this.removeFromWorkers(e.slot);
+      await this.removeFromWorkers(e);
       if (this.opts.destroyHook !== null) await this.hook('destroy', e);
       this.closeFds(e);
+      e.destroyed = true;
       this.endpointsDestroyed++;
       this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
       this.counters.resetEndpoint(e.slot);
@@ -429,23 +536,33 @@ export class Daemon {
     });
   }
 
-  private removeFromWorkers(slot: number): Promise<void> {
+  /** Take the endpoint away from every live worker and wait until each has acknowledged it or
+   * exited: only then may its descriptors be closed (a number closed while a worker still
+   * uses it could soon name a new TUN queue or a hook's pipe). A worker that does not answer
+   * within ACK_TIMEOUT_MS is wedged: it is terminated, which ends the wait (and restarts it). */
+  private removeFromWorkers(e: Endpoint): Promise<void> {
     const pending = new Set<number>();
     for (const ws of this.workers) if (ws.alive) pending.add(ws.index);
     if (pending.size === 0) return Promise.resolve();
+    const id = e.epId;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.removeWaits.delete(slot);
-        resolve();
-      }, 2000);
-      this.removeWaits.set(slot, {
+        const wait = this.removeWaits.get(id);
+        if (wait === undefined) return;
+        for (const i of wait.pending) {
+          this.log.critical('core', `worker ${i} did not let go of endpoint ${e.hex} within ${ACK_TIMEOUT_MS} ms; terminating it`);
+          void this.workers[i].worker?.terminate();
+        }
+      }, ACK_TIMEOUT_MS);
+      timer.unref();
+      this.removeWaits.set(id, {
         pending,
         done: () => {
           clearTimeout(timer);
           resolve();
         },
       });
-      for (const i of pending) this.post(i, { t: 'remove', slot });
+      for (const i of pending) this.post(i, { t: 'remove', slot: e.slot, epId: id });
     });
   }
 
@@ -503,13 +620,18 @@ export class Daemon {
     }
     await Promise.race([Promise.all(exits), sleep(1000)]);
     for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
+    // Every endpoint, in its own serial queue: one being created finishes its CREATE hook first,
+    // one already being destroyed (idle, device deleted) finishes that and is skipped here, so
+    // DESTROY runs exactly once per endpoint.
     const all = [...this.endpoints.values()];
     await Promise.all(
       all.map((e) =>
         this.serial.run(e.hex, async () => {
+          if (e.destroyed) return;
           e.state = 'destroying';
           if (this.opts.destroyHook !== null) await this.hook('destroy', e);
           this.closeFds(e);
+          e.destroyed = true;
           this.endpointsDestroyed++;
           this.releaseSlot(e);
         }),
@@ -518,9 +640,19 @@ export class Daemon {
   }
 }
 
-function crashAfterFromEnv(index: number): number {
-  const m = /^worker-crash:(\d+):(\d+)$/.exec(process.env.GWLBTUN_FAILPOINT ?? '');
-  return m !== null && Number(m[1]) === index ? Number(m[2]) : -1;
+/** Fault injection for the tests, GWLBTUN_FAILPOINT:
+ *   worker-crash:<index>:<packets>  that worker throws after receiving that many packets;
+ *   worker-wedge:<index>:<packets>  that worker stops turning its loop (spins) instead;
+ *   slow-start:<ms>                 every worker waits that long before it reports 'up'.
+ * Crash and wedge apply to a worker's first start only. */
+function failpointFromEnv(index: number, firstStart: boolean): Pick<WorkerConfig, 'failAfter' | 'failKind' | 'startDelayMs'> {
+  const fp = process.env.GWLBTUN_FAILPOINT ?? '';
+  const none = { failAfter: -1, failKind: 'crash' as const, startDelayMs: 0 };
+  const slow = /^slow-start:(\d+)$/.exec(fp);
+  if (slow !== null) return { ...none, startDelayMs: Number(slow[1]) };
+  const m = /^worker-(crash|wedge):(\d+):(\d+)$/.exec(fp);
+  if (m === null || Number(m[2]) !== index || !firstStart) return none;
+  return { failAfter: Number(m[3]), failKind: m[1] as 'crash' | 'wedge', startDelayMs: 0 };
 }
 
 function withCode(e: unknown, prefix: string): Error {

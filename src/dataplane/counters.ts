@@ -27,8 +27,14 @@ export const C = {
   LOOPS: DROP_SLOTS + 12,
   HEARTBEAT_MS: DROP_SLOTS + 13, // wall clock (ms) of the worker's last loop iteration
   UDP_BOUND: DROP_SLOTS + 14, // 1 while the worker's UDP socket is open
+  // Gauges the main thread settles as `worker_died` drops when the worker dies (see
+  // Daemon.onWorkerExit): packets held for endpoints being created, the receive batch in hand,
+  // and returns read from TUN but not yet sent.
+  HOLD_NOW: DROP_SLOTS + 15,
+  RX_IN_HAND: DROP_SLOTS + 16,
+  TX_IN_HAND: DROP_SLOTS + 17,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 16;
+export const GLOBAL_CELLS = DROP_SLOTS + 18;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {
@@ -83,6 +89,23 @@ export class CounterReader {
     let m = 0;
     for (const b of this.blocks) m = Math.max(m, b[GLOBAL_CELLS + slot * EP_STRIDE + k]);
     return m;
+  }
+  /** Count `n` drops for `reason` in a worker's block. Only for a dead worker's block (the main
+   * thread settles what it lost): a live worker is the only writer of its own block. */
+  addDeadWorkerDrops(worker: number, reason: number, n: number, slot = -1): void {
+    const b = this.blocks[worker];
+    b[reason] += n;
+    if (slot >= 0 && slot < this.maxEndpoints) b[GLOBAL_CELLS + slot * EP_STRIDE + EP.DROPS] += n;
+  }
+  /** A dead worker's gauges, moved into `reason` and zeroed; returns how many packets they held. */
+  settleDeadWorker(worker: number, reason: number): number {
+    const b = this.blocks[worker];
+    const lost = b[C.HOLD_NOW] + b[C.RX_IN_HAND] + b[C.TX_IN_HAND];
+    b[reason] += lost;
+    b[C.HOLD_NOW] = 0;
+    b[C.RX_IN_HAND] = 0;
+    b[C.TX_IN_HAND] = 0;
+    return lost;
   }
   /** Zero an endpoint slot's counters in every block (when the slot is reused). Only safe while
    * no worker writes that slot, i.e. after every worker acknowledged the endpoint's removal. */

@@ -24,10 +24,20 @@ export interface WorkerConfig {
   ctrlSab: SharedArrayBuffer;
   /** -x: hex dumps in the dropped-packet log lines. */
   hexDump: boolean;
-  /** Test fault injection: throw after this many received packets (-1: never). */
-  crashAfter: number;
+  /** Test fault injection (GWLBTUN_FAILPOINT, see Daemon): after this many received packets
+   * (-1: never) the worker throws ('crash') or spins without turning its loop ('wedge');
+   * startDelayMs delays its start (a slow start-up). */
+  failAfter: number;
+  failKind: 'crash' | 'wedge';
+  startDelayMs: number;
   /** Log dropped packets (rate-limited): -x, or debug level for geneve/tunnel. */
   logDrops: boolean;
+  /** Descriptors the main thread opened for this worker and owns: it closes them when the worker
+   * exits, however it exits, so a worker never leaves a bound UDP socket behind. The worker
+   * never closes them. */
+  udpFd: number;
+  rawFd: number;
+  epFd: number;
 }
 
 /** Int32 cells of the control buffer (one block of CTRL_CELLS per worker). */
@@ -38,12 +48,11 @@ export const CTRL_CELLS = 4;
 export type ToWorker =
   | { t: 'add'; hi: number; lo: number; slot: number; epId: number; gwi: number; gwo: number }
   | { t: 'reject'; hi: number; lo: number; failed: boolean }
-  | { t: 'remove'; slot: number };
+  | { t: 'remove'; slot: number; epId: number };
 
 export type FromWorker =
   | { t: 'up'; index: number }
-  | { t: 'fatal'; index: number; message: string; code?: string }
   | { t: 'new'; index: number; hi: number; lo: number }
-  | { t: 'removed'; index: number; slot: number }
+  | { t: 'removed'; index: number; epId: number }
   | { t: 'gone'; index: number; slot: number; errno: number } // a TUN queue failed: device deleted
   | { t: 'log'; index: number; level: number; section: string; msg: string };

@@ -353,7 +353,10 @@ function receive(fd: number, rawFd: number): void {
     if (n <= 0) break;
     counters[C.UDP_RX_BATCHES] += 1;
     counters[C.UDP_RX_PACKETS] += n;
-    if (cfg.crashAfter >= 0 && counters[C.UDP_RX_PACKETS] >= cfg.crashAfter) throw new Error('failpoint: worker-crash');
+    // The batch in hand: if this thread dies before it is written, the main thread counts it
+    // as lost (worker_died). An upper bound: part of it may have been written already.
+    counters[C.RX_IN_HAND] = n;
+    if (cfg.failAfter >= 0 && counters[C.UDP_RX_PACKETS] >= cfg.failAfter) failpoint();
     for (let i = 0; i < n; i++) {
       const m = i * 5;
       const len = rxMeta[m];
@@ -370,6 +373,7 @@ function receive(fd: number, rawFd: number): void {
       inbound(rxBuf, i * RX_SLOT, len, rxMeta[m + 1], rxMeta[m + 3], rxMeta[m + 2]);
     }
     flushWrites();
+    counters[C.RX_IN_HAND] = 0;
     drainTouched(rawFd);
     if (n < RX_BATCH) break;
   }
@@ -430,6 +434,7 @@ function hold(buf: Uint8Array, off: number, len: number, src: number, dst: numbe
   hCount++;
   lHeld[li]++;
   counters[C.HOLD_QUEUED] += 1;
+  counters[C.HOLD_NOW] += 1;
 }
 
 function holdAdvance(): void {
@@ -447,6 +452,7 @@ function holdRelease(li: number, deliverThem: boolean, reason: number): void {
     const e = (hHead + k) % HOLD_ENTRIES;
     if (hLi[e] !== li) continue;
     hLi[e] = -1;
+    counters[C.HOLD_NOW] -= 1;
     if (deliverThem) {
       counters[C.HOLD_DELIVERED] += 1;
       inbound(holdArena, hOff[e], hLen[e], hSrc[e], hDst[e], hPort[e]);
@@ -464,6 +470,7 @@ function holdExpire(): void {
     if (li >= 0) {
       if (nowMs - hMs[e] < cfg.holdMs) break;
       drop(Drop.HOLD_TIMEOUT);
+      counters[C.HOLD_NOW] -= 1;
       lHeld[li]--;
       hLi[e] = -1;
     }
@@ -500,6 +507,7 @@ function flushSends(rawFd: number): void {
       } else dropEp(i < done ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot);
     }
     counters[C.RAW_TX_PACKETS] += sent;
+    counters[C.TX_IN_HAND] = 0;
   }
   sCount = 0;
   txUsed = 0;
@@ -567,6 +575,7 @@ function tunReadable(fd: number, li: number, rawFd: number, limit: number): void
     counters[C.TUN_RX_PACKETS] += n;
     for (let k = 0; k < n; k++) returnOne(txUsed + k, li);
     txUsed += n;
+    counters[C.TX_IN_HAND] = sCount;
     limit -= n;
     if (txUsed === TX_BATCH) flushSends(rawFd);
     if (n < want) return;
@@ -629,7 +638,7 @@ function handle(m: ToWorker): void {
       slotLocal[m.slot] = -1;
       removeLocal(li);
     }
-    post({ t: 'removed', index: cfg.index, slot: m.slot });
+    post({ t: 'removed', index: cfg.index, epId: m.epId });
   }
 }
 
@@ -651,23 +660,28 @@ function housekeeping(): void {
   }
 }
 
-function run(): void {
-  if (cfg.cpus !== null && cfg.cpus.length > 0) nat.setAffinity(cfg.cpus);
-  let udpFd = -1;
-  let rawFd = -1;
-  try {
-    udpFd = nat.udpOpen(cfg.udpPort, cfg.rcvbuf, true);
-    rawFd = nat.rawOpen(cfg.sndbuf);
-    ep = nat.epollCreate();
-    nat.epollAdd(ep, udpFd);
-  } catch (e) {
-    for (const fd of [udpFd, rawFd, ep]) if (fd >= 0) nat.close(fd);
-    const err = e as NodeJS.ErrnoException;
-    post({ t: 'fatal', index: cfg.index, message: err.message, code: err.code });
-    return;
+/** Test fault injection (GWLBTUN_FAILPOINT): die, or hang without turning the loop (bounded). */
+function failpoint(): void {
+  if (cfg.failKind === 'crash') throw new Error('failpoint: worker-crash');
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    // wedged: no heartbeat, no control messages, until terminated
   }
+}
+
+function run(): void {
+  if (cfg.startDelayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, cfg.startDelayMs);
+  if (cfg.cpus !== null && cfg.cpus.length > 0) nat.setAffinity(cfg.cpus);
+  // The sockets and the epoll set were opened by the main thread, which owns them (see
+  // WorkerConfig): it closes them when this thread exits, even if it never reaches a finally.
+  const udpFd = cfg.udpFd;
+  const rawFd = cfg.rawFd;
+  ep = cfg.epFd;
   counters[C.UDP_BOUND] = 1;
   counters[C.HEARTBEAT_MS] = Date.now();
+  counters[C.HOLD_NOW] = 0;
+  counters[C.RX_IN_HAND] = 0;
+  counters[C.TX_IN_HAND] = 0;
   post({ t: 'up', index: cfg.index });
   const ready = new Int32Array(256);
   let lastHousekeeping = Date.now();
@@ -699,12 +713,7 @@ function run(): void {
       }
     }
   } finally {
-    // Also when the loop dies by an exception: descriptors belong to the process, and a UDP
-    // socket left bound with SO_REUSEPORT would keep receiving a share of GWLB's traffic.
     counters[C.UDP_BOUND] = 0;
-    nat.close(udpFd);
-    nat.close(rawFd);
-    nat.close(ep);
   }
 }
 

@@ -21,6 +21,10 @@ export interface NativeAddon {
    * the device if it does not exist. Calling it again with the same name attaches another queue.
    * The device disappears when its last queue is closed (it is never made persistent). */
   tunOpen(name: string): number;
+  /** TUNSETQUEUE: attach (IFF_ATTACH_QUEUE) or detach (IFF_DETACH_QUEUE) the queue `fd`. A
+   * detached queue stays open and keeps its device alive, but the kernel queues nothing on it:
+   * a dead worker's queues are detached so that its share of returns goes to the live ones. */
+  tunSetQueue(fd: number, attach: boolean): void;
   /** Set the MTU and (when txqueuelen > 0) the transmit queue length of interface `name`, then
    * bring it up (SIOCSIFMTU, SIOCSIFTXQLEN, SIOCSIFFLAGS |= IFF_UP). */
   linkSetup(name: string, mtu: number, txqueuelen: number): void;

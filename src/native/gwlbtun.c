@@ -235,6 +235,21 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
   return ret_int(env, fd);
 }
 
+// tunSetQueue(fd, attach): TUNSETQUEUE with IFF_ATTACH_QUEUE or IFF_DETACH_QUEUE. A detached
+// queue stays open (and keeps the device alive) but the kernel queues nothing on it.
+static napi_value TunSetQueue(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  bool attach;
+  if (get_args(env, info, 2, argv, "tunSetQueue") || get_i32(env, argv[0], "fd", 0, &fd)) return NULL;
+  if (napi_get_value_bool(env, argv[1], &attach) != napi_ok) return throw_type(env, "tunSetQueue: attach must be a boolean");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = attach ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+  if (ioctl(fd, TUNSETQUEUE, &ifr) < 0) return throw_errno(env, "tunSetQueue", "TUNSETQUEUE", errno);
+  return ret_undefined(env);
+}
+
 // linkSetup(name, mtu): set the MTU and IFF_UP through an ordinary socket's interface ioctls.
 static napi_value LinkSetup(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -755,7 +770,7 @@ NAPI_MODULE_INIT() {
     FN("tunRead", TunRead),         FN("tunWrite", TunWrite),
     FN("epollCreate", EpollCreate), FN("epollAdd", EpollAdd),
     FN("epollDel", EpollDel),       FN("epollWait", EpollWait),
-    FN("setAffinity", SetAffinity),
+    FN("setAffinity", SetAffinity), FN("tunSetQueue", TunSetQueue),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

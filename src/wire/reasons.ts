@@ -40,12 +40,14 @@ export const Drop = {
   LINK_LOCAL: 29, // IPv6 link-local housekeeping the kernel sends on a new interface (router
   //               solicitations, MLD): from fe80::/10 or ::, or to ff02::/16; never GWLB traffic
   RAW_SEND_BUSY: 30, // the raw socket's send queue was full (EAGAIN/ENOBUFS) when its turn came
+  WORKER_DIED: 31, // lost with a data-plane worker that died: held for a new endpoint, in its
+  //                  receive batch, or waiting in its UDP socket or TUN queues (counted by main)
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 31;
+export const DROP_SLOTS = 32;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {

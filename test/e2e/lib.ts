@@ -92,6 +92,8 @@ export interface EmuReport {
   totals: Omit<EpReport, 'eni' | 'name'>;
   elapsedMs: number;
   pps: number;
+  /** The emulator's progress lines (with --progress-ms), in order. */
+  progress: { elapsedMs: number; sent: number; returned: number; verified: number; outstanding: number }[];
 }
 
 /** Run the emulator CLI in the GWLB namespace and return its final report. */
@@ -105,13 +107,13 @@ export async function runEmulator(t: Topology, args: string[], timeoutMs = 60000
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
   const code = await new Promise<number | null>((resolve) => proc.on('exit', (c) => resolve(c)));
   clearTimeout(timer);
-  const line = out
+  const lines = out
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { type: string })
-    .find((m) => m.type === 'report');
+    .map((l) => JSON.parse(l) as { type: string });
+  const line = lines.find((m) => m.type === 'report');
   if (code !== 0 || line === undefined) throw new Error(`emulator failed (exit ${code}):\n${err}\n${out}`);
-  return line as unknown as EmuReport;
+  return { ...(line as unknown as EmuReport), progress: lines.filter((m) => m.type === 'progress') as unknown as EmuReport['progress'] };
 }
 
 export { httpGetInNs, parseMetrics };

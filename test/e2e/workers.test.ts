@@ -8,7 +8,7 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import type { Topology } from '../../src/sim/topology';
-import { httpGetInNs, ROOT, runEmulator, useEnv, waitFor, type EmuReport } from './lib';
+import { httpGetInNs, metrics, RECORD_HOOK, ROOT, runEmulator, startDaemon, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
 
 const HEALTH_PORT = 8082;
 const ONE_ARM = path.join(ROOT, 'examples', 'hooks', 'one-arm.sh');
@@ -79,5 +79,68 @@ describe('two workers: shared flow table, returns through either worker', () => 
     assert.ok(ws.every((w) => w.alive && w.udpPackets > 0), `both workers received traffic: ${JSON.stringify(ws)}`);
     assert.ok(ws.every((w) => w.rawPacketsOut > 0), `both workers returned traffic: ${JSON.stringify(ws)}`);
     assert.ok(crossed, `per-worker received and returned counts differ (cross-worker returns): ${JSON.stringify(ws)}`);
+  });
+});
+
+/** Every drop the daemon counted (all reasons but the kernel's own IPv6 link-local chatter). */
+function countedDrops(t: Topology): number {
+  let n = 0;
+  for (const [k, v] of metrics(t, DEATH_PORT)) {
+    if (k.startsWith('gwlbtun_drops_total{') && !k.includes('"link_local"')) n += v;
+  }
+  return n;
+}
+
+const DEATH_PORT = 8085;
+
+describe('a worker that dies: its share of traffic goes to the live one, and what it had is counted', () => {
+  const env = useEnv('wkd');
+  const emu = (extra: string[]): Promise<EmuReport> =>
+    runEmulator(env.t, ['--endpoints', '7', '--families', '4', '--protos', 'udp', '--size', '200', '--settle-ms', '1500', ...extra]);
+
+  test('killed mid-traffic: returns keep flowing through the other worker while it is away; every packet returned or counted', async () => {
+    // Worker 1 receives about half of the traffic; it dies at its 700th packet (about 1.4 s in),
+    // long after the endpoint is up, and is restarted 1 s later.
+    const d = await startDaemon(env.t, ['--udpthreads', '2', '-c', ONE_ARM, '-r', ONE_ARM, '-p', String(DEATH_PORT), '-j'], { GWLBTUN_FAILPOINT: 'worker-crash:1:700' });
+    try {
+      const r = await emu(['--flows', '40', '--packets', '100', '--rate', '1000', '--progress-ms', '200']);
+      await waitFor('worker 1 restarted', () => metrics(env.t, DEATH_PORT).get('gwlbtun_worker_restarts_total{worker="1"}') === 1, 5000);
+      assert.match(d.output(), /worker 1 exited/);
+      const counted = countedDrops(env.t);
+      // Nothing vanishes: each packet came back or was counted (at most one may fall between the
+      // last read of the dead worker's socket and its close, microseconds later).
+      const missing = r.totals.sent - r.totals.returned - counted;
+      assert.ok(missing >= 0 && missing <= 1, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
+      assert.equal(r.totals.verified, r.totals.returned);
+      // Returns kept flowing while worker 1 was away: its queues were detached at once, so the
+      // kernel sent its share of the returns to worker 0 instead of a queue nobody read (which
+      // would have left hundreds of packets outstanding until the restart).
+      const worst = Math.max(...r.progress.map((p) => p.outstanding));
+      assert.ok(worst < 150, `at most ${worst} packets outstanding at any progress tick: ${JSON.stringify(r.progress.map((p) => p.outstanding))}`);
+      assert.ok(counted < 150, `lost with the worker: ${counted}`);
+    } finally {
+      await stopDaemon(d);
+    }
+  });
+
+  test('killed while holding packets for an endpoint being created: the held packets are counted', async () => {
+    const hookLog = path.join(env.dir, 'hold.log');
+    const d = await startDaemon(env.t, ['--udpthreads', '2', '-c', RECORD_HOOK, '-r', RECORD_HOOK, '-p', String(DEATH_PORT), '-j'], {
+      GWLBTUN_FAILPOINT: 'worker-crash:1:60',
+      GWLBTUN_TEST_HOOK_SLEEP: '1.5',
+      GWLBTUN_TEST_HOOK_LOG: hookLog,
+    });
+    try {
+      const r = await emu(['--flows', '16', '--packets', '25', '--rate', '300', '--flow-offset', '50']);
+      await waitFor('worker 1 restarted', () => metrics(env.t, DEATH_PORT).get('gwlbtun_worker_restarts_total{worker="1"}') === 1, 5000);
+      const m = metrics(env.t, DEATH_PORT);
+      const died = m.get('gwlbtun_drops_total{reason="worker_died"}') ?? 0;
+      assert.ok(died >= 1, `packets held by the dead worker are counted as worker_died (${died})`);
+      const counted = countedDrops(env.t);
+      const missing = r.totals.sent - r.totals.returned - counted;
+      assert.ok(missing >= 0 && missing <= 1, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
+    } finally {
+      await stopDaemon(d);
+    }
   });
 });

@@ -64,7 +64,7 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkSetup', 'rawOpen',
-    'rawSend', 'setAffinity', 'tunOpen', 'tunRead', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'setAffinity', 'tunOpen', 'tunRead', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
 });
 
