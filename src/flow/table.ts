@@ -97,7 +97,9 @@ export const UPSERT_BUSY = -2;
 
 const MAGIC = 0x464c5731; // "FLW1"
 const LAYOUT_VERSION = 1;
-const MAX_FLOWS_LIMIT = 1 << 24;
+/** Most flows a table can be made for (2.4 GB of shared memory; word offsets stay below 2^31 and
+ * bucket numbers below 2^22, which the multiply-high bucket mapping needs). */
+export const MAX_FLOWS_LIMIT = 1 << 24;
 
 // Header words.
 const H_MAGIC = 0;
