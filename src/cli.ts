@@ -8,8 +8,13 @@ import { parseArgs } from 'node:util';
 import { Daemon, type DaemonOptions } from './control/daemon';
 import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfig } from './ops/log';
 import { startHealthServer, type HealthStyle } from './ops/health';
+import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString } from './io/native';
+
+/** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
+ * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
+export const TUN_MAX_QUEUES = 256;
 
 export const HELP = `gwlbtun: tunnel handler for AWS Gateway Load Balancer (TypeScript edition)
 Usage: gwlbtun [options]
@@ -29,7 +34,7 @@ Options of the original gwlbtun (same meaning):
   -d, --debug           Debug logging (same as --logging all=debug).
   -x                    Hex dumps of packets, carried and dropped (at most 10 a second per
                         worker; the number left out is reported).
-  --udpthreads N        Number of data-plane workers (see "Threads" below).
+  --udpthreads N        Number of data-plane workers, at most ${TUN_MAX_QUEUES} (see "Threads" below).
   --udpaffinity LIST    Pin workers to these CPUs, one worker per CPU; LIST like 1-2,4,7-8.
   --tunthreads N        Same as --udpthreads (each worker serves both directions).
   --tunaffinity LIST    Same as --udpaffinity; used when --udpaffinity is not given.
@@ -49,15 +54,17 @@ Options of this edition:
                         source, with a warning at start-up.
   --max-endpoints N     At most N endpoints (default 128); traffic of further ENI IDs is dropped
                         and counted.
-  --max-flows N         Flow table size (default 1000000); when full, the flow idle longest is
-                        evicted.
+  --max-flows N         Flow table size (default 1000000, at most ${MAX_FLOWS_LIMIT}: 2.4 GB); when
+                        full, the flow idle longest is evicted.
   --rcvbuf BYTES        UDP receive buffer per worker (default 8388608).
   --sndbuf BYTES        Raw socket send buffer per worker (default 4194304).
 
 Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
 every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity
 list if one is given, else the larger of --udpthreads and --tunthreads, else 1 on machines with up
-to 2 CPUs and one per CPU above that.
+to 2 CPUs and one per CPU above that. At most ${TUN_MAX_QUEUES} workers: a TUN device has at most
+${TUN_MAX_QUEUES} queues (the kernel's limit) and every worker needs one of each device; more are
+refused, and the one-per-CPU default is capped at ${TUN_MAX_QUEUES} (with a line in the log).
 
 Hook arguments (the hook is executed directly, without a shell):
   1: CREATE or DESTROY
@@ -80,6 +87,8 @@ export interface CliResult {
   healthPort: number | null;
   healthStyle: HealthStyle;
   log: LogConfig;
+  /** Lines for the log once it exists (e.g. the worker count was capped). */
+  notes: string[];
 }
 
 function int(flag: string, v: string | undefined, min: number, max: number): number | undefined {
@@ -132,7 +141,8 @@ function executable(flag: string, file: string): string {
   return file;
 }
 
-export function parseCli(argv: string[]): CliResult {
+/** cores: the CPU count the default number of workers follows (a parameter for the tests). */
+export function parseCli(argv: string[], cores: number = os.availableParallelism()): CliResult {
   let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
@@ -186,13 +196,22 @@ export function parseCli(argv: string[]): CliResult {
 
   const tcpIdle = int('-i/--idle', s('idle'), 1, 86_400 * 7) ?? 350;
   const otherIdle = int('--idle-other', s('idle-other'), 1, 86_400 * 7) ?? (s('idle') !== undefined ? tcpIdle : 120);
-  const udpthreads = int('--udpthreads', s('udpthreads'), 1, 1024);
-  const tunthreads = int('--tunthreads', s('tunthreads'), 1, 1024);
+  const udpthreads = int('--udpthreads', s('udpthreads'), 1, TUN_MAX_QUEUES);
+  const tunthreads = int('--tunthreads', s('tunthreads'), 1, TUN_MAX_QUEUES);
   const udpaff = s('udpaffinity') === undefined ? undefined : parseCpuList('--udpaffinity', s('udpaffinity') as string);
   const tunaff = s('tunaffinity') === undefined ? undefined : parseCpuList('--tunaffinity', s('tunaffinity') as string);
   const aff = udpaff ?? tunaff;
-  const cores = os.availableParallelism();
-  const workers = aff !== undefined ? aff.length : Math.max(udpthreads ?? 0, tunthreads ?? 0) || (cores <= 2 ? 1 : cores);
+  if (aff !== undefined && aff.length > TUN_MAX_QUEUES) {
+    const flag = udpaff !== undefined ? '--udpaffinity' : '--tunaffinity';
+    throw new UsageError(`${flag}: ${aff.length} CPUs means ${aff.length} workers, over ${TUN_MAX_QUEUES} (a TUN device has at most ${TUN_MAX_QUEUES} queues)`);
+  }
+  const notes: string[] = [];
+  let workers = aff !== undefined ? aff.length : Math.max(udpthreads ?? 0, tunthreads ?? 0) || (cores <= 2 ? 1 : cores);
+  if (workers > TUN_MAX_QUEUES) {
+    // Only the CPU-count default gets here: explicit values were checked above.
+    notes.push(`${workers} CPUs: using ${TUN_MAX_QUEUES} workers, the most a TUN device has queues for (--udpthreads to choose)`);
+    workers = TUN_MAX_QUEUES;
+  }
   const allow: number[] = [];
   for (const c of (values['gwlb-cidr'] as string[] | undefined) ?? []) allow.push(...parseCidr('--gwlb-cidr', c));
   const port = int('-p/--port', s('port'), 1, 65535) ?? null;
@@ -208,7 +227,7 @@ export function parseCli(argv: string[]): CliResult {
     udpPort: GENEVE_PORT,
     noReturn: values['no-return'] === true,
     maxEndpoints: int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128,
-    maxFlows: int('--max-flows', s('max-flows'), 16, 100_000_000) ?? 1_000_000,
+    maxFlows: int('--max-flows', s('max-flows'), 16, MAX_FLOWS_LIMIT) ?? 1_000_000,
     allow,
     // Packets of a new endpoint wait for its CREATE hook: at most 1,024 of them, each at most
     // 2 s plus the half second that creating the interfaces and delivering takes, so that a
@@ -225,6 +244,7 @@ export function parseCli(argv: string[]): CliResult {
     healthPort: port,
     healthStyle: values.simple === true ? 'simple' : values.json === true ? 'json' : 'html',
     log,
+    notes,
   };
 }
 
@@ -259,6 +279,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(0);
   }
   const log = new Logger(cli.log);
+  for (const n of cli.notes) log.important('core', n);
   const fail = (msg: string): never => {
     log.critical('core', msg);
     process.exit(1);
@@ -268,7 +289,12 @@ export async function main(argv: string[]): Promise<void> {
   if (cli.daemon.allow.length === 0) {
     log.important('core', 'no --gwlb-cidr given: accepting Geneve from any source address, as the original did');
   }
-  const d = new Daemon(cli.daemon, log);
+  let d: Daemon;
+  try {
+    d = new Daemon(cli.daemon, log); // allocates the flow table and the counters
+  } catch (e) {
+    return fail(`cannot allocate the shared memory (flow table of ${cli.daemon.maxFlows} flows: ${Math.ceil(flowTableBytes(cli.daemon.maxFlows) / 1e6)} MB): ${(e as Error).message}`);
+  }
   let stopping = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (stopping) {

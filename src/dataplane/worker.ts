@@ -300,8 +300,13 @@ function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: 
     else if (u === UPSERT_EVICTED) {
       counters[C.FLOW_INSERTS] += 1;
       counters[C.FLOW_EVICTIONS] += 1;
-    } else if (u === UPSERT_HEADER_TOO_LONG) counters[Drop.FLOW_HEADER_TOO_LONG] += 1;
-    else counters[C.FLOW_REFRESHES] += 1;
+    } else if (u === UPSERT_HEADER_TOO_LONG) {
+      // Its returns could not be sent back (the table removed the flow's old header): dropped
+      // here, counted once (docs/security.md, "stored Geneve header").
+      dropEp(Drop.FLOW_HEADER_TOO_LONG, slot);
+      logDrop(Drop.FLOW_HEADER_TOO_LONG, 'geneve', buf, off, gi.headerLen + gi.innerLen);
+      return;
+    } else counters[C.FLOW_REFRESHES] += 1;
   }
   if (HEX_DUMP) logCarried('geneve', buf, off, gi.headerLen + gi.innerLen);
   if (wCount !== 0 && wBuf !== buf) flushWrites();

@@ -97,7 +97,9 @@ export const UPSERT_BUSY = -2;
 
 const MAGIC = 0x464c5731; // "FLW1"
 const LAYOUT_VERSION = 1;
-const MAX_FLOWS_LIMIT = 1 << 24;
+/** Most flows a table can be made for (2.4 GB of shared memory; word offsets stay below 2^31 and
+ * bucket numbers below 2^22, which the multiply-high bucket mapping needs). */
+export const MAX_FLOWS_LIMIT = 1 << 24;
 
 // Header words.
 const H_MAGIC = 0;
@@ -378,7 +380,10 @@ export class FlowTable {
   // ---- upsert -------------------------------------------------------------------------------------
 
   /** Insert the flow or refresh it (header bytes, outer IPs, port, last-seen). hdr = buf[hdrOff, hdrOff+hdrLen).
-   * Returns UPSERT_*: when the table (or the place the key must go) is full, the entry idle longest there is evicted (UPSERT_EVICTED). */
+   * Returns UPSERT_*: when the table (or the place the key must go) is full, the entry idle longest there is evicted (UPSERT_EVICTED).
+   * A header longer than FLOW_HEADER_MAX cannot be stored: the flow's entry, if it has one, is removed
+   * (its header and cookie are no longer GWLB's latest for the 5-tuple, so a return must find no
+   * flow rather than use them) and UPSERT_HEADER_TOO_LONG is returned. */
   upsert(
     key: Uint32Array,
     buf: Uint8Array,
@@ -389,7 +394,10 @@ export class FlowTable {
     gwlbPort: number,
     now: number,
   ): number {
-    if (hdrLen > HDR_MAX) return UPSERT_HEADER_TOO_LONG;
+    if (hdrLen > HDR_MAX) {
+      this.remove(key);
+      return UPSERT_HEADER_TOO_LONG;
+    }
     if (!(hdrLen >= 0 && hdrOff >= 0 && hdrOff + hdrLen <= buf.length && (hdrOff | 0) === hdrOff && (hdrLen | 0) === hdrLen)) {
       throw new RangeError(`upsert: header [${hdrOff}, +${hdrLen}) outside the buffer (${buf.length})`);
     }
@@ -435,6 +443,35 @@ export class FlowTable {
       if (this.evict(b1, b2, tag, round === MAX_ROUNDS - 1)) return UPSERT_EVICTED;
     }
     return UPSERT_BUSY;
+  }
+
+  /** Remove the flow of key (either direction), every copy of it (see "duplicate entry" at the
+   * top). Gives up after MAX_ROUNDS lost races, like upsert. Returns the number removed. */
+  remove(key: Uint32Array): number {
+    this.canon(key);
+    const tag = this.hashCanon();
+    const b1 = this.bucket1(this.hash);
+    const b2 = this.bucket2(this.hash, b1);
+    const i32 = this.i32;
+    let removed = 0;
+    for (let round = 0, lost = 0; round < 2 * SLOTS + MAX_ROUNDS && lost < MAX_ROUNDS; round++) {
+      let idx = this.findKey(b1, tag);
+      if (idx < 0 && b2 !== b1) idx = this.findKey(b2, tag);
+      if (idx < 0) break;
+      const e = this.entBase + idx * E_WORDS;
+      const s = this.foundState;
+      // The claim from s proves that the key findKey compared is still the entry's.
+      if (Atomics.compareExchange(i32, e, s, s | ST_WRITING) !== s) {
+        lost++;
+        continue;
+      }
+      if (NEED_FENCE) this.fence();
+      Atomics.sub(i32, H_SIZE, 1); // while holding it (see insertFree)
+      i32[HEADER_WORDS + idx] = 0;
+      this.publish(e, s | ST_WRITING, 0);
+      removed++;
+    }
+    return removed;
   }
 
   /** Entry index holding the canonical key in bucket b, with its state in this.foundState; or -1.

@@ -4,14 +4,16 @@
 // Body: HTML (default), JSON (-j, schema in docs/operations.md) or empty (-s).
 // GET /metrics answers in the Prometheus text exposition format instead.
 //
-// Bounded: headers at most 8 KiB and 5 s, whole request 5 s, at most 64 connections, no
-// keep-alive; nothing here can hold the port or reach the data path.
+// Bounded: headers at most 8 KiB, a whole request within 2 s of connecting, no keep-alive, at most
+// 64 connections, 8 per source address, the newest always admitted (src/ops/connguard.ts);
+// nothing here can hold the port or reach the data path.
 
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Daemon } from '../control/daemon';
 import { C, EP } from '../dataplane/counters';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
+import { ConnGuard, HEALTH_CONN_LIMITS, type ConnGuardStats, type ConnLimits } from './connguard';
 
 export type HealthStyle = 'html' | 'json' | 'simple';
 
@@ -103,7 +105,7 @@ function udpRcvbufErrors(): number | null {
 }
 
 /** Prometheus text format (version 0.0.4). */
-export function metricsText(d: Daemon): string {
+export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): string {
   const c = d.counters;
   const out: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [string, number][]): void => {
@@ -146,18 +148,31 @@ export function metricsText(d: Daemon): string {
     metric(`gwlbtun_hook_${kind}_timeouts_total`, 'counter', `${kind} hook runs killed after --hook-timeout.`, [['', h.timeouts]]);
     metric(`gwlbtun_hook_${kind}_duration_seconds_total`, 'counter', `Total run time of ${kind} hooks.`, [['', h.durationMsTotal / 1000]]);
   }
+  if (conns !== null) {
+    metric('gwlbtun_health_connections_closed_total', 'counter', 'Health port connections closed by gwlbtun before a request: evicted (the oldest, for a newer one), source_limit (the oldest of an address with 8 open), deadline (no whole request within 2 s).', [
+      ['{cause="evicted"}', conns.evicted],
+      ['{cause="source_limit"}', conns.sourceLimit],
+      ['{cause="deadline"}', conns.deadline],
+    ]);
+  }
   const ws = d.workerStatus();
   metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));
   metric('gwlbtun_worker_restarts_total', 'counter', 'Times the worker was restarted after dying.', ws.map((w) => [`{worker="${w.index}"}`, w.restarts]));
   return out.join('\n') + '\n';
 }
 
-export function startHealthServer(d: Daemon, port: number, style: HealthStyle): Promise<http.Server> {
-  const server = http.createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: 5000, keepAliveTimeout: 0 }, (req, res) => {
+export interface HealthServer {
+  server: http.Server;
+  guard: ConnGuard;
+}
+
+/** host: the address to listen on (default: every local address); limits: for the tests. */
+export function startHealthServer(d: Daemon, port: number, style: HealthStyle, host?: string, limits: ConnLimits = HEALTH_CONN_LIMITS): Promise<HealthServer> {
+  const server = http.createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: limits.requestDeadlineMs, keepAliveTimeout: 0 }, (req, res) => {
     res.shouldKeepAlive = false;
     const headers: Record<string, string> = { 'Cache-Control': 'max-age=0, no-cache', Connection: 'close' };
     if (req.url === '/metrics') {
-      const body = metricsText(d);
+      const body = metricsText(d, guard.stats);
       res.writeHead(200, { ...headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
       return;
@@ -172,10 +187,13 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle): 
     res.writeHead(code, { ...headers, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
-  server.maxConnections = 64;
-  // requestTimeout/headersTimeout only apply once a request has begun; a connection that sends
-  // nothing, or stops halfway, would otherwise hold one of the 64 places for ever. Any socket
-  // idle for 5 s is closed.
+  // Not server.maxConnections: it refuses the newest connection, so 64 connections that never
+  // finish a request would lock every health check out. The guard admits the newest instead and
+  // closes connections without a whole request after 2 s (Node's own header timeout is only
+  // checked every 30 s).
+  const guard = new ConnGuard(server, limits);
+  // A backstop for connections that did send a request (answered at once, then closed): any
+  // socket idle for 5 s is closed.
   server.setTimeout(5000, (socket) => socket.destroy());
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
@@ -183,9 +201,11 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle): 
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, () => {
+    const ready = (): void => {
       server.off('error', reject);
-      resolve(server);
-    });
+      resolve({ server, guard });
+    };
+    if (host === undefined) server.listen(port, ready);
+    else server.listen(port, host, ready);
   });
 }

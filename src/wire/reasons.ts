@@ -30,7 +30,7 @@ export const Drop = {
   HOLD_TIMEOUT: 21, // held longer than the hold limit while the endpoint was being created
   PENDING_TABLE_FULL: 22, // too many distinct ENI IDs waiting to be created at once
   TUN_WRITE_ERROR: 23, // write to gwi- failed (queue full, device gone)
-  FLOW_HEADER_TOO_LONG: 24, // delivered, but its Geneve header is too long to store for the return path
+  FLOW_HEADER_TOO_LONG: 24, // Geneve header too long to store for the return path (flow table on)
   // Return side.
   RETURN_MALFORMED: 25, // packet read from gwi-/gwo- is not a parseable IPv4/IPv6 packet
   NO_FLOW: 26, // no flow from GWLB matches it (symmetric 5-tuple / 3-tuple)

@@ -324,6 +324,8 @@ export class Harness {
     if (u === UPSERT_HEADER_TOO_LONG) {
       this.stats.tooLong++;
       if (gi.headerLen <= FLOW_HEADER_MAX) v.push(`UPSERT_HEADER_TOO_LONG for a ${gi.headerLen}-byte header`);
+      // The flow's older header (an earlier case of the same key) must be gone with it.
+      if (t.lookupInto(rkey, new Uint8Array(200), 150, this.now) !== -1) v.push('a flow whose latest header was too long is still found');
     } else if (u === UPSERT_INSERTED || u === UPSERT_REFRESHED || u === UPSERT_EVICTED) {
       if (u === UPSERT_INSERTED) this.stats.inserted++;
       else if (u === UPSERT_REFRESHED) this.stats.refreshed++;

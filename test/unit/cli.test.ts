@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { HELP, parseCidr, parseCli, parseCpuList, UsageError } from '../../src/cli';
+import { HELP, parseCidr, parseCli, parseCpuList, TUN_MAX_QUEUES, UsageError } from '../../src/cli';
+import { MAX_FLOWS_LIMIT } from '../../src/flow/table';
 import { LEVEL } from '../../src/ops/log';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'gwlbtun');
@@ -50,6 +51,36 @@ test('threads and affinity map onto workers', () => {
   assert.deepEqual(c.daemon.cpus, [[1], [2], [4]]);
   assert.deepEqual(parseCli(['--tunaffinity', '0']).daemon.cpus, [[0]]);
   assert.deepEqual(parseCpuList('x', '1-2,4,7-8'), [1, 2, 4, 7, 8]);
+});
+
+test('workers: at most 256 (TUN queues); explicit values above are refused, the CPU-count default is capped with a note', () => {
+  assert.equal(TUN_MAX_QUEUES, 256);
+  assert.equal(parseCli(['--udpthreads', '256']).daemon.workers, 256);
+  assert.equal(parseCli(['--tunthreads', '256']).daemon.cpus.length, 256);
+  for (const argv of [['--udpthreads', '257'], ['--tunthreads', '1024'], ['--udpaffinity', '0-256'], ['--tunaffinity', '0-299']]) {
+    assert.throws(() => parseCli(argv), (e: unknown) => e instanceof UsageError && e.message.startsWith(argv[0]) && /256/.test(e.message), argv.join(' '));
+  }
+  assert.equal(parseCli(['--udpaffinity', '0-255']).daemon.workers, 256);
+  // The default follows the CPU count: 1 up to 2 CPUs, one per CPU above, capped at 256.
+  assert.equal(parseCli([], 2).daemon.workers, 1);
+  assert.deepEqual(parseCli([], 2).notes, []);
+  assert.equal(parseCli([], 256).daemon.workers, 256);
+  assert.deepEqual(parseCli([], 256).notes, []);
+  const big = parseCli([], 384);
+  assert.equal(big.daemon.workers, 256);
+  assert.equal(big.daemon.cpus.length, 256);
+  assert.equal(big.notes.length, 1);
+  assert.match(big.notes[0], /^384 CPUs: using 256 workers/);
+  assert.equal(parseCli(['--udpthreads', '8'], 384).daemon.workers, 8, 'an explicit value wins over the CPU count');
+  assert.deepEqual(parseCli(['--udpthreads', '8'], 384).notes, []);
+});
+
+test('--max-flows: at most what the flow table can hold', () => {
+  assert.equal(MAX_FLOWS_LIMIT, 16_777_216);
+  assert.equal(parseCli(['--max-flows', String(MAX_FLOWS_LIMIT)]).daemon.maxFlows, MAX_FLOWS_LIMIT);
+  for (const v of ['16777217', '20000000', '100000000']) {
+    assert.throws(() => parseCli(['--max-flows', v]), (e: unknown) => e instanceof UsageError && e.message === `--max-flows: ${v} is out of range (16 to 16777216)`, v);
+  }
 });
 
 test('logging sections and levels, case-insensitive', () => {
@@ -111,7 +142,7 @@ test('bin/gwlbtun -h exits 0 and prints the help; a bad flag exits 2 with one li
   assert.ok(h.stdout.includes('Usage: gwlbtun'));
   const long = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
   assert.equal(long.status, 0);
-  for (const argv of [['--bogus'], ['-p', '99999'], ['--logging', 'tunnel=chatty'], ['--udpaffinity', 'a-b']]) {
+  for (const argv of [['--bogus'], ['-p', '99999'], ['--logging', 'tunnel=chatty'], ['--udpaffinity', 'a-b'], ['--max-flows', '20000000'], ['--udpthreads', '257']]) {
     const r = spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8' });
     assert.equal(r.status, 2, argv.join(' '));
     assert.equal(r.stdout, '');

@@ -177,7 +177,7 @@ test('the endpoint id, protocol and family are part of the key', () => {
   assert.equal(look(t, k).len, 40);
 });
 
-test('header longer than 60 bytes: UPSERT_HEADER_TOO_LONG and nothing stored; 0 and 60 are fine', () => {
+test('header longer than 60 bytes: UPSERT_HEADER_TOO_LONG, nothing stored, the flow removed; 0 and 60 are fine', () => {
   const t = table(100);
   const k = key4(1, TCP, A4, B4, 1, 2);
   const h = hdr(64, 1);
@@ -186,13 +186,62 @@ test('header longer than 60 bytes: UPSERT_HEADER_TOO_LONG and nothing stored; 0 
   assert.equal(look(t, k).len, -1);
   assert.equal(t.upsert(k, h.buf, h.off, FLOW_HEADER_MAX, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
   assert.deepEqual(look(t, k).bytes, h.bytes.subarray(0, 60));
-  // Too long on refresh: the stored entry stays as it was.
-  assert.equal(t.upsert(k, h.buf, h.off, 64, GWLB + 9, LOCAL, 9, 0), UPSERT_HEADER_TOO_LONG);
-  assert.equal(look(t, k).len, 60);
-  assert.equal(t.hitGwlbIp, GWLB);
   const k2 = key4(1, TCP, A4, B4, 1, 3);
   assert.equal(t.upsert(k2, h.buf, h.off, 0, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
   assert.equal(look(t, k2).len, 0);
+  // Too long on refresh (GWLB's latest header for the 5-tuple cannot be stored): the older header
+  // and cookie must not be used for returns any more, so the flow is removed, in either direction.
+  assert.equal(t.size(), 2);
+  assert.equal(t.upsert(rev(k), h.buf, h.off, 64, GWLB + 9, LOCAL, 9, 0), UPSERT_HEADER_TOO_LONG);
+  assert.equal(look(t, k).len, -1, 'a return finds no flow, not the old header');
+  assert.equal(look(t, rev(k)).len, -1);
+  assert.equal(t.size(), 1);
+  assert.equal(look(t, k2).len, 0, 'other flows untouched');
+  // A later header that fits stores the flow again.
+  assert.equal(t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  assert.deepEqual(look(t, k).bytes, h.bytes.subarray(0, 40));
+  assert.equal(t.size(), 2);
+});
+
+test('remove(): every copy of a flow, in either direction; a missing flow removes nothing', () => {
+  const sab = createFlowTableBuffer(100);
+  const t = new FlowTable(sab);
+  const raw = new Int32Array(sab);
+  const h = hdr(40, 5);
+  const k = key6(2, UDP, A6, B6, 53, 4000);
+  const other = key6(2, UDP, A6, B6, 53, 4001);
+  assert.equal(t.remove(k), 0);
+  assert.equal(t.upsert(other, h.buf, h.off, 40, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  assert.equal(t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  assert.equal(t.remove(rev(k)), 1);
+  assert.equal(t.size(), 1);
+  assert.equal(look(t, k).len, -1);
+  assert.equal(look(t, other).len, 40);
+  // Two copies of one key, as two threads inserting it at the same moment can leave: lock the
+  // first copy (a writer preempted mid-write), upsert again (goes around it), unlock. Both go,
+  // and with them any chance of a return finding the older header.
+  const base = FLOW_LAYOUT.entriesBase(t.buckets);
+  const occupied = (): number[] => {
+    const found: number[] = [];
+    for (let i = 0; i < t.capacity; i++) {
+      const e = base + i * FLOW_LAYOUT.E_WORDS;
+      if ((raw[e] & FLOW_LAYOUT.ST_OCC) !== 0) found.push(e);
+    }
+    return found;
+  };
+  const onlyOther = occupied();
+  assert.equal(onlyOther.length, 1);
+  assert.equal(t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+  const firstCopy = occupied().filter((e) => !onlyOther.includes(e));
+  assert.equal(firstCopy.length, 1);
+  raw[firstCopy[0]] |= FLOW_LAYOUT.ST_WRITING;
+  assert.equal(t.upsert(k, h.buf, h.off, 40, GWLB + 1, LOCAL, 2, 0), UPSERT_INSERTED, 'a second copy');
+  raw[firstCopy[0]] &= ~FLOW_LAYOUT.ST_WRITING;
+  assert.equal(occupied().length, 3);
+  assert.equal(t.remove(k), 2);
+  assert.deepEqual(occupied(), onlyOther);
+  assert.equal(t.size(), 1);
+  assert.equal(look(t, k).len, -1);
 });
 
 test('argument checks: header outside the buffer, endOff out of range', () => {

@@ -1,0 +1,112 @@
+// Connection bounds of the health port (docs/security.md, "What the health port exposes").
+//
+// GWLB takes the appliance out of service when its health checks fail, so the health port must
+// keep answering while someone holds connections open on it. Refusing new connections once a
+// limit is reached (net.Server.maxConnections) does the opposite: whoever holds the places
+// decides who is answered. Here the NEWEST connection always gets a place:
+//
+// - at most `perSource` connections from one address: a further one closes that address's
+//   oldest (a single flooding host only ever evicts itself);
+// - at most `max` in all: a further one closes the oldest that has not sent a whole request yet
+//   (failing that, the oldest);
+// - a connection that has not sent a whole request within `requestDeadlineMs` is closed (a
+//   health check sends its request at once; checked every `requestDeadlineMs / 4`).
+//
+// A real health check, whose request follows its connection within milliseconds, is therefore
+// only lost when `max` newer connections from other addresses arrive in those milliseconds.
+// Memory: one small record per open connection, at most `max` of them.
+
+import type * as http from 'node:http';
+import type * as net from 'node:net';
+
+export interface ConnLimits {
+  max: number;
+  perSource: number;
+  requestDeadlineMs: number;
+}
+
+export const HEALTH_CONN_LIMITS: Readonly<ConnLimits> = Object.freeze({ max: 64, perSource: 8, requestDeadlineMs: 2000 });
+
+/** Connections the guard closed, by cause (exported in /metrics). */
+export interface ConnGuardStats {
+  /** Closed to make room for a newer connection (the `max` bound). */
+  evicted: number;
+  /** Closed to make room for a newer connection from the same address (the `perSource` bound). */
+  sourceLimit: number;
+  /** Closed because no whole request arrived within the deadline. */
+  deadline: number;
+}
+
+interface Conn {
+  source: string;
+  openedMs: number;
+  requested: boolean;
+}
+
+export class ConnGuard {
+  readonly stats: ConnGuardStats = { evicted: 0, sourceLimit: 0, deadline: 0 };
+  /** Open connections, oldest first (a Map keeps insertion order). */
+  private readonly conns = new Map<net.Socket, Conn>();
+  private readonly perSource = new Map<string, number>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(server: http.Server, private readonly limits: ConnLimits = HEALTH_CONN_LIMITS) {
+    server.on('connection', (s: net.Socket) => this.add(s));
+    server.on('request', (req: http.IncomingMessage) => {
+      const c = this.conns.get(req.socket);
+      if (c !== undefined) c.requested = true;
+    });
+    this.timer = setInterval(() => this.expire(Date.now()), Math.max(50, limits.requestDeadlineMs / 4));
+    this.timer.unref();
+    server.on('close', () => clearInterval(this.timer));
+  }
+
+  /** Connections open now (never more than `max`). */
+  get open(): number {
+    return this.conns.size;
+  }
+
+  private add(s: net.Socket): void {
+    const source = s.remoteAddress ?? '?';
+    const n = this.perSource.get(source) ?? 0;
+    if (n >= this.limits.perSource) {
+      this.closeOldest((c) => c.source === source, 'sourceLimit');
+    } else if (this.conns.size >= this.limits.max) {
+      if (!this.closeOldest((c) => !c.requested, 'evicted')) this.closeOldest(() => true, 'evicted');
+    }
+    this.conns.set(s, { source, openedMs: Date.now(), requested: false });
+    this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
+    s.once('close', () => this.forget(s));
+  }
+
+  private closeOldest(which: (c: Conn) => boolean, cause: keyof ConnGuardStats): boolean {
+    for (const [s, c] of this.conns) {
+      if (!which(c)) continue;
+      this.close(s, cause);
+      return true;
+    }
+    return false;
+  }
+
+  private close(s: net.Socket, cause: keyof ConnGuardStats): void {
+    this.stats[cause]++;
+    this.forget(s); // now, not at its 'close' event: the place is free at once
+    s.destroy();
+  }
+
+  private forget(s: net.Socket): void {
+    const c = this.conns.get(s);
+    if (c === undefined) return;
+    this.conns.delete(s);
+    const n = (this.perSource.get(c.source) ?? 1) - 1;
+    if (n <= 0) this.perSource.delete(c.source);
+    else this.perSource.set(c.source, n);
+  }
+
+  private expire(now: number): void {
+    for (const [s, c] of this.conns) {
+      if (now - c.openedMs < this.limits.requestDeadlineMs) break; // oldest first: the rest are younger
+      if (!c.requested) this.close(s, 'deadline');
+    }
+  }
+}
