@@ -27,8 +27,14 @@ export const C = {
   LOOPS: DROP_SLOTS + 12,
   HEARTBEAT_MS: DROP_SLOTS + 13, // wall clock (ms) of the worker's last loop iteration
   UDP_BOUND: DROP_SLOTS + 14, // 1 while the worker's UDP socket is open
+  // Fragments and ICMP errors (src/dataplane/related.ts).
+  FRAG_TRACKED: DROP_SLOTS + 15, // first fragments whose datagram was recorded (both directions)
+  FRAG_BY_DATAGRAM: DROP_SLOTS + 16, // returned fragments matched to the flow of their datagram
+  FRAG_BY_PAIR: DROP_SLOTS + 17, // returned fragments of an unknown datagram matched by the address pair
+  FRAG_EVICTIONS: DROP_SLOTS + 18, // datagram table entries taken over while still live (a flood)
+  ICMP_BY_QUOTE: DROP_SLOTS + 19, // ICMP errors returned with the flow of the packet they quote
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 16;
+export const GLOBAL_CELLS = DROP_SLOTS + 24;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

@@ -38,12 +38,13 @@ export const Drop = {
   RAW_SEND_ERROR: 28, // sendmmsg on the raw socket failed for it
   LINK_LOCAL: 29, // IPv6 link-local housekeeping the kernel sends on a new interface (router
   //               solicitations, MLD): from fe80::/10 or ::, or to ff02::/16; never GWLB traffic
+  ICMP_QUOTE_MALFORMED: 30, // ICMP error (v4 type 3/11/12, v6 type 1-4) whose quoted packet cannot name a flow
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 30;
+export const DROP_SLOTS = 31;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {
