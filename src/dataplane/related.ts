@@ -2,18 +2,23 @@
 // (docs/architecture.md, "Fragments" and "ICMP errors"). Used by the worker on both paths, only for
 // packets whose flow key has no ports, so TCP/UDP packets that are not fragments never get here.
 //
-// From GWLB: a first fragment of TCP/UDP records its datagram in the worker's DatagramTable and
-// its 5-tuple is upserted as well as the 3-tuple every fragment upserts (the 3-tuple is the
-// fallback below).
+// From GWLB, besides the 3-tuple every fragment upserts (the last resort below):
+//  - a first fragment of TCP/UDP records its datagram in the worker's DatagramTable and upserts
+//    its flow's 5-tuple;
+//  - a later fragment whose datagram is not known yet (it overtook its first fragment) upserts a
+//    datagram entry in the flow table: the key of its address pair with protocol word flagged
+//    DATAGRAM_KEY and the identification in the ports word, holding the header GWLB sent this
+//    datagram with. Such entries are made only for reordered datagrams and expire like other flows.
 // Back to GWLB:
 //  - a first fragment records its datagram and is looked up by its 5-tuple;
 //  - a later fragment is looked up by the 5-tuple of its datagram when the table knows it; when it
-//    does not (its first fragment not seen by this worker: reordered across batches, or received
-//    by another worker), by the address pair (3-tuple), which carries the header of the last
-//    fragment GWLB sent between those addresses: the behaviour before datagrams were tracked.
+//    does not (it overtook its first fragment, or the first went through another worker), by its
+//    datagram entry (exact when the appliance forwards the fragment unchanged: one-arm,
+//    passthrough); failing that, by the address pair (3-tuple), which carries the header of the
+//    last fragment GWLB sent between those addresses: the behaviour before datagrams were tracked
+//    (NAT changes the addresses, so a NATed fragment that overtook its first one ends there).
 //    Holding such fragments until their first one arrives was rejected: it needs a copy of each
-//    packet and a timer, and in the common cases (one worker, or fragments in order) the table
-//    already knows the datagram;
+//    packet, a timer, and would not help a first fragment that went through another worker;
 //  - an ICMP error that matches no flow by its own addresses is looked up by the flow of the
 //    packet it quotes (src/wire/icmp.ts); a malformed quote is dropped (icmp_quote_malformed).
 // No allocation per packet.
@@ -25,6 +30,9 @@ import { FRAG_FIRST, FRAG_ID, FRAG_LATER, FRAG_NONE, FRAG_PORTS, FRAG_WORDS, fra
 import { icmpErrorFlowKey, ICMP_NOT_ERROR, ICMP_QUOTE_OK, KEY_ICMP4, KEY_ICMP6 } from '../wire/icmp';
 import { KEY_WORDS } from '../wire/flowkey';
 import { C } from './counters';
+
+/** Flag in key word 1 (family << 8 | protocol) of a datagram entry: never set by a packet's key. */
+export const DATAGRAM_KEY = 1 << 16;
 
 /** lookupPortless result: an ICMP error whose quote is malformed (drop: icmp_quote_malformed). */
 export const LOOKUP_BAD_QUOTE = -2;
@@ -42,25 +50,30 @@ export class Related {
     this.datagrams = new DatagramTable(entries);
   }
 
-  /** From GWLB, for a packet whose key (key[0..10], endpoint set) has no ports: when it is the first
-   * fragment of a TCP/UDP datagram, record the datagram and return its ports (nonzero), which the
-   * caller upserts as the flow's 5-tuple with upsertFirst(); else 0. */
-  inbound(buf: Uint8Array, off: number, len: number, key: Uint32Array, now: number): number {
-    const proto = key[1] & 0xff;
-    if (proto !== 6 && proto !== 17) return 0;
-    if (fragmentOf(buf, off, len, this.frag) !== FRAG_FIRST) return 0;
-    const ports = this.frag[FRAG_PORTS];
-    if (ports === 0) return 0;
-    this.track(key, ports, now);
-    return ports;
-  }
-
-  /** Upsert the 5-tuple (key with `ports`) of a first fragment; counts inserts and evictions. */
-  upsertFirst(key: Uint32Array, ports: number, buf: Uint8Array, off: number, hdrLen: number, src: number, dst: number, sport: number, now: number): void {
-    key[10] = ports;
-    const u = this.flows.upsert(key, buf, off, hdrLen, src, dst, sport, now);
+  /** From GWLB, for a packet at buf[off, off+len) whose key (key[0..10], endpoint set) has no ports,
+   * with its Geneve header at buf[hdrOff, +hdrLen): a first fragment of a TCP/UDP datagram records
+   * the datagram and upserts the flow's 5-tuple; a later fragment of an unknown datagram upserts
+   * its datagram entry. key is left as it was. */
+  inbound(buf: Uint8Array, off: number, len: number, key: Uint32Array, hdrOff: number, hdrLen: number, src: number, dst: number, sport: number, now: number): void {
+    const fp = key[1];
+    const proto = fp & 0xff;
+    if (proto !== 6 && proto !== 17) return;
+    const f = fragmentOf(buf, off, len, this.frag);
+    if (f === FRAG_FIRST) {
+      const ports = this.frag[FRAG_PORTS];
+      if (ports === 0) return;
+      this.track(key, ports, now);
+      key[10] = ports;
+    } else if (f === FRAG_LATER) {
+      if (this.datagrams.find(key, this.frag[FRAG_ID], now) >= 0) return;
+      key[1] = fp | DATAGRAM_KEY;
+      key[10] = this.frag[FRAG_ID];
+    } else return;
+    const u = this.flows.upsert(key, buf, hdrOff, hdrLen, src, dst, sport, now);
     if (u === UPSERT_INSERTED || u === UPSERT_EVICTED) this.counters[C.FLOW_INSERTS] += 1;
     if (u === UPSERT_EVICTED) this.counters[C.FLOW_EVICTIONS] += 1;
+    key[1] = fp;
+    key[10] = 0;
   }
 
   /** Back to GWLB, for a packet whose key has no ports: the flow's header length (copied in front of
@@ -89,6 +102,16 @@ export class Related {
           return h;
         }
         key[10] = 0;
+      } else if (f === FRAG_LATER) {
+        key[1] = fp | DATAGRAM_KEY;
+        key[10] = this.frag[FRAG_ID];
+        const h = flows.lookupInto(key, buf, off, now);
+        key[1] = fp;
+        key[10] = 0;
+        if (h >= 0) {
+          this.counters[C.FRAG_BY_DATAGRAM] += 1;
+          return h;
+        }
       }
       const h = flows.lookupInto(key, buf, off, now);
       if (h >= 0) this.counters[C.FRAG_BY_PAIR] += 1;

@@ -296,8 +296,8 @@ function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: 
   const innerOff = off + gi.headerLen;
   if (flows !== null) {
     key[0] = lEpId[li]; // key[1..10] were read by inbound()
-    // A first fragment's ports (its datagram recorded), to upsert its 5-tuple after the 3-tuple.
-    const firstPorts = key[10] === 0 ? related!.inbound(buf, innerOff, gi.innerLen, key, now) : 0;
+    // Fragments: also the 5-tuple of a first fragment, or the datagram of a reordered later one.
+    if (key[10] === 0) related!.inbound(buf, innerOff, gi.innerLen, key, off, gi.headerLen, src, dst, sport, now);
     // Every inbound packet refreshes the stored header: GWLB issues a new cookie when a
     // 5-tuple is reused as a new flow (PROTOCOL.md section 1).
     const u = flows.upsert(key, buf, off, gi.headerLen, src, dst, sport, now);
@@ -307,7 +307,6 @@ function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: 
       counters[C.FLOW_EVICTIONS] += 1;
     } else if (u === UPSERT_HEADER_TOO_LONG) counters[Drop.FLOW_HEADER_TOO_LONG] += 1;
     else counters[C.FLOW_REFRESHES] += 1;
-    if (firstPorts !== 0) related!.upsertFirst(key, firstPorts, buf, off, gi.headerLen, src, dst, sport, now);
   }
   if (HEX_DUMP) logCarried('geneve', buf, off, gi.headerLen + gi.innerLen);
   if (wCount !== 0 && wBuf !== buf) flushWrites();

@@ -256,9 +256,12 @@ describe('Related: lookups of returned fragments and ICMP errors over a flow tab
       const k = keyOf(pkt);
       k[0] = 7;
       hdr.fill(flow + 1);
-      const first = k[10] === 0 ? related.inbound(pkt, 0, pkt.length, k, 100) : 0;
+      // (The header lives in its own buffer here; the packet's position does not matter to inbound().)
+      const both = new Uint8Array(HDR + pkt.length);
+      both.set(hdr, 0);
+      both.set(pkt, HDR);
+      if (k[10] === 0) related.inbound(both, HDR, pkt.length, k, 0, HDR, 0x0a000001, 0x0a000002, 6081, 100);
       flows.upsert(k, hdr, 0, HDR, 0x0a000001, 0x0a000002, 6081, 100);
-      if (first !== 0) related.upsertFirst(k, first, hdr, 0, HDR, 0x0a000001, 0x0a000002, 6081, 100);
     };
     return { related, counters, flows, deliver };
   }
@@ -298,6 +301,18 @@ describe('Related: lookups of returned fragments and ICMP errors over a flow tab
       for (const s of all) deliver(s.pkt, s.flow);
       for (const s of all) assert.equal(back(related, flows, s.pkt), s.flow + 1);
       assert.equal(counters[C.FRAG_BY_PAIR], 0);
+    });
+
+    it(`IPv${family}: later fragments sent back before their first fragment even arrived: the datagram entry`, () => {
+      const { related, counters, flows, deliver } = setup();
+      const per = [...Array(8).keys()].map((f) => fragmentPacket(udp(family, 45000 + f, 4500, 1000), 256, 700 + f));
+      // Everything but the first fragments goes in and straight back out (one batch), then the firsts.
+      for (let f = 0; f < 8; f++) for (const p of per[f].slice(1)) deliver(p, f);
+      for (let f = 0; f < 8; f++) for (const p of per[f].slice(1)) assert.equal(back(related, flows, p), f + 1);
+      for (let f = 0; f < 8; f++) deliver(per[f][0], f);
+      for (let f = 0; f < 8; f++) assert.equal(back(related, flows, per[f][0]), f + 1);
+      assert.equal(counters[C.FRAG_BY_PAIR], 0);
+      assert.equal(counters[C.FRAG_BY_DATAGRAM], 8 * per[0].length);
     });
 
     it(`IPv${family}: a later fragment of an unknown datagram falls back to the address pair`, () => {
