@@ -33,8 +33,14 @@ export const C = {
   HOLD_NOW: DROP_SLOTS + 15,
   RX_IN_HAND: DROP_SLOTS + 16,
   TX_IN_HAND: DROP_SLOTS + 17,
+  // Fragments and ICMP errors (src/dataplane/related.ts).
+  FRAG_TRACKED: DROP_SLOTS + 18, // first fragments whose datagram was recorded (both directions)
+  FRAG_BY_DATAGRAM: DROP_SLOTS + 19, // returned fragments matched to the flow of their datagram
+  FRAG_BY_PAIR: DROP_SLOTS + 20, // returned fragments of an unknown datagram matched by the address pair
+  FRAG_EVICTIONS: DROP_SLOTS + 21, // datagram table entries taken over while still live (a flood)
+  ICMP_BY_QUOTE: DROP_SLOTS + 22, // ICMP errors returned with the flow of the packet they quote
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 18;
+export const GLOBAL_CELLS = DROP_SLOTS + 24;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

@@ -28,6 +28,7 @@ import {
   UPSERT_INSERTED,
 } from '../flow/table';
 import { nowTicks } from '../flow/clock';
+import { Related, LOOKUP_BAD_QUOTE } from './related';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, workerBlock } from './counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 
@@ -62,6 +63,8 @@ const nat = native();
 const counters = workerBlock(cfg.counterSab, cfg.index, cfg.maxEndpoints);
 const ctrl = new Int32Array(cfg.ctrlSab, cfg.index * CTRL_CELLS * 4, CTRL_CELLS);
 const flows = cfg.flowSab === null ? null : new FlowTable(cfg.flowSab);
+/** Fragments and ICMP errors: their datagram table (per worker) and lookups (src/dataplane/related.ts). */
+const related = flows === null ? null : new Related(flows, counters);
 
 // Local endpoint entries: ready endpoints plus ENI IDs waiting for, or refused by, the main thread.
 const LOCAL_MAX = cfg.maxEndpoints + 1024;
@@ -293,6 +296,8 @@ function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: 
   const innerOff = off + gi.headerLen;
   if (flows !== null) {
     key[0] = lEpId[li]; // key[1..10] were read by inbound()
+    // Fragments: also the 5-tuple of a first fragment, or the datagram of a reordered later one.
+    if (key[10] === 0) related!.inbound(buf, innerOff, gi.innerLen, key, off, gi.headerLen, src, dst, sport, now);
     // Every inbound packet refreshes the stored header: GWLB issues a new cookie when a
     // 5-tuple is reused as a new flow (PROTOCOL.md section 1).
     const u = flows.upsert(key, buf, off, gi.headerLen, src, dst, sport, now);
@@ -536,10 +541,11 @@ function returnOne(t: number, li: number): void {
     return;
   }
   key[0] = lEpId[li];
-  const h = flows.lookupInto(key, txBuf, base, now);
+  // No ports: maybe a fragment or an ICMP error, matched through its datagram or its quote.
+  const h = key[10] !== 0 ? flows.lookupInto(key, txBuf, base, now) : related!.lookupPortless(txBuf, base, len, key, now);
   if (h < 0) {
     // Only on a miss: tell the kernel's own IPv6 link-local chatter apart from real strays.
-    const reason = isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
+    const reason = h === LOOKUP_BAD_QUOTE ? Drop.ICMP_QUOTE_MALFORMED : isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
     dropEp(reason, slot);
     logDrop(reason, 'tunnel', txBuf, base, len);
     return;

@@ -139,6 +139,13 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
     metric('gwlbtun_flow_inserts_total', 'counter', 'Flows inserted.', [['', c.sum(C.FLOW_INSERTS)]]);
     metric('gwlbtun_flow_evictions_total', 'counter', 'Flows evicted because the table was full.', [['', c.sum(C.FLOW_EVICTIONS)]]);
     metric('gwlbtun_flow_expiries_total', 'counter', 'Flows removed after their idle timeout.', [['', d.flowExpiries]]);
+    metric('gwlbtun_fragments_tracked_total', 'counter', 'First fragments whose datagram was recorded in the datagram table.', [['', c.sum(C.FRAG_TRACKED)]]);
+    metric('gwlbtun_fragments_returned_total', 'counter', 'Fragments sent back to GWLB, by how their flow was found: by their datagram, or by the address pair alone.', [
+      ['{by="datagram"}', c.sum(C.FRAG_BY_DATAGRAM)],
+      ['{by="address_pair"}', c.sum(C.FRAG_BY_PAIR)],
+    ]);
+    metric('gwlbtun_fragment_table_evictions_total', 'counter', 'Datagram table entries taken over by another datagram while still live.', [['', c.sum(C.FRAG_EVICTIONS)]]);
+    metric('gwlbtun_icmp_errors_returned_total', 'counter', 'ICMP errors sent back to GWLB with the flow of the packet they quote.', [['', c.sum(C.ICMP_BY_QUOTE)]]);
   }
   metric('gwlbtun_hold_packets_total', 'counter', 'Packets held while their endpoint was being created.', [['', c.sum(C.HOLD_QUEUED)]]);
   for (const kind of ['create', 'destroy'] as const) {

@@ -17,7 +17,9 @@
 //   fragment header's next-header field (not walked further: later fragments cannot be walked, and
 //   every fragment of a datagram must get the same key). So all fragments of a datagram, the first
 //   one included although it carries the ports, share one 3-tuple key, and bytes of a non-first
-//   fragment are never read as ports.
+//   fragment are never read as ports. The data plane then ties fragments to the flow of their
+//   datagram (first fragment's ports, IP ID / fragment ID: src/wire/fragments.ts,
+//   src/dataplane/related.ts, docs/architecture.md "Fragments"); the 3-tuple stays the last resort.
 // - An IPv6 atomic fragment (fragment header with offset 0 and M 0, RFC 6946) is a whole
 //   datagram, not a fragment: the walk continues after its fragment header and ports are read.
 // - Only the key is derived here: no checksum checks, no TTL checks.

@@ -42,12 +42,13 @@ export const Drop = {
   RAW_SEND_BUSY: 30, // the raw socket's send queue was full (EAGAIN/ENOBUFS) when its turn came
   WORKER_DIED: 31, // lost with a data-plane worker that died: held for a new endpoint, in its
   //                  receive batch, or waiting in its UDP socket or TUN queues (counted by main)
+  ICMP_QUOTE_MALFORMED: 32, // ICMP error (v4 type 3/11/12, v6 type 1-4) whose quoted packet cannot name a flow
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 32;
+export const DROP_SLOTS = 33;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -50,7 +50,7 @@ function hookLines(file: string): string[][] {
 
 /** Reasons that do not count datagrams received on 6081: packets read from gwi-/gwo- (the return
  * side). */
-const NOT_RECEIVE_SIDE = new Set(['return_malformed', 'no_flow', 'return_too_big', 'raw_send_error', 'link_local']);
+const NOT_RECEIVE_SIDE = new Set(['return_malformed', 'no_flow', 'return_too_big', 'raw_send_error', 'raw_send_busy', 'link_local', 'icmp_quote_malformed']);
 
 /** Receive-side accounting: every datagram received on 6081 is delivered to a gwi- device or
  * counted under exactly one receive-side drop reason. */
