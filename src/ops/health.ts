@@ -146,6 +146,10 @@ export function metricsText(d: Daemon): string {
     metric(`gwlbtun_hook_${kind}_timeouts_total`, 'counter', `${kind} hook runs killed after --hook-timeout.`, [['', h.timeouts]]);
     metric(`gwlbtun_hook_${kind}_duration_seconds_total`, 'counter', `Total run time of ${kind} hooks.`, [['', h.durationMsTotal / 1000]]);
   }
+  if (d.sysctls !== null) {
+    metric('gwlbtun_sysctl_restored_total', 'counter', 'gwi-/gwo- interface sysctls changed by someone else (udev) and written back, by setting.', [...d.sysctls.restored].map(([k, v]) => [`{setting="${k}"}`, v]));
+    metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- interface sysctls that could not be written.', [['', d.sysctls.errors]]);
+  }
   const ws = d.workerStatus();
   metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));
   metric('gwlbtun_worker_restarts_total', 'counter', 'Times the worker was restarted after dying.', ws.map((w) => [`{worker="${w.index}"}`, w.restarts]));
