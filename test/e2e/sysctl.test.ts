@@ -106,6 +106,20 @@ describe('interface sysctls: gwlbtun restores rp_filter 0 when udev changes it',
     assert.equal(t.r.endpoints[0].verified, t.r.endpoints[0].sent, 'traffic flows');
   });
 
+  test('IPv6 on gwi-/gwo-: no link-local address, accept_ra 0, IPv6 still forwarded', async () => {
+    const r = await runEmulator(env.t, ['--endpoints', 'c3', '--families', '6', '--protos', 'tcp,udp,icmp', '--flows', '1', '--packets', '20', '--rate', '1000', '--ttl-decrement', '1', '--settle-ms', '1500']);
+    const ep = r.endpoints[0];
+    assert.equal(ep.verified, ep.sent, `IPv6 round trips through interfaces without addresses: ${JSON.stringify(ep)}`);
+    for (const ifname of [ep.name, ep.name.replace('gwi-', 'gwo-')]) {
+      const a = nsRun(env.t.applianceNs, 'ip', ['-6', '-o', 'addr', 'show', 'dev', ifname]);
+      assert.equal(a.status, 0, a.stderr);
+      assert.equal(a.stdout.trim(), '', `${ifname} has no IPv6 address`);
+      for (const [k, v] of [['addr_gen_mode', '1'], ['accept_ra', '0']]) {
+        assert.equal(nsRun(env.t.applianceNs, 'cat', [`/proc/sys/net/ipv6/conf/${ifname}/${k}`]).stdout.trim(), v, `${ifname} ${k}`);
+      }
+    }
+  });
+
   test('conf/all/rp_filter not 0: one warning (gwlbtun does not change it)', async () => {
     const all = '/proc/sys/net/ipv4/conf/all/rp_filter';
     const warning = 'net.ipv4.conf.all.rp_filter is 2';
@@ -133,6 +147,7 @@ describe('interface sysctls: --no-sysctl leaves them alone', () => {
     assert.ok(later.length >= 1, `a phase began a second after the udev write: ${summary}`);
     for (const p of later) assert.equal(p.verified, 0, `phase ${p.phase}: nothing gets through: ${summary}`);
     assert.equal(rpFilter(env, ep.name), '2', 'left alone');
+    assert.match(nsRun(env.t.applianceNs, 'ip', ['-6', '-o', 'addr', 'show', 'dev', ep.name]).stdout, /fe80::/, 'the kernel gave gwi- its link-local address');
     const m = metrics(env.t, HEALTH_PORT);
     assert.equal(m.get(RESTORED), undefined, 'no sysctl metrics with --no-sysctl');
     assert.equal(restoredLines(env).length, 0);
