@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { endpointNames } from '../../src/wire/eni';
-import { metrics, nsRun, RECORD_HOOK, runEmulator, sleep, useEnv, waitFor, type EmuReport, type Env } from './lib';
+import { metrics, nsRun, RECORD_HOOK, ROOT, runEmulator, sleep, useEnv, waitFor, type EmuReport, type Env } from './lib';
 
 const UDEV_HOOK = path.join(path.dirname(RECORD_HOOK), 'udev-hook.sh');
 const HEALTH_PORT = 8081;
@@ -151,5 +151,44 @@ describe('interface sysctls: --no-sysctl leaves them alone', () => {
     const m = metrics(env.t, HEALTH_PORT);
     assert.equal(m.get(RESTORED), undefined, 'no sysctl metrics with --no-sysctl');
     assert.equal(restoredLines(env).length, 0);
+  });
+});
+
+describe('examples/sysctl/99-gwlbtun.conf under systemd-sysctl', () => {
+  const env = useEnv('dropin');
+  const SYSTEMD_SYSCTL = ['/usr/lib/systemd/systemd-sysctl', '/lib/systemd/systemd-sysctl'].find((f) => fs.existsSync(f));
+  const DROPIN = path.join(ROOT, 'examples', 'sysctl', '99-gwlbtun.conf');
+
+  test('after the distribution defaults (rp_filter 2): 0 on conf.all and on gwi-/gwo- at boot and when udev applies it to a new interface; others keep 2', (t) => {
+    // The drop-in's syntax: comments, blank lines and "key = value" only.
+    for (const line of fs.readFileSync(DROPIN, 'utf8').split('\n')) {
+      if (line.trim() === '' || line.startsWith('#')) continue;
+      assert.match(line, /^[a-z0-9_.*-]+ = \S+$/, line);
+    }
+    if (SYSTEMD_SYSCTL === undefined) {
+      t.diagnostic('systemd-sysctl is not installed: only the syntax was checked');
+      return;
+    }
+    const ns = env.t.applianceNs;
+    // What Ubuntu's and systemd's own files set (read before ours: lower names).
+    const distro = path.join(env.dir, '50-distro.conf');
+    fs.writeFileSync(distro, 'net.ipv4.conf.all.rp_filter = 2\nnet.ipv4.conf.default.rp_filter = 2\nnet.ipv4.conf.*.rp_filter = 2\n');
+    const run = (...args: string[]): void => {
+      const r = nsRun(ns, SYSTEMD_SYSCTL, [...args, distro, DROPIN]);
+      assert.equal(r.status, 0, r.stderr);
+    };
+    const rp = (ifname: string): string => nsRun(ns, 'cat', [`/proc/sys/net/ipv4/conf/${ifname}/rp_filter`]).stdout.trim();
+    for (const ifname of ['gwi-t1', 'gwo-t1', 'oth-t1']) assert.equal(nsRun(ns, 'ip', ['tuntap', 'add', ifname, 'mode', 'tun']).status, 0);
+    run(); // at boot
+    assert.deepEqual(['all', 'gwi-t1', 'gwo-t1', 'oth-t1'].map(rp), ['0', '0', '0', '2']);
+    assert.equal(nsRun(ns, 'cat', ['/proc/sys/net/ipv4/ip_forward']).stdout.trim(), '1');
+    assert.equal(nsRun(ns, 'cat', ['/proc/sys/net/ipv6/conf/all/forwarding']).stdout.trim(), '1');
+    // A new interface: it starts from conf.default (2); udev runs systemd-sysctl for it alone.
+    for (const ifname of ['gwi-t2', 'oth-t2']) {
+      assert.equal(nsRun(ns, 'ip', ['tuntap', 'add', ifname, 'mode', 'tun']).status, 0);
+      assert.equal(rp(ifname), '2');
+      run(`--prefix=/net/ipv4/conf/${ifname}`, `--prefix=/net/ipv6/conf/${ifname}`);
+    }
+    assert.deepEqual(['gwi-t2', 'oth-t2'].map(rp), ['0', '2']);
   });
 });
