@@ -49,15 +49,16 @@ export const IF_SETTINGS: readonly IfSetting[] = [
 
 /** conf/all/rp_filter: not gwlbtun's to change (it applies to every interface of the machine),
  * but a non-zero value defeats the per-interface 0; the watcher warns when it is not 0. */
-export const ALL_RP_FILTER = '/proc/sys/net/ipv4/conf/all/rp_filter';
+export const ALL_RP_FILTER = 'ipv4/conf/all/rp_filter';
+export const PROC_SYS_NET = '/proc/sys/net';
 
 export const WATCH_MS = 250;
 /** Endpoints examined per tick: all of them up to this many, else a quarter of them (so that
  * every endpoint is examined at least once a second, and a tick does bounded work). */
 export const WATCH_MIN_PER_TICK = 64;
 
-export function settingPath(s: IfSetting, ifname: string): string {
-  return `/proc/sys/net/${s.family}/conf/${ifname}/${s.key}`;
+export function settingPath(s: IfSetting, ifname: string, root = PROC_SYS_NET): string {
+  return `${root}/${s.family}/conf/${ifname}/${s.key}`;
 }
 
 /** The per-endpoint state the keeper needs (kept on the endpoint, so it goes with it). */
@@ -102,6 +103,8 @@ export class InterfaceSysctls {
     private readonly log: Logger,
     /** --no-return: there is no gwo- interface. */
     private readonly noReturn: boolean,
+    /** Where the tree lives (another directory in the unit tests). */
+    private readonly root = PROC_SYS_NET,
   ) {}
 
   private ifnames(e: SysctlTarget): string[] {
@@ -128,7 +131,7 @@ export class InterfaceSysctls {
         if ((e.sysctl.failed & (1 << (si * 2 + ii))) !== 0) continue;
         let cur: string | null;
         try {
-          cur = readSetting(settingPath(s, names[ii]));
+          cur = readSetting(settingPath(s, names[ii], this.root));
         } catch {
           continue; // unreadable: nothing to compare with; the write path reports permissions
         }
@@ -159,7 +162,7 @@ export class InterfaceSysctls {
   checkAll(): void {
     let v: string | null;
     try {
-      v = readSetting(ALL_RP_FILTER);
+      v = readSetting(`${this.root}/${ALL_RP_FILTER}`);
     } catch {
       return;
     }
@@ -177,7 +180,7 @@ export class InterfaceSysctls {
     const s = IF_SETTINGS[si];
     const bit = 1 << (si * 2 + ii);
     try {
-      fs.writeFileSync(settingPath(s, ifname), s.value);
+      fs.writeFileSync(settingPath(s, ifname, this.root), s.value);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return false; // interface gone, or the family is disabled
