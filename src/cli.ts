@@ -53,9 +53,10 @@ Options of this edition:
                         evicted.
   --rcvbuf BYTES        UDP receive buffer per worker (default 8388608).
   --sndbuf BYTES        Raw socket send buffer per worker (default 4194304).
-  --no-sysctl           Leave the interface sysctls to me. By default gwlbtun sets rp_filter 0 on
-                        every gwi-/gwo- interface before the CREATE hook and restores it within a
-                        second when anyone (udev's sysctl.d defaults) changes it.
+  --no-sysctl           Leave the interface sysctls to me. By default gwlbtun sets rp_filter 0,
+                        accept_ra 0 and no IPv6 link-local address on every gwi-/gwo- interface
+                        before the CREATE hook, and restores rp_filter within a second when anyone
+                        (udev applying sysctl.d defaults) changes it.
 
 Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
 every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity

@@ -139,7 +139,7 @@ describe('interface sysctls: --no-sysctl leaves them alone', () => {
   const env = useEnv('nosysctl', { args: ['-c', UDEV_HOOK, '-r', RECORD_HOOK, '-p', String(HEALTH_PORT), '--no-sysctl'] });
 
   test("udev's rp_filter 2 stays, and the endpoint's traffic is lost from then on", async () => {
-    const { r, phases } = await traffic(env, 'b2', 3);
+    const { r, phases } = await traffic(env, 'b2', 4);
     const ep = r.endpoints[0];
     const udevMs = udevWriteMs(env, ep.name);
     const later = phases.filter((p) => p.startMs >= udevMs + 1000);
