@@ -58,6 +58,10 @@ Options of this edition:
                         full, the flow idle longest is evicted.
   --rcvbuf BYTES        UDP receive buffer per worker (default 8388608).
   --sndbuf BYTES        Raw socket send buffer per worker (default 4194304).
+  --no-sysctl           Leave the interface sysctls to me. By default gwlbtun sets rp_filter 0,
+                        accept_ra 0 and no IPv6 link-local address on every gwi-/gwo- interface
+                        before the CREATE hook, and restores rp_filter within a second when anyone
+                        (udev applying sysctl.d defaults) changes it.
 
 Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
 every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity
@@ -174,6 +178,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         'max-flows': { type: 'string' },
         rcvbuf: { type: 'string' },
         sndbuf: { type: 'string' },
+        'no-sysctl': { type: 'boolean' },
       },
     }));
   } catch (e) {
@@ -237,6 +242,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     rcvbuf: int('--rcvbuf', s('rcvbuf'), 0, 1 << 30) ?? 8 * 1024 * 1024,
     sndbuf: int('--sndbuf', s('sndbuf'), 0, 1 << 30) ?? 4 * 1024 * 1024,
     hexDump: values.hexdump === true,
+    manageSysctls: values['no-sysctl'] !== true,
   };
   return {
     help: values.help === true,

@@ -19,6 +19,7 @@ import { CounterReader, createCountersBuffer, C, EP } from '../dataplane/counter
 import { Drop } from '../wire/reasons';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
 import { runHook, SerialQueues, type HookResult } from './hooks';
+import { InterfaceSysctls, newSysctlMarks, WATCH_MS, type SysctlMarks } from './sysctl';
 import { LEVEL, type Logger, type Section } from '../ops/log';
 
 export const TUN_MTU = 8500;
@@ -54,6 +55,8 @@ export interface DaemonOptions {
   rcvbuf: number;
   sndbuf: number;
   hexDump: boolean;
+  /** Write and keep the gwi-/gwo- sysctls (src/control/sysctl.ts); false with --no-sysctl. */
+  manageSysctls: boolean;
 }
 
 export type EndpointState = 'creating' | 'ready' | 'destroying';
@@ -79,6 +82,7 @@ export interface Endpoint {
   readyMs: number;
   /** A packet arrived while it was being destroyed: create it again afterwards. */
   recreate: boolean;
+  sysctl: SysctlMarks;
 }
 
 interface WorkerSlot {
@@ -117,6 +121,8 @@ export class Daemon {
   endpointsCreated = 0;
   endpointsDestroyed = 0;
   shuttingDown = false;
+  /** null with --no-sysctl. */
+  readonly sysctls: InterfaceSysctls | null;
 
   private readonly flowSab: SharedArrayBuffer | null;
   private readonly ctrlSab: SharedArrayBuffer;
@@ -147,6 +153,7 @@ export class Daemon {
     this.bySlot = new Array<Endpoint | undefined>(opts.maxEndpoints).fill(undefined);
     this.slotGen = new Uint16Array(opts.maxEndpoints);
     for (let s = opts.maxEndpoints - 1; s >= 0; s--) this.freeSlots.push(s);
+    this.sysctls = opts.manageSysctls ? new InterfaceSysctls(log, opts.noReturn) : null;
   }
 
   /** Start the workers; resolves once every worker has bound its UDP socket, rejects with the
@@ -189,6 +196,8 @@ export class Daemon {
       );
     }
     if (this.opts.endpointTimeoutS > 0) this.timers.push(setInterval(() => this.checkIdleEndpoints(), 250));
+    const sysctls = this.sysctls;
+    if (sysctls !== null) this.timers.push(setInterval(() => sysctls.tick(this.bySlot, this.endpoints.size), WATCH_MS));
     for (const t of this.timers) t.unref();
   }
 
@@ -418,6 +427,7 @@ export class Daemon {
       createdMs: Date.now(),
       readyMs: 0,
       recreate: false,
+      sysctl: newSysctlMarks(),
     };
     this.endpoints.set(e.hex, e);
     this.bySlot[slot] = e;
@@ -430,6 +440,7 @@ export class Daemon {
         e.gwiFds.push(this.nat.tunOpen(e.gwi));
         if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo));
       }
+      this.sysctls?.apply(e); // before the links go up and before the hook
       this.nat.linkSetup(e.gwi, TUN_MTU, TUN_TXQUEUELEN);
       if (!this.opts.noReturn) this.nat.linkSetup(e.gwo, TUN_MTU, TUN_TXQUEUELEN);
       // A worker that is down (restarting) must not have the kernel queue returns on its queues.
@@ -447,6 +458,7 @@ export class Daemon {
     this.log.important('tunnel', `endpoint ${e.hex}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
     if (this.opts.createHook !== null) await this.hook('create', e);
     if (this.shuttingDown) return; // shutdown() destroys it
+    this.sysctls?.check(e); // changed during the hook (udev): fix it before held packets go
     e.state = 'ready';
     e.readyMs = Date.now();
     this.endpointsCreated++;

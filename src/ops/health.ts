@@ -162,6 +162,10 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
       ['{cause="deadline"}', conns.deadline],
     ]);
   }
+  if (d.sysctls !== null) {
+    metric('gwlbtun_sysctl_restored_total', 'counter', 'gwi-/gwo- interface sysctls changed by someone else (udev) and written back, by setting.', [...d.sysctls.restored].map(([k, v]) => [`{setting="${k}"}`, v]));
+    metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- interface sysctls that could not be written.', [['', d.sysctls.errors]]);
+  }
   const ws = d.workerStatus();
   metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));
   metric('gwlbtun_worker_restarts_total', 'counter', 'Times the worker was restarted after dying.', ws.map((w) => [`{worker="${w.index}"}`, w.restarts]));

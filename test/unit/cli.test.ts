@@ -41,6 +41,8 @@ test('short and long forms of the original flags', () => {
   assert.equal(parseCli(['-s']).healthStyle, 'simple');
   assert.equal(parseCli(['-x']).daemon.hexDump, true);
   assert.equal(parseCli(['-i', '60', '--idle-other', '30']).daemon.otherIdleS, 30);
+  assert.equal(parseCli([]).daemon.manageSysctls, true, 'interface sysctls are kept by default');
+  assert.equal(parseCli(['--no-sysctl']).daemon.manageSysctls, false);
 });
 
 test('threads and affinity map onto workers', () => {
