@@ -10,6 +10,7 @@ import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfi
 import { startHealthServer, type HealthStyle } from './ops/health';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString } from './io/native';
+import { installClockStepFromEnv } from './flow/clock-failpoint';
 
 export const HELP = `gwlbtun: tunnel handler for AWS Gateway Load Balancer (TypeScript edition)
 Usage: gwlbtun [options]
@@ -244,6 +245,7 @@ function missingCapabilities(): string[] | null {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
   let cli: CliResult;
   try {
     cli = parseCli(argv);

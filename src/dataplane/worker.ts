@@ -28,6 +28,7 @@ import {
   UPSERT_INSERTED,
 } from '../flow/table';
 import { nowTicks } from '../flow/clock';
+import { installClockStepFromEnv } from '../flow/clock-failpoint';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, workerBlock } from './counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 
@@ -56,6 +57,7 @@ const ST_READY = 2;
 const ST_REJECTED = 3; // over the endpoint limit or creation failed; forgotten after REJECT_MS
 const REJECT_MS = 10_000;
 
+installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
 const cfg = workerData as WorkerConfig;
 const port = (workerData as { port: MessagePort }).port;
 const nat = native();
