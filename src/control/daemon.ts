@@ -14,7 +14,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';
 import { endpointNames } from '../wire/eni';
 import { createFlowTableBuffer, FlowTable } from '../flow/table';
-import { nowTicks, TICKS_PER_SECOND } from '../flow/clock';
+import { monoMs, nowTicks, TICKS_PER_SECOND } from '../flow/clock';
 import { CounterReader, createCountersBuffer, C, EP } from '../dataplane/counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
 import { runHook, SerialQueues, type HookResult } from './hooks';
@@ -65,6 +65,7 @@ export interface Endpoint {
   state: EndpointState;
   gwiFds: number[];
   gwoFds: number[];
+  /** Monotonic ms (src/flow/clock.ts), like every time kept here. */
   createdMs: number;
   readyMs: number;
   /** A packet arrived while it was being destroyed: create it again afterwards. */
@@ -89,7 +90,7 @@ export interface HookStats {
 }
 
 export class Daemon {
-  readonly startedMs = Date.now();
+  readonly startedMs = monoMs();
   readonly counterSab: SharedArrayBuffer;
   readonly counters: CounterReader;
   readonly flows: FlowTable | null;
@@ -111,7 +112,7 @@ export class Daemon {
   private readonly slotGen: Uint16Array;
   private readonly freeSlots: number[] = [];
   private readonly serial = new SerialQueues();
-  /** ENI IDs whose interfaces vanished right after creation: refused until the time given. */
+  /** ENI IDs whose interfaces vanished right after creation: refused until the time given (monotonic ms). */
   private readonly refusedUntil = new Map<string, number>();
   private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
   private timers: NodeJS.Timeout[] = [];
@@ -211,7 +212,7 @@ export class Daemon {
     slot.worker = w;
     slot.port = port1;
     slot.alive = false;
-    slot.startedMs = Date.now();
+    slot.startedMs = monoMs();
     const ws = slot;
     return new Promise<void>((resolve, reject) => {
       let up = false;
@@ -250,7 +251,7 @@ export class Daemon {
         ws.restarts++;
         // Back off from a crash loop: 1 s, 2 s, 4 s ... 30 s; a worker that ran for a minute
         // starts from 1 s again. Health answers 503 until the new worker is up.
-        const streak = Date.now() - ws.startedMs > 60_000 ? 1 : ws.restarts;
+        const streak = monoMs() - ws.startedMs > 60_000 ? 1 : ws.restarts;
         const delay = Math.min(30_000, 1000 * 2 ** Math.min(streak - 1, 5));
         this.log.critical('core', `worker ${index} exited (code ${code}); restarting in ${delay} ms`);
         setTimeout(() => {
@@ -304,7 +305,7 @@ export class Daemon {
     if (this.shuttingDown) return;
     const refused = this.refusedUntil.get(names.hex);
     if (refused !== undefined) {
-      if (Date.now() < refused) {
+      if (monoMs() < refused) {
         this.post(worker, { t: 'reject', hi, lo, failed: true });
         return;
       }
@@ -329,7 +330,7 @@ export class Daemon {
       state: 'creating',
       gwiFds: [],
       gwoFds: [],
-      createdMs: Date.now(),
+      createdMs: monoMs(),
       readyMs: 0,
       recreate: false,
     };
@@ -357,7 +358,7 @@ export class Daemon {
     if (this.opts.createHook !== null) await this.hook('create', e);
     if (this.shuttingDown) return; // shutdown() destroys it
     e.state = 'ready';
-    e.readyMs = Date.now();
+    e.readyMs = monoMs();
     this.endpointsCreated++;
     for (let i = 0; i < this.opts.workers; i++) this.sendAdd(e, i);
   }
@@ -389,7 +390,7 @@ export class Daemon {
 
   private checkIdleEndpoints(): void {
     const limitMs = this.opts.endpointTimeoutS * 1000;
-    const now = Date.now();
+    const now = monoMs();
     for (const e of this.endpoints.values()) {
       if (e.state !== 'ready') continue;
       const last = Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS));
@@ -412,13 +413,13 @@ export class Daemon {
       this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
       this.counters.resetEndpoint(e.slot);
       this.releaseSlot(e);
-      if (why === 'device deleted' && Date.now() - e.readyMs < 5000 && !this.shuttingDown) {
+      if (why === 'device deleted' && monoMs() - e.readyMs < 5000 && !this.shuttingDown) {
         // Deleted within seconds of its creation (a hook that deletes its own interface?):
         // refuse its traffic for a while (counted as endpoint_failed) instead of re-creating it
         // in a tight loop; the workers forget the refusal after 10 s.
-        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Date.now() - e.readyMs} ms after creation; refusing its traffic for 10 s`);
+        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
         if (this.refusedUntil.size >= this.opts.maxEndpoints) this.refusedUntil.clear(); // bounded
-        this.refusedUntil.set(e.hex, Date.now() + REFUSE_MS);
+        this.refusedUntil.set(e.hex, monoMs() + REFUSE_MS);
         for (let i = 0; i < this.opts.workers; i++) this.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
         return;
       }
@@ -467,7 +468,7 @@ export class Daemon {
    * lasts at most about 100 ms; 5 s without one means it is wedged), and not shutting down. */
   healthy(): boolean {
     if (this.shuttingDown) return false;
-    const now = Date.now();
+    const now = monoMs();
     for (let i = 0; i < this.opts.workers; i++) {
       const ws = this.workers[i];
       if (ws === undefined || !ws.alive || this.counters.of(i, C.UDP_BOUND) !== 1) return false;
@@ -477,7 +478,7 @@ export class Daemon {
   }
 
   workerStatus(): { index: number; alive: boolean; restarts: number; heartbeatAgeMs: number }[] {
-    const now = Date.now();
+    const now = monoMs();
     return this.workers.map((ws) => ({
       index: ws.index,
       alive: ws.alive,

@@ -27,7 +27,7 @@ import {
   UPSERT_HEADER_TOO_LONG,
   UPSERT_INSERTED,
 } from '../flow/table';
-import { nowTicks } from '../flow/clock';
+import { monoMs, nowTicks } from '../flow/clock';
 import { installClockStepFromEnv } from '../flow/clock-failpoint';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, workerBlock } from './counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
@@ -230,7 +230,7 @@ function sourceAllowed(src: number): boolean {
 }
 
 let now = nowTicks();
-let nowMs = Date.now();
+let nowMs = monoMs(); // monotonic ms (src/flow/clock.ts), never the wall clock
 
 function flushWrites(): void {
   if (wCount === 0) return;
@@ -665,10 +665,10 @@ function run(): void {
     return;
   }
   counters[C.UDP_BOUND] = 1;
-  counters[C.HEARTBEAT_MS] = Date.now();
+  counters[C.HEARTBEAT_MS] = monoMs();
   post({ t: 'up', index: cfg.index });
   const ready = new Int32Array(256);
-  let lastHousekeeping = Date.now();
+  let lastHousekeeping = monoMs();
   try {
     while (Atomics.load(ctrl, CTRL_STOP) === 0) {
       // Sleeps in epoll_wait as soon as nothing is ready. Measured (bench/, fixed 100 kpps):
@@ -677,7 +677,7 @@ function run(): void {
       // would have -- and it burns a CPU when idle, so there is none.
       const n = nat.epollWait(ep, ready, hCount !== 0 ? 10 : IDLE_WAIT_MS);
       now = nowTicks();
-      nowMs = Date.now();
+      nowMs = monoMs();
       counters[C.LOOPS] += 1;
       counters[C.HEARTBEAT_MS] = nowMs;
       drainControl();

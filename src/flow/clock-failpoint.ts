@@ -11,6 +11,8 @@
 // nothing should depend on that). The monotonic clock itself is left alone: a wall-clock step does
 // not move it. Installed first thing by the main thread (src/cli.ts) and by every worker.
 
+import { hrtimeMs } from './clock';
+
 const ENV = 'GWLBTUN_FAILPOINT_CLOCK_STEP';
 
 export interface ClockStep {
@@ -27,11 +29,6 @@ export function parseClockStep(v: string | undefined): ClockStep | null {
   return { stepMs: Number(m[1]) * 1000, atMs: Number(m[2]) };
 }
 
-function hrMs(): number {
-  const t = process.hrtime();
-  return t[0] * 1000 + t[1] / 1e6;
-}
-
 let installed = false;
 
 /** Install the step in the calling thread when the variable asks for one (once per thread). */
@@ -40,8 +37,8 @@ export function installClockStepFromEnv(): void {
   if (step === null || installed) return;
   installed = true;
   const realNow = Date.now.bind(Date);
-  Date.now = (): number => (hrMs() >= step.atMs ? realNow() + step.stepMs : realNow());
-  if (hrMs() >= step.atMs) {
+  Date.now = (): number => (hrtimeMs() >= step.atMs ? realNow() + step.stepMs : realNow());
+  if (hrtimeMs() >= step.atMs) {
     Object.defineProperty(performance, 'timeOrigin', { value: performance.timeOrigin + step.stepMs, configurable: true });
   }
 }
