@@ -245,7 +245,12 @@ function missingCapabilities(): string[] | null {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
+  try {
+    installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
+  } catch (e) {
+    process.stderr.write(`gwlbtun: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
   let cli: CliResult;
   try {
     cli = parseCli(argv);
