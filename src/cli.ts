@@ -11,6 +11,7 @@ import { startHealthServer, type HealthStyle } from './ops/health';
 import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString } from './io/native';
+import { installClockStepFromEnv } from './flow/clock-failpoint';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -270,6 +271,12 @@ function missingCapabilities(): string[] | null {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  try {
+    installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
+  } catch (e) {
+    process.stderr.write(`gwlbtun: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
   let cli: CliResult;
   try {
     cli = parseCli(argv);

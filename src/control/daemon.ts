@@ -14,7 +14,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';
 import { endpointNames } from '../wire/eni';
 import { createFlowTableBuffer, FlowTable } from '../flow/table';
-import { nowTicks, TICKS_PER_SECOND } from '../flow/clock';
+import { monoMs, nowTicks, TICKS_PER_SECOND } from '../flow/clock';
 import { CounterReader, createCountersBuffer, C, EP } from '../dataplane/counters';
 import { Drop } from '../wire/reasons';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
@@ -78,6 +78,7 @@ export interface Endpoint {
   detached: boolean[];
   /** DESTROY has run and the queues are closed: nothing is left to do for it. */
   destroyed: boolean;
+  /** Monotonic ms (src/flow/clock.ts), like every time kept here. */
   createdMs: number;
   readyMs: number;
   /** A packet arrived while it was being destroyed: create it again afterwards. */
@@ -107,7 +108,7 @@ export interface HookStats {
 }
 
 export class Daemon {
-  readonly startedMs = Date.now();
+  readonly startedMs = monoMs();
   readonly counterSab: SharedArrayBuffer;
   readonly counters: CounterReader;
   readonly flows: FlowTable | null;
@@ -131,7 +132,7 @@ export class Daemon {
   private readonly slotGen: Uint16Array;
   private readonly freeSlots: number[] = [];
   private readonly serial = new SerialQueues();
-  /** ENI IDs whose interfaces vanished right after creation: refused until the time given. */
+  /** ENI IDs whose interfaces vanished right after creation: refused until the time given (monotonic ms). */
   private readonly refusedUntil = new Map<string, number>();
   /** Removals waiting for acknowledgements, keyed by endpoint id (slot and generation), so a
    * late acknowledgement for one endpoint never completes the wait of the next one in its slot. */
@@ -252,7 +253,7 @@ export class Daemon {
     ws.worker = w;
     ws.port = port1;
     ws.alive = false;
-    ws.startedMs = Date.now();
+    ws.startedMs = monoMs();
     return new Promise<void>((resolve, reject) => {
       let up = false;
       w.on('message', (m: FromWorker) => {
@@ -280,7 +281,7 @@ export class Daemon {
         ws.restarts++;
         // Back off from a crash loop: 1 s, 2 s, 4 s ... 30 s; a worker that ran for a minute
         // starts from 1 s again. Health answers 503 until the new worker is up.
-        const streak = Date.now() - ws.startedMs > 60_000 ? 1 : ws.restarts;
+        const streak = monoMs() - ws.startedMs > 60_000 ? 1 : ws.restarts;
         const delay = Math.min(30_000, 1000 * 2 ** Math.min(streak - 1, 5));
         this.log.critical('core', `worker ${index} exited (code ${code}); restarting in ${delay} ms`);
         setTimeout(() => {
@@ -397,7 +398,7 @@ export class Daemon {
     if (this.shuttingDown) return;
     const refused = this.refusedUntil.get(names.hex);
     if (refused !== undefined) {
-      if (Date.now() < refused) {
+      if (monoMs() < refused) {
         this.post(worker, { t: 'reject', hi, lo, failed: true });
         return;
       }
@@ -424,7 +425,7 @@ export class Daemon {
       gwoFds: [],
       detached: [],
       destroyed: false,
-      createdMs: Date.now(),
+      createdMs: monoMs(),
       readyMs: 0,
       recreate: false,
       sysctl: newSysctlMarks(),
@@ -460,7 +461,7 @@ export class Daemon {
     if (this.shuttingDown) return; // shutdown() destroys it
     this.sysctls?.check(e); // changed during the hook (udev): fix it before held packets go
     e.state = 'ready';
-    e.readyMs = Date.now();
+    e.readyMs = monoMs();
     this.endpointsCreated++;
     for (let i = 0; i < this.opts.workers; i++) this.sendAdd(e, i);
   }
@@ -507,7 +508,7 @@ export class Daemon {
 
   private checkIdleEndpoints(): void {
     const limitMs = this.opts.endpointTimeoutS * 1000;
-    const now = Date.now();
+    const now = monoMs();
     for (const e of this.endpoints.values()) {
       if (e.state !== 'ready') continue;
       const last = Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS));
@@ -531,13 +532,13 @@ export class Daemon {
       this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
       this.counters.resetEndpoint(e.slot);
       this.releaseSlot(e);
-      if (why === 'device deleted' && Date.now() - e.readyMs < 5000 && !this.shuttingDown) {
+      if (why === 'device deleted' && monoMs() - e.readyMs < 5000 && !this.shuttingDown) {
         // Deleted within seconds of its creation (a hook that deletes its own interface?):
         // refuse its traffic for a while (counted as endpoint_failed) instead of re-creating it
         // in a tight loop; the workers forget the refusal after 10 s.
-        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Date.now() - e.readyMs} ms after creation; refusing its traffic for 10 s`);
+        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
         if (this.refusedUntil.size >= this.opts.maxEndpoints) this.refusedUntil.clear(); // bounded
-        this.refusedUntil.set(e.hex, Date.now() + REFUSE_MS);
+        this.refusedUntil.set(e.hex, monoMs() + REFUSE_MS);
         for (let i = 0; i < this.opts.workers; i++) this.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
         return;
       }
@@ -596,7 +597,7 @@ export class Daemon {
    * lasts at most about 100 ms; 5 s without one means it is wedged), and not shutting down. */
   healthy(): boolean {
     if (this.shuttingDown) return false;
-    const now = Date.now();
+    const now = monoMs();
     for (let i = 0; i < this.opts.workers; i++) {
       const ws = this.workers[i];
       if (ws === undefined || !ws.alive || this.counters.of(i, C.UDP_BOUND) !== 1) return false;
@@ -606,7 +607,7 @@ export class Daemon {
   }
 
   workerStatus(): { index: number; alive: boolean; restarts: number; heartbeatAgeMs: number }[] {
-    const now = Date.now();
+    const now = monoMs();
     return this.workers.map((ws) => ({
       index: ws.index,
       alive: ws.alive,

@@ -5,6 +5,7 @@
 // that outlives its timeout is killed (SIGTERM, then SIGKILL a second later).
 
 import { spawn } from 'node:child_process';
+import { monoMs } from '../flow/clock';
 
 export interface HookResult {
   file: string;
@@ -20,7 +21,7 @@ export interface HookResult {
 const OUTPUT_MAX = 16 * 1024;
 
 export function runHook(file: string, args: string[], timeoutMs: number): Promise<HookResult> {
-  const started = Date.now();
+  const started = monoMs();
   return new Promise((resolve) => {
     let output = '';
     let timedOut = false;
@@ -30,7 +31,7 @@ export function runHook(file: string, args: string[], timeoutMs: number): Promis
       settled = true;
       clearTimeout(timer);
       clearTimeout(killTimer);
-      resolve({ file, args, timedOut, durationMs: Date.now() - started, output, ...r });
+      resolve({ file, args, timedOut, durationMs: monoMs() - started, output, ...r });
     };
     const take = (b: Buffer): void => {
       if (output.length < OUTPUT_MAX) output += b.toString('utf8', 0, Math.min(b.length, OUTPUT_MAX - output.length));

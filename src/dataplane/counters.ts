@@ -25,7 +25,7 @@ export const C = {
   HOLD_QUEUED: DROP_SLOTS + 10,
   HOLD_DELIVERED: DROP_SLOTS + 11,
   LOOPS: DROP_SLOTS + 12,
-  HEARTBEAT_MS: DROP_SLOTS + 13, // wall clock (ms) of the worker's last loop iteration
+  HEARTBEAT_MS: DROP_SLOTS + 13, // monotonic ms (src/flow/clock.ts) of the worker's last loop iteration
   UDP_BOUND: DROP_SLOTS + 14, // 1 while the worker's UDP socket is open
   // Gauges the main thread settles as `worker_died` drops when the worker dies (see
   // Daemon.onWorkerExit): packets held for endpoints being created, the receive batch in hand,
@@ -48,8 +48,8 @@ export const EP = {
   RX_BYTES: 1, // inner bytes
   TX_PACKETS: 2, // back to GWLB
   TX_BYTES: 3, // inner bytes
-  LAST_RX_MS: 4, // wall clock of the last packet from GWLB
-  LAST_TX_MS: 5, // wall clock of the last packet back to GWLB
+  LAST_RX_MS: 4, // monotonic ms of the last packet from GWLB
+  LAST_TX_MS: 5, // monotonic ms of the last packet back to GWLB
   DROPS: 6, // packets of this endpoint dropped (any reason after the endpoint was known)
 } as const;
 export const EP_STRIDE = 8;

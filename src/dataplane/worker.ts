@@ -27,7 +27,8 @@ import {
   UPSERT_HEADER_TOO_LONG,
   UPSERT_INSERTED,
 } from '../flow/table';
-import { nowTicks } from '../flow/clock';
+import { monoMs, nowTicks } from '../flow/clock';
+import { installClockStepFromEnv } from '../flow/clock-failpoint';
 import { Related, LOOKUP_BAD_QUOTE } from './related';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, workerBlock } from './counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
@@ -57,6 +58,7 @@ const ST_READY = 2;
 const ST_REJECTED = 3; // over the endpoint limit or creation failed; forgotten after REJECT_MS
 const REJECT_MS = 10_000;
 
+installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
 const cfg = workerData as WorkerConfig;
 const port = (workerData as { port: MessagePort }).port;
 const nat = native();
@@ -231,7 +233,7 @@ function sourceAllowed(src: number): boolean {
 }
 
 let now = nowTicks();
-let nowMs = Date.now();
+let nowMs = monoMs(); // monotonic ms (src/flow/clock.ts), never the wall clock
 
 function flushWrites(): void {
   if (wCount === 0) return;
@@ -674,8 +676,8 @@ function housekeeping(): void {
 /** Test fault injection (GWLBTUN_FAILPOINT): die, or hang without turning the loop (bounded). */
 function failpoint(): void {
   if (cfg.failKind === 'crash') throw new Error('failpoint: worker-crash');
-  const until = Date.now() + 60_000;
-  while (Date.now() < until) {
+  const until = monoMs() + 60_000;
+  while (monoMs() < until) {
     // wedged: no heartbeat, no control messages, until terminated
   }
 }
@@ -689,13 +691,13 @@ function run(): void {
   const rawFd = cfg.rawFd;
   ep = cfg.epFd;
   counters[C.UDP_BOUND] = 1;
-  counters[C.HEARTBEAT_MS] = Date.now();
+  counters[C.HEARTBEAT_MS] = monoMs();
   counters[C.HOLD_NOW] = 0;
   counters[C.RX_IN_HAND] = 0;
   counters[C.TX_IN_HAND] = 0;
   post({ t: 'up', index: cfg.index });
   const ready = new Int32Array(256);
-  let lastHousekeeping = Date.now();
+  let lastHousekeeping = monoMs();
   try {
     while (Atomics.load(ctrl, CTRL_STOP) === 0) {
       // Sleeps in epoll_wait as soon as nothing is ready. Measured (bench/, fixed 100 kpps):
@@ -704,7 +706,7 @@ function run(): void {
       // would have -- and it burns a CPU when idle, so there is none.
       const n = nat.epollWait(ep, ready, hCount !== 0 ? 10 : IDLE_WAIT_MS);
       now = nowTicks();
-      nowMs = Date.now();
+      nowMs = monoMs();
       counters[C.LOOPS] += 1;
       counters[C.HEARTBEAT_MS] = nowMs;
       drainControl();

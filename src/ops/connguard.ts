@@ -17,6 +17,7 @@
 // Memory: one small record per open connection, at most `max` of them.
 
 import type * as http from 'node:http';
+import { monoMs } from '../flow/clock';
 import type * as net from 'node:net';
 
 export interface ConnLimits {
@@ -56,7 +57,7 @@ export class ConnGuard {
       const c = this.conns.get(req.socket);
       if (c !== undefined) c.requested = true;
     });
-    this.timer = setInterval(() => this.expire(Date.now()), Math.max(50, limits.requestDeadlineMs / 4));
+    this.timer = setInterval(() => this.expire(monoMs()), Math.max(50, limits.requestDeadlineMs / 4));
     this.timer.unref();
     server.on('close', () => clearInterval(this.timer));
   }
@@ -74,7 +75,7 @@ export class ConnGuard {
     } else if (this.conns.size >= this.limits.max) {
       if (!this.closeOldest((c) => !c.requested, 'evicted')) this.closeOldest(() => true, 'evicted');
     }
-    this.conns.set(s, { source, openedMs: Date.now(), requested: false });
+    this.conns.set(s, { source, openedMs: monoMs(), requested: false });
     this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
     s.once('close', () => this.forget(s));
   }

@@ -14,11 +14,12 @@ import type { Daemon } from '../control/daemon';
 import { C, EP } from '../dataplane/counters';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { ConnGuard, HEALTH_CONN_LIMITS, type ConnGuardStats, type ConnLimits } from './connguard';
+import { monoMs } from '../flow/clock';
 
 export type HealthStyle = 'html' | 'json' | 'simple';
 
 export function healthSnapshot(d: Daemon): Record<string, unknown> {
-  const now = Date.now();
+  const now = monoMs();
   const c = d.counters;
   const drops: Record<string, number> = {};
   for (let r = 1; r < DROP_SLOTS; r++) drops[DROP_NAMES[r]] = c.sum(r);
@@ -115,7 +116,7 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   const eps = [...d.endpoints.values()];
   const lbl = (e: { hex: string; gwi: string }): string => `{eni="${e.hex}",interface="${e.gwi}"}`;
   metric('gwlbtun_up', 'gauge', '1 when healthy (all workers alive, UDP bound).', [['', d.healthy() ? 1 : 0]]);
-  metric('gwlbtun_uptime_seconds', 'gauge', 'Seconds since the process started.', [['', (Date.now() - d.startedMs) / 1000]]);
+  metric('gwlbtun_uptime_seconds', 'gauge', 'Seconds since the process started.', [['', (monoMs() - d.startedMs) / 1000]]);
   metric('gwlbtun_endpoint_packets_from_gwlb_total', 'counter', 'Packets decapsulated and written to gwi-, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.RX_PACKETS)]));
   metric('gwlbtun_endpoint_bytes_from_gwlb_total', 'counter', 'Inner bytes written to gwi-, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.RX_BYTES)]));
   metric('gwlbtun_endpoint_packets_to_gwlb_total', 'counter', 'Packets encapsulated and sent back to GWLB, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.TX_PACKETS)]));

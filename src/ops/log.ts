@@ -3,6 +3,8 @@
 // object per line (--log-format json). Messages that can repeat per packet go through
 // `limited()`, which lets at most `burst` through per key per second and counts the rest.
 
+import { monoMs } from '../flow/clock';
+
 export const SECTIONS = ['core', 'udp', 'geneve', 'tunnel', 'healthcheck'] as const;
 export type Section = (typeof SECTIONS)[number];
 export const LEVELS = ['critical', 'important', 'info', 'debug', 'debugdetail'] as const;
@@ -70,7 +72,7 @@ export class Logger {
    * reported with the next message that gets through. */
   limited(key: string, section: Section, level: number, msg: string, fields?: Record<string, unknown>, burst = 5): void {
     if (!this.enabled(section, level)) return;
-    const now = Date.now();
+    const now = monoMs();
     let w = this.windows.get(key);
     if (w === undefined) {
       if (this.windows.size > 1024) this.windows.clear(); // bounded

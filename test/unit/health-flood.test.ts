@@ -3,6 +3,7 @@
 // connections the server holds stay bounded. The real health server (src/ops/health.ts) on
 // 127.0.0.1 with a stub daemon; no root needed. Every connection is closed at the end.
 
+import { monoMs } from '../../src/flow/clock';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -22,7 +23,8 @@ const hook = { runs: 0, failures: 0, timeouts: 0, durationMsTotal: 0 };
 const stubDaemon = {
   healthy: () => true,
   shuttingDown: false,
-  startedMs: Date.now(),
+  startedMs: monoMs(),
+  sysctls: null,
   counters: new CounterReader(createCountersBuffer(1, 1), 1, 1),
   endpoints: new Map(),
   flows: null,
