@@ -95,7 +95,7 @@ async function startUnprivileged(ns: string, mnt: string, env: Record<string, st
 
 const backends = firewallBackends();
 
-test('both firewall front ends are installed (CI installs them: .ci/run)', () => {
+test('both firewall front ends are installed (npm test installs them: scripts/test-prereqs.js)', () => {
   requireRoot();
   assert.deepEqual(backends.slice().sort(), ['iptables', 'nft']);
 });
