@@ -124,7 +124,7 @@ async function main() {
       // Anything that runs a bare `node` gets this version too (the tests use process.execPath).
       env.PATH = `${path.dirname(bin)}:${env.PATH || ''}`;
     }
-    const label = n.label || `node v${ensureVersion(bin)} (${path.relative(root, bin)})`;
+    const label = n.label || `node v${nodeVersion(bin)} (${path.relative(root, bin)})`;
     console.log(`run-tests: ${files.length} files on ${label}`);
     const t0 = Date.now();
     const r = await runSuite(bin, files, env);
@@ -145,7 +145,7 @@ async function main() {
   process.exit(ok ? 0 : 1);
 }
 
-function ensureVersion(bin) {
+function nodeVersion(bin) {
   const r = spawnSync(bin, ['-p', 'process.versions.node'], { encoding: 'utf8' });
   return (r.stdout || '').trim() || '?';
 }
