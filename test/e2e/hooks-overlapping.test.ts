@@ -83,7 +83,7 @@ describe('--same-inner gives every endpoint the same inner 5-tuples', () => {
 
 const backends = firewallBackends();
 
-test('both firewall front ends are installed (CI installs them: .ci/run)', () => {
+test('both firewall front ends are installed (npm test installs them: scripts/test-prereqs.js)', () => {
   requireRoot();
   assert.deepEqual(backends.slice().sort(), ['iptables', 'nft'], 'nft and iptables are needed to test both variants of the hook');
 });

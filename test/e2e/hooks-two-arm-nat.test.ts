@@ -74,7 +74,7 @@ async function rxOn(probe: JsonChild, s: ProbePacket, what: string, pred: (r: Pr
 
 const backends = firewallBackends();
 
-test('both firewall front ends are installed (CI installs them: .ci/run)', () => {
+test('both firewall front ends are installed (npm test installs them: scripts/test-prereqs.js)', () => {
   requireRoot();
   assert.deepEqual(backends.slice().sort(), ['iptables', 'nft']);
 });

@@ -9,31 +9,68 @@
 // creating the device); this machine may have it 0600, so the test bind-mounts a 0666 node of the
 // same device over it in a private mount namespace (unshare -m), which nothing else sees.
 // /proc/<pid>/status of the running daemon shows the uid and the capability sets.
+//
+// The clone may live where uid 65534 cannot go (root's home is mode 700), and so may the node
+// binary (scripts/test-nodes.js keeps the pinned ones in the clone). In the same private mount
+// namespace, the clone is bind-mounted on <tmpfs>/app and the node binary on <tmpfs>/node, and the
+// daemon and its hook are started from there; what nobody still cannot read (a clone made with
+// umask 077) is reported in one line before anything starts.
 
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, requireRoot, runEmulator, sleep, stopDaemon, useEnv, type Daemon } from './lib';
+import { BIN, requireRoot, ROOT, runEmulator, sleep, stopDaemon, useEnv, type Daemon } from './lib';
 import { assertAllVerified, firewallBackends, netfilterState, onlyDefaultRules, OVERLAPPING_HOOK } from './fixtures/hooks-lib';
 
 const NOBODY = 65534;
 const CAPS = '-all,+net_admin,+net_raw';
 const ENIS = ['3a5', '4b6'];
 
+/** The files of the clone the unprivileged daemon reads, as the daemon sees them: under mnt/app. */
+function staged(mnt: string, file: string): string {
+  return path.join(mnt, 'app', path.relative(ROOT, file));
+}
+
+/** Throws one clear line when uid 65534 could not read what it runs even through the bind mounts:
+ * every file needs read permission for others, every directory below the clone search permission. */
+function assertReadableByOthers(): void {
+  const files = [BIN, path.join(ROOT, 'dist', 'src', 'cli.js'), path.join(ROOT, 'dist', 'src', 'dataplane', 'worker.js'),
+    path.join(ROOT, 'build', 'gwlbtun.node'), OVERLAPPING_HOOK, path.join(path.dirname(OVERLAPPING_HOOK), 'hooks-common.sh')];
+  const bad: string[] = [];
+  const check = (p: string, bits: number): void => {
+    const mode = fs.statSync(p).mode & 0o777;
+    if ((mode & bits) !== bits) bad.push(`${p} (mode 0${mode.toString(8)})`);
+  };
+  check(process.execPath, 0o005);
+  for (const f of files) {
+    for (let d = path.dirname(f); d.startsWith(ROOT); d = path.dirname(d)) {
+      check(d, 0o001);
+      if (d === ROOT) break;
+    }
+    check(f, f === BIN || f === OVERLAPPING_HOOK ? 0o005 : 0o004);
+  }
+  if (bad.length > 0) {
+    throw new Error(`uid ${NOBODY} cannot read ${[...new Set(bad)].join(', ')}: this test needs a clone readable by others (made with umask 022)`);
+  }
+}
+
 /** bin/gwlbtun as uid/gid 65534 with exactly CAP_NET_ADMIN + CAP_NET_RAW, in namespace ns. The
  * whole chain execs (unshare, sh, ip netns exec, setpriv, node), so the PID is the daemon's. */
 async function startUnprivileged(ns: string, mnt: string, env: Record<string, string>, args: string[]): Promise<Daemon> {
+  assertReadableByOthers();
   // In the private mount namespace: a tmpfs (allows device nodes wherever the test's temporary
-  // directory lives), a 0666 node of the TUN device on it, bound over /dev/net/tun.
-  const script = 'm=$1; shift; mount -t tmpfs -o mode=755 gwlbtun-test "$m" && mknod "$m/tun" c 10 200 && chmod 666 "$m/tun" && mount --bind "$m/tun" /dev/net/tun && exec "$@"';
+  // directory lives), a 0666 node of the TUN device on it, bound over /dev/net/tun; the clone on
+  // mnt/app and the node binary on mnt/node, both reachable by uid 65534 wherever they really are.
+  const script = 'm=$1; root=$2; node=$3; shift 3; mount -t tmpfs -o mode=755 gwlbtun-test "$m" && mknod "$m/tun" c 10 200 && chmod 666 "$m/tun" && mount --bind "$m/tun" /dev/net/tun' +
+    ' && mkdir "$m/app" && mount --bind "$root" "$m/app" && : > "$m/node" && mount --bind "$node" "$m/node" && exec "$@"';
   const argv = [
-    '-m', 'sh', '-c', script, 'sh', mnt,
+    '-m', 'sh', '-c', script, 'sh', mnt, ROOT, process.execPath,
     'ip', 'netns', 'exec', ns,
     'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups',
     `--inh-caps=${CAPS}`, `--ambient-caps=${CAPS}`, `--bounding-set=${CAPS}`,
-    process.execPath, BIN, ...args,
+    path.join(mnt, 'node'), staged(mnt, BIN), ...args,
   ];
   const proc = spawn('unshare', argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -58,7 +95,7 @@ async function startUnprivileged(ns: string, mnt: string, env: Record<string, st
 
 const backends = firewallBackends();
 
-test('both firewall front ends are installed (CI installs them: .ci/run)', () => {
+test('both firewall front ends are installed (npm test installs them: scripts/test-prereqs.js)', () => {
   requireRoot();
   assert.deepEqual(backends.slice().sort(), ['iptables', 'nft']);
 });
@@ -77,7 +114,7 @@ for (const fw of backends) {
       fs.mkdirSync(run);
       fs.chownSync(run, NOBODY, NOBODY);
       ctx.d = await startUnprivileged(ctx.t.applianceNs, mnt, { GWLBTUN_FIREWALL: fw, RUNTIME_DIRECTORY: run }, [
-        '-c', OVERLAPPING_HOOK, '-r', OVERLAPPING_HOOK, '-p', '8080', '--logging', 'core=info',
+        '-c', staged(mnt, OVERLAPPING_HOOK), '-r', staged(mnt, OVERLAPPING_HOOK), '-p', '8080', '--logging', 'core=info',
       ]);
     });
 
