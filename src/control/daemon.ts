@@ -304,11 +304,15 @@ export class Daemon {
     lost += queued;
     this.closeWorkerFds(ws);
     // Its TUN queues: detached, so the kernel queues this worker's share of the returns on the
-    // live workers' queues instead of on a queue nobody reads; what was waiting is counted.
+    // live workers' queues instead of on a queue nobody reads. What waits there is read (and
+    // counted) first: detaching a queue makes the kernel discard what it holds.
     for (const e of this.endpoints.values()) {
       if (e.destroyed) continue;
       for (const fd of [e.gwiFds[index], e.gwoFds[index]]) {
         if (fd === undefined || fd < 0) continue;
+        const n = this.drain(fd, false);
+        this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, n, e.slot);
+        lost += n;
         if (!e.detached[index]) {
           try {
             this.nat.tunSetQueue(fd, false);
@@ -316,9 +320,6 @@ export class Daemon {
             // the device is gone: nothing is queued on it any more
           }
         }
-        const n = this.drain(fd, false);
-        this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, n, e.slot);
-        lost += n;
       }
       e.detached[index] = true;
     }

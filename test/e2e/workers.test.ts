@@ -107,10 +107,11 @@ describe('a worker that dies: its share of traffic goes to the live one, and wha
       await waitFor('worker 1 restarted', () => metrics(env.t, DEATH_PORT).get('gwlbtun_worker_restarts_total{worker="1"}') === 1, 5000);
       assert.match(d.output(), /worker 1 exited/);
       const counted = countedDrops(env.t);
-      // Nothing vanishes: each packet came back or was counted (at most one may fall between the
-      // last read of the dead worker's socket and its close, microseconds later).
+      // Nothing vanishes: each packet came back or was counted (at most one each may fall between
+      // the last read of the dead worker's socket and its close, and of a queue and its detach,
+      // microseconds later: the kernel discards those).
       const missing = r.totals.sent - r.totals.returned - counted;
-      assert.ok(missing >= 0 && missing <= 1, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
+      assert.ok(missing >= 0 && missing <= 2, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
       assert.equal(r.totals.verified, r.totals.returned);
       // Returns kept flowing while worker 1 was away: its queues were detached at once, so the
       // kernel sent its share of the returns to worker 0 instead of a queue nobody read (which
@@ -138,7 +139,7 @@ describe('a worker that dies: its share of traffic goes to the live one, and wha
       assert.ok(died >= 1, `packets held by the dead worker are counted as worker_died (${died})`);
       const counted = countedDrops(env.t);
       const missing = r.totals.sent - r.totals.returned - counted;
-      assert.ok(missing >= 0 && missing <= 1, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
+      assert.ok(missing >= 0 && missing <= 2, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
     } finally {
       await stopDaemon(d);
     }
