@@ -16,6 +16,31 @@ import * as path from 'node:path';
  * (198.18.0.1 is 0xc6120001). */
 export type Ip4 = number;
 
+// Metadata layouts: per packet, STRIDE Int32 cells; the other names are cell offsets in a stride.
+/** udpRecv: payload length, source IPv4, source port, destination IPv4 (IP_PKTINFO), flags. */
+export const UDP_META_STRIDE = 5;
+export const UDP_META_LEN = 0;
+export const UDP_META_SRC = 1;
+export const UDP_META_SPORT = 2;
+export const UDP_META_DST = 3;
+export const UDP_META_FLAGS = 4;
+/** UDP_META_FLAGS bit: the datagram was longer than its slot (truncated). */
+export const UDP_FLAG_TRUNCATED = 1;
+/** rawSend: offset of the IPv4 packet in buf, its length, destination IPv4. */
+export const RAW_META_STRIDE = 3;
+export const RAW_META_OFF = 0;
+export const RAW_META_LEN = 1;
+export const RAW_META_DST = 2;
+/** tunWrite: descriptor, offset in buf, length (replaced by -errno when the write failed). */
+export const TUNW_META_STRIDE = 3;
+export const TUNW_META_FD = 0;
+export const TUNW_META_OFF = 1;
+export const TUNW_META_LEN = 2;
+
+/** errno values the data path tells apart (Linux, every architecture we build for). */
+export const EAGAIN = 11;
+export const ENOBUFS = 105;
+
 export interface NativeAddon {
   /** Open one queue of the TUN device `name` (IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE), creating
    * the device if it does not exist. Calling it again with the same name attaches another queue.

@@ -1,0 +1,265 @@
+// An in-memory NativeAddon (the contract in src/io/native.ts), for unit tests of the packet loop
+// without root, threads or devices -- what wireguard-go's tuntest and bindtest are to its device
+// package. Never loaded by the daemon.
+//
+// What it models:
+// - UDP sockets: datagrams injected with injectUdp() are returned by udpRecv in order, with the
+//   metadata layout and truncation flag of the real call.
+// - Raw sockets: rawSend copies each datagram into `sent`; rawFault may refuse one (any errno: that
+//   one only, the batch goes on; EAGAIN/ENOBUFS: the batch stops there), as the kernel does.
+// - TUN devices: tunOpen attaches a queue (creating the device); a packet written to a device goes
+//   to `route`, by default one-arm forwarding: what is written to gwi-X comes out of gwo-X, on the
+//   queue that a flow hash of its addresses picks among the attached ones (TUNSETQUEUE detaches
+//   and attaches); deleteDevice() makes its queues fail with EBADFD, as a deleted device does.
+// - epoll: epollWait returns at once the registered descriptors with something to read (or a
+//   failure to report); it never sleeps.
+// Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
+
+import type { NativeAddon } from './native';
+import { EAGAIN, ENOBUFS, RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from './native';
+
+export const EBADFD = 77;
+export const EIO = 5;
+
+export interface FakeDatagram {
+  data: Uint8Array;
+  src: number;
+  sport: number;
+  dst: number;
+}
+
+interface Queue {
+  dev: string;
+  rx: Uint8Array[];
+  attached: boolean;
+}
+
+interface Device {
+  queues: number[];
+  gone: boolean;
+  mtu: number;
+  up: boolean;
+}
+
+export class FakeAddon implements NativeAddon {
+  /** Datagrams handed to raw sockets, in order: the whole IPv4 packet and its destination. */
+  readonly sent: { data: Uint8Array; dst: number }[] = [];
+  /** Packets written to TUN devices, in order (before routing). */
+  readonly written: { dev: string; data: Uint8Array }[] = [];
+  /** An errno to refuse a raw datagram with, or 0 to send it. */
+  rawFault: ((data: Uint8Array, dst: number) => number) | null = null;
+  /** Where a packet written to a TUN device goes; by default from gwi-X out of gwo-X. */
+  route: (dev: string, pkt: Uint8Array) => void = (dev, pkt) => {
+    if (dev.startsWith('gwi-')) this.deliver('gwo-' + dev.slice(4), pkt);
+  };
+  readonly devices = new Map<string, Device>();
+  private readonly udp = new Map<number, FakeDatagram[]>();
+  private readonly raw = new Set<number>();
+  private readonly queues = new Map<number, Queue>();
+  private readonly epolls = new Map<number, Set<number>>();
+  private nextFd = 100;
+
+  // ---- test controls ---------------------------------------------------------------------------
+  injectUdp(fd: number, d: FakeDatagram): void {
+    const q = this.udp.get(fd);
+    if (q === undefined) throw new Error(`not a fake UDP socket: ${fd}`);
+    q.push(d);
+  }
+
+  /** Make a packet come out of device `name` (as the kernel routing it there would). */
+  deliver(name: string, pkt: Uint8Array): void {
+    const d = this.devices.get(name);
+    if (d === undefined || d.gone) return;
+    const live = d.queues.filter((fd) => this.queues.get(fd)!.attached);
+    if (live.length === 0) return; // the kernel drops it (no queue attached)
+    this.queues.get(live[flowHash(pkt) % live.length])!.rx.push(pkt.slice());
+  }
+
+  deleteDevice(name: string): void {
+    const d = this.devices.get(name);
+    if (d !== undefined) d.gone = true;
+  }
+
+  /** Packets waiting on a queue. */
+  pending(fd: number): number {
+    return this.queues.get(fd)?.rx.length ?? 0;
+  }
+
+  // ---- NativeAddon -------------------------------------------------------------------------------
+  tunOpen(name: string): number {
+    let d = this.devices.get(name);
+    if (d === undefined || d.gone) {
+      d = { queues: [], gone: false, mtu: 1500, up: false };
+      this.devices.set(name, d);
+    }
+    const fd = this.nextFd++;
+    d.queues.push(fd);
+    this.queues.set(fd, { dev: name, rx: [], attached: true });
+    return fd;
+  }
+
+  tunSetQueue(fd: number, attach: boolean): void {
+    const q = this.queues.get(fd);
+    if (q === undefined) throw Object.assign(new Error('tunSetQueue: TUNSETQUEUE: Bad file descriptor'), { code: 'EBADF' });
+    if (!attach) q.rx.length = 0; // the kernel discards what a detached queue held
+    q.attached = attach;
+  }
+
+  linkSetup(name: string, mtu: number, _txqueuelen: number): void {
+    const d = this.devices.get(name);
+    if (d === undefined) throw Object.assign(new Error(`linkSetup(${name}): No such device`), { code: 'ENODEV' });
+    d.mtu = mtu;
+    d.up = true;
+  }
+
+  ifIndex(name: string): number {
+    const d = this.devices.get(name);
+    return d === undefined || d.gone ? 0 : [...this.devices.keys()].indexOf(name) + 1;
+  }
+
+  close(fd: number): void {
+    this.udp.delete(fd);
+    this.raw.delete(fd);
+    this.epolls.delete(fd);
+    const q = this.queues.get(fd);
+    if (q !== undefined) {
+      this.queues.delete(fd);
+      const d = this.devices.get(q.dev)!;
+      d.queues = d.queues.filter((x) => x !== fd);
+      if (d.queues.length === 0) this.devices.delete(q.dev); // not persistent: gone with its last queue
+    }
+  }
+
+  udpOpen(_port: number, _rcvbuf: number, _reusePort: boolean): number {
+    const fd = this.nextFd++;
+    this.udp.set(fd, []);
+    return fd;
+  }
+
+  udpRecv(fd: number, buf: Uint8Array, slotSize: number, maxPkts: number, meta: Int32Array): number {
+    if (slotSize < 1 || maxPkts < 0 || maxPkts * slotSize > buf.length || maxPkts * UDP_META_STRIDE > meta.length) throw new RangeError('udpRecv: bad sizes');
+    const q = this.udp.get(fd);
+    if (q === undefined) return -9; // EBADF
+    let n = 0;
+    while (n < maxPkts && q.length > 0) {
+      const d = q.shift()!;
+      const len = Math.min(d.data.length, slotSize);
+      buf.set(d.data.subarray(0, len), n * slotSize);
+      const m = n * UDP_META_STRIDE;
+      meta[m + UDP_META_LEN] = len;
+      meta[m + UDP_META_SRC] = d.src | 0;
+      meta[m + UDP_META_SPORT] = d.sport;
+      meta[m + UDP_META_DST] = d.dst | 0;
+      meta[m + UDP_META_FLAGS] = d.data.length > slotSize ? UDP_FLAG_TRUNCATED : 0;
+      n++;
+    }
+    return n;
+  }
+
+  rawOpen(_sndbuf: number): number {
+    const fd = this.nextFd++;
+    this.raw.add(fd);
+    return fd;
+  }
+
+  rawSend(fd: number, buf: Uint8Array, meta: Int32Array, count: number, status: Int32Array): number {
+    if (count * RAW_META_STRIDE > meta.length || status.length < count) throw new RangeError('rawSend: meta/status too short');
+    for (let i = 0; i < count; i++) {
+      const off = meta[i * RAW_META_STRIDE + RAW_META_OFF];
+      const len = meta[i * RAW_META_STRIDE + RAW_META_LEN];
+      if (off < 0 || len < 0 || off + len > buf.length) throw new RangeError('rawSend: packet offset/length outside buf');
+    }
+    if (!this.raw.has(fd)) {
+      status.fill(9, 0, count); // EBADF, each alone
+      return count;
+    }
+    for (let i = 0; i < count; i++) {
+      const m = i * RAW_META_STRIDE;
+      const data = buf.slice(meta[m + RAW_META_OFF], meta[m + RAW_META_OFF] + meta[m + RAW_META_LEN]);
+      const dst = meta[m + RAW_META_DST] >>> 0;
+      const e = this.rawFault === null ? 0 : this.rawFault(data, dst);
+      if (e === EAGAIN || e === ENOBUFS) {
+        status.fill(e, i, count);
+        return i;
+      }
+      status[i] = e;
+      if (e === 0) this.sent.push({ data, dst });
+    }
+    return count;
+  }
+
+  tunRead(fd: number, buf: Uint8Array, slotSize: number, headroom: number, firstSlot: number, maxPkts: number, lens: Int32Array): number {
+    if (headroom >= slotSize || (firstSlot + maxPkts) * slotSize > buf.length || firstSlot + maxPkts > lens.length) throw new RangeError('tunRead: slots outside buf');
+    const q = this.queues.get(fd);
+    if (q === undefined) return -9;
+    if (this.devices.get(q.dev)?.gone !== false) return -EBADFD;
+    let k = 0;
+    while (k < maxPkts && q.rx.length > 0) {
+      const p = q.rx.shift()!;
+      const len = Math.min(p.length, slotSize - headroom);
+      buf.set(p.subarray(0, len), (firstSlot + k) * slotSize + headroom);
+      lens[firstSlot + k] = len;
+      k++;
+    }
+    return k;
+  }
+
+  tunWrite(buf: Uint8Array, meta: Int32Array, count: number): number {
+    if (count * TUNW_META_STRIDE > meta.length) throw new RangeError('tunWrite: meta too short');
+    let written = 0;
+    for (let i = 0; i < count; i++) {
+      const m = i * TUNW_META_STRIDE;
+      const off = meta[m + TUNW_META_OFF];
+      const len = meta[m + TUNW_META_LEN];
+      if (off < 0 || len < 0 || off + len > buf.length) throw new RangeError('tunWrite: packet offset/length outside buf');
+      const q = this.queues.get(meta[m + TUNW_META_FD]);
+      const d = q === undefined ? undefined : this.devices.get(q.dev);
+      if (d === undefined || d.gone) {
+        meta[m + TUNW_META_LEN] = -EIO;
+        continue;
+      }
+      const pkt = buf.slice(off, off + len);
+      this.written.push({ dev: q!.dev, data: pkt });
+      this.route(q!.dev, pkt);
+      written++;
+    }
+    return written;
+  }
+
+  epollCreate(): number {
+    const fd = this.nextFd++;
+    this.epolls.set(fd, new Set());
+    return fd;
+  }
+
+  epollAdd(ep: number, fd: number): void {
+    this.epolls.get(ep)?.add(fd);
+  }
+
+  epollDel(ep: number, fd: number): void {
+    this.epolls.get(ep)?.delete(fd);
+  }
+
+  epollWait(ep: number, fds: Int32Array, _timeoutMs: number): number {
+    let n = 0;
+    for (const fd of this.epolls.get(ep) ?? []) {
+      if (n === fds.length) break;
+      const q = this.queues.get(fd);
+      const readable = q !== undefined ? q.rx.length > 0 || this.devices.get(q.dev)?.gone !== false : (this.udp.get(fd)?.length ?? 0) > 0;
+      if (readable) fds[n++] = fd;
+    }
+    return n;
+  }
+
+  setAffinity(_cpus: number[]): void {}
+}
+
+/** A symmetric hash of an IP packet's addresses (the kernel's queue choice is per flow). */
+function flowHash(p: Uint8Array): number {
+  const v = p[0] >> 4;
+  const [a, b] = v === 6 ? [8, 24] : [12, 16];
+  const w = v === 6 ? 16 : 4;
+  let h = 0;
+  for (let i = 0; i < w; i++) h = (h + p[a + i] + p[b + i]) | 0;
+  return h >>> 0;
+}
