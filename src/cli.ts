@@ -1,4 +1,4 @@
-// Command line: the original gwlbtun's flags with the same meanings (PROTOCOL.md section 3),
+// Command line: the original gwlbtun's flags with the same meanings (docs/protocol.md section 3),
 // plus our own. Everything is validated before the system is touched: a bad flag prints one
 // line naming the flag and the problem and exits 2.
 

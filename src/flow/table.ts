@@ -4,7 +4,7 @@
 //
 // Inbound packets (from GWLB) upsert key -> (Geneve header, GWLB outer IP, local outer IP, GWLB UDP
 // source port, last-seen); return packets (read from TUN) look the key up in either direction and
-// copy the stored header out (PROTOCOL.md sections 1 and 2).
+// copy the stored header out (docs/protocol.md sections 1 and 2).
 //
 // ---- Memory layout (all offsets in Int32 words of one Int32Array over the whole buffer) --------
 //   [0, 32)          header: magic, layout version, bucket count, capacity, maxFlows; the shared

@@ -26,7 +26,7 @@ export const PAYLOAD_MIN = 16;
 export const PAYLOAD_SEQ_OFF = 8; // seq (4) + comp (2) live at payload+8 .. payload+14
 export const SEQ_FIELD_LEN = 6;
 
-/** GWLB's inner MTU (PROTOCOL.md section 1). */
+/** GWLB's inner MTU (docs/protocol.md section 1). */
 export const INNER_MAX = 8500;
 
 /** Compensation word for seq (see PAYLOAD_* above). */

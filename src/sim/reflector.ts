@@ -1,6 +1,6 @@
 // An appliance stand-in without TUN devices or kernel forwarding: every Geneve datagram that
 // arrives on UDP 6081 goes straight back to its sender, as an appliance must return it
-// (PROTOCOL.md section 2): to (source IP, 6081), from the datagram's own source port, with the
+// (docs/protocol.md section 2): to (source IP, 6081), from the datagram's own source port, with the
 // address it was sent to as the source IP, payload (Geneve header + inner) unchanged. The
 // emulator verifies it with ttlDecrement 0. It is the ceiling of the raw-send path in the
 // benchmark and lets the emulator be tested without the daemon.

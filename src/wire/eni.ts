@@ -1,4 +1,4 @@
-// ENI ID naming (PROTOCOL.md section 3): interface names gwi-<X>/gwo-<X> with <X> the ENI ID in
+// ENI ID naming (docs/protocol.md section 3): interface names gwi-<X>/gwo-<X> with <X> the ENI ID in
 // base 60, and the 17-digit hex form given to hooks. Control plane only; may allocate.
 
 const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX';

@@ -1,6 +1,6 @@
 // Flow keys of inner IPv4/IPv6 packets (hot path: no allocation, plain loops over Uint8Array).
 //
-// Key choices (PROTOCOL.md section 2, and where the original fell short, section 4):
+// Key choices (docs/protocol.md section 2, and where the original fell short, section 4):
 // - Ports only for TCP (6) and UDP (17); every other protocol, including ICMP/ICMPv6, SCTP, ESP
 //   (50) and no-next-header (59), is keyed on (protocol, source, destination) with ports word 0.
 // - IPv4 honours IHL: options shift the transport header. The IPv4 total length bounds the packet

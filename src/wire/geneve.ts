@@ -1,5 +1,5 @@
 // Geneve (RFC 8926) as GWLB sends it: validation of received packets (hot path) and a header
-// builder (emulator and tests). Facts: docs PROTOCOL.md section 1.
+// builder (emulator and tests). Facts: docs/protocol.md section 1.
 //
 // Layout of the base header (8 bytes):
 //   byte 0: Ver (2 bits) | Opt Len (6 bits, 4-byte words)   byte 1: O | C | reserved
@@ -29,7 +29,7 @@ export class GeneveInfo {
   innerLen = 0; // bytes of inner packet = len - headerLen
 }
 
-/** Validate the Geneve packet at buf[off, off+len) exactly as PROTOCOL.md section 1, plus the inner
+/** Validate the Geneve packet at buf[off, off+len) exactly as docs/protocol.md section 1, plus the inner
  * IP header sanity. Returns 0 when valid (out filled) or a Drop.* reason code. Never throws,
  * for any bytes and any len (treat len > buf.length - off as truncated input). No allocation.
  *

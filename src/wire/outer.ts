@@ -1,4 +1,4 @@
-// Outer IPv4 + UDP headers of packets returned to GWLB through the raw socket (PROTOCOL.md
+// Outer IPv4 + UDP headers of packets returned to GWLB through the raw socket (docs/protocol.md
 // section 2). Hot path: no allocation.
 
 export const OUTER_HEADER_LEN = 28; // IPv4 (20, no options) + UDP (8)

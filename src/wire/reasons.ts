@@ -5,7 +5,7 @@
 // Numbers are array indices, not a wire format: add new reasons at the end.
 
 export const Drop = {
-  // Geneve validation (PROTOCOL.md section 1), in the order the checks run.
+  // Geneve validation (docs/protocol.md section 1), in the order the checks run.
   GENEVE_TOO_SHORT: 1, // fewer than 8 bytes
   GENEVE_BAD_VERSION: 2, // version bits not 0
   GENEVE_BAD_PROTOCOL: 3, // protocol type neither 0x0800 nor 0x86DD

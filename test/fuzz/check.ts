@@ -4,7 +4,7 @@
 //
 // - nothing throws, and the results are known values (a Drop reason, a boolean, an UPSERT_*);
 // - parseGeneve agrees with a reference model written from the rules in reasons.ts and
-//   PROTOCOL.md section 1 (same reason, same fields), honours `len` (bytes after it change
+//   docs/protocol.md section 1 (same reason, same fields), honours `len` (bytes after it change
 //   nothing; a len beyond the buffer reads as truncated), and leaves `out` alone on a drop;
 // - headerLen / innerLen are in bounds;
 // - flowKeyFromIp agrees with a reference model of the flow key rules in flowkey.ts, and never
