@@ -10,7 +10,7 @@ import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfi
 import { startHealthServer, type HealthStyle } from './ops/health';
 import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
-import { ip4FromString } from './io/native';
+import { ip4FromString, native } from './io/native';
 import { installClockStepFromEnv } from './flow/clock-failpoint';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
@@ -297,6 +297,11 @@ export async function main(argv: string[]): Promise<void> {
     log.critical('core', msg);
     process.exit(1);
   };
+  try {
+    native(); // the C addon for this CPU (src/io/addon.ts): one clear line when there is none
+  } catch (e) {
+    fail((e as Error).message);
+  }
   const missing = missingCapabilities();
   if (missing !== null && missing.length > 0) fail(`missing capabilities: ${missing.join(', ')} (run as root or grant them)`);
   if (cli.daemon.allow.length === 0) {

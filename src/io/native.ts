@@ -11,6 +11,7 @@
 // I/O errors: they return counts, and a negative return is -errno (see each call).
 
 import * as path from 'node:path';
+import { resolveAddon } from './addon';
 
 /** IPv4 addresses cross the boundary as unsigned 32-bit numbers, most significant byte first
  * (198.18.0.1 is 0xc6120001). */
@@ -109,11 +110,15 @@ export interface NativeAddon {
 
 let loaded: NativeAddon | undefined;
 
-/** The addon, loaded once per thread from build/gwlbtun.node at the repository root. */
+/** The installation root: dist/src/io/native.js -> <root>. */
+export const INSTALL_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+/** The addon, loaded once per thread: build/gwlbtun.node when it was compiled here for this CPU,
+ * else the release's prebuilds/linux-<arch>/gwlbtun.node (src/io/addon.ts). Throws one line
+ * saying what was tried when neither fits. */
 export function native(): NativeAddon {
   if (loaded === undefined) {
-    // dist/src/io/native.js -> <root>/build/gwlbtun.node
-    const file = path.resolve(__dirname, '..', '..', '..', 'build', 'gwlbtun.node');
+    const file = resolveAddon(INSTALL_ROOT);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     loaded = require(file) as NativeAddon;
   }

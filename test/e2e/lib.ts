@@ -41,9 +41,10 @@ export interface Daemon {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start bin/gwlbtun in the appliance namespace; resolves once it logs that it started. */
-export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000): Promise<Daemon> {
-  const a = nsSpawnArgs(t.applianceNs, process.execPath, [BIN, ...args]);
+/** Start bin/gwlbtun (or `bin`, e.g. an installed copy) in the appliance namespace; resolves once
+ * it logs that it started. */
+export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000, bin = BIN): Promise<Daemon> {
+  const a = nsSpawnArgs(t.applianceNs, process.execPath, [bin, ...args]);
   const proc = spawn(a.file, a.args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const onData = (b: Buffer): void => {

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { native, type NativeAddon } from '../../src/io/native';
+import { resolveAddon } from '../../src/io/addon';
 import { writeIpv4Udp } from './helpers/native-packets';
 import type { ChildReport } from './helpers/native-ns-child';
 
@@ -19,6 +20,9 @@ const LO1 = 0x7f000001; // 127.0.0.1
 const LO2 = 0x7f000002; // 127.0.0.2: also local, so pktinfo's destination differs from the source
 const enc = new TextEncoder();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+// test/e2e/package.test.ts runs this file on an arm64 Node under qemu-user: a child Node needs
+// the emulator in front of it too (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu").
+const EXEC_WRAPPER = (process.env.GWLBTUN_TEST_EXEC_WRAPPER ?? '').split(' ').filter((w) => w !== '');
 
 function codeOf(f: () => unknown): { code: unknown; errno: unknown; message: string; name: string } {
   try {
@@ -317,7 +321,7 @@ function parseCpuList(s: string): number[] {
 }
 
 test('loads in several worker threads; setAffinity pins only the calling thread', async () => {
-  const addon = path.resolve(__dirname, '..', '..', '..', 'build', 'gwlbtun.node');
+  const addon = resolveAddon(path.resolve(__dirname, '..', '..', '..')); // what native() loaded
   const mainBefore = allowedList();
   const allowed = parseCpuList(mainBefore); // a container may allow only some CPUs
   const code = `
@@ -361,7 +365,7 @@ test('TUN queues, link setup, tunWrite/tunRead and epoll inside a network namesp
   let out = '';
   try {
     try {
-      out = execFileSync('ip', ['netns', 'exec', ns, process.execPath, child, 'gwi-test'], {
+      out = execFileSync('ip', ['netns', 'exec', ns, ...EXEC_WRAPPER, process.execPath, child, 'gwi-test'], {
         encoding: 'utf8', timeout: 30000, killSignal: 'SIGKILL', stdio: ['ignore', 'pipe', 'pipe'],
       });
     } catch (e) {
