@@ -10,7 +10,7 @@ import type { ClientOp, ClientResult } from './client';
 const HTTP_REQUESTS = 20;
 const BULK_BYTES = 4 << 20;
 const UDP_DATAGRAMS = 200;
-const BLOCK_WAIT_MS = 2000;
+const BLOCK_WAIT_MS = 1500;
 
 export interface HookCheck {
   hook: string;
@@ -44,6 +44,7 @@ export async function checkHook(hook: string, onLab: (l: Lab | undefined) => voi
   onLab(lab);
   try {
     await lab.start();
+    onLab(lab); // again, now with its namespaces
     const s4 = LAB.server4;
     const s6 = LAB.server6;
     const ops: ClientOp[] = [

@@ -26,7 +26,8 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.end(labBytes(n));
     return;
   }
-  const body = `hello from the lab server ${req.socket.localAddress}:${req.socket.localPort}; you are ${req.socket.remoteAddress}:${req.socket.remotePort}\n`;
+  const plain = (a: string | undefined): string => (a ?? '?').replace(/^::ffff:/, '');
+  const body = `hello from the lab server ${plain(req.socket.localAddress)} port ${req.socket.localPort}; you are ${plain(req.socket.remoteAddress)} port ${req.socket.remotePort}\n`;
   res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
 }
 
