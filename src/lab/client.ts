@@ -30,7 +30,7 @@ export interface ClientResult {
   error?: string;
 }
 
-const REQUEST_TIMEOUT_MS = 8000;
+const REQUEST_TIMEOUT_MS = 15000;
 
 function get(host: string, port: number, path: string, onData: (b: Buffer) => void): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { BULK_BYTES, formatTable, HTTP_REQUESTS, runCheck, UDP_DATAGRAMS } from './check';
-import { EXAMPLE_HOOKS, Lab, LAB_PORTS } from './lab';
+import { EXAMPLE_HOOKS, Lab, LAB_PORTS, resolveHook } from './lab';
 import { LAB, LAB_ROLES, labNsExists, type LabRole } from './topology';
 
 const STATE = process.env.GWLBTUN_LAB_STATE ?? '/run/gwlbtun-lab.json';
@@ -153,6 +153,13 @@ async function main(): Promise<number> {
   }
   if (isCheck) {
     if (rest.length > 0) fail(`--check takes only --hook, not ${rest.join(' ')}`);
+    for (const h of hooks) {
+      try {
+        resolveHook(h);
+      } catch (e) {
+        fail((e as Error).message);
+      }
+    }
     return check(hooks);
   }
   if (hooks.length > 1) fail('one --hook at a time');
