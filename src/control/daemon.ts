@@ -56,6 +56,9 @@ export class Daemon {
   readonly hookStats: Record<'create' | 'destroy', HookStats>;
   flowExpiries = 0;
   shuttingDown = false;
+  /** A signal started the drain (--drain, src/control/stop.ts): health answers 503 while
+   * traffic still flows, until shutdown() begins. */
+  draining = false;
   /** null with --no-sysctl. */
   readonly sysctls: InterfaceSysctls | null;
 
@@ -133,14 +136,21 @@ export class Daemon {
   }
 
   /** Healthy: every worker alive, its UDP socket bound and its loop turning (a loop iteration
-   * lasts at most about 100 ms; 5 s without one means it is wedged), and not shutting down. */
+   * lasts at most about 100 ms; 5 s without one means it is wedged), and neither draining nor
+   * shutting down. */
   healthy(): boolean {
-    if (this.shuttingDown) return false;
+    if (this.shuttingDown || this.draining) return false;
     return this.workers.healthy();
   }
 
   workerStatus(): WorkerStatus[] {
     return this.workers.workerStatus();
+  }
+
+  /** Answer health checks with 503 from now on (GWLB then sends new flows to other targets);
+   * packets keep flowing both ways, endpoints are still created and workers restarted. */
+  drain(): void {
+    this.draining = true;
   }
 
   /** Stop receiving, destroy every endpoint (DESTROY hooks), stop the workers. */
