@@ -12,6 +12,7 @@ import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString, native } from './io/native';
 import { installClockStepFromEnv } from './flow/clock-failpoint';
+import { StopSequence } from './control/stop';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -50,6 +51,9 @@ Options of this edition:
   --no-return           Decapsulate only: no gwo- interfaces, no flow table, nothing is sent back
                         to GWLB. Hooks get 'none' as their third argument.
   --hook-timeout SECS   Kill a hook that runs longer than SECS (default 30).
+  --drain SECS          On SIGTERM/SIGINT, first answer health checks with 503 and keep carrying
+                        traffic for SECS (0 to 3600, default 0), then shut down; a second signal
+                        ends the drain early.
   --log-format FORMAT   text (default; stderr, millisecond timestamps) or json (one object a line).
   --gwlb-cidr CIDR      Accept Geneve only from this IPv4 network (repeatable). Default: any
                         source, with a warning at start-up.
@@ -81,7 +85,8 @@ Hook arguments (the hook is executed directly, without a shell):
 Health: 200 when every worker is alive and its UDP socket bound, 503 otherwise and while shutting
 down. GET /metrics on the same port answers in the Prometheus text format.
 Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0; a second signal
-exits at once.
+exits at once (code 1). With --drain SECS the signal first starts the drain (health 503, traffic
+still carried) and the shutdown follows after SECS or at a second signal; a third exits at once.
 `;
 
 export class UsageError extends Error {}
@@ -91,6 +96,8 @@ export interface CliResult {
   daemon: DaemonOptions;
   healthPort: number | null;
   healthStyle: HealthStyle;
+  /** --drain: seconds of draining on the first signal (0: none). */
+  drainS: number;
   log: LogConfig;
   /** Lines for the log once it exists (e.g. the worker count was capped). */
   notes: string[];
@@ -173,6 +180,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         'idle-other': { type: 'string' },
         'no-return': { type: 'boolean' },
         'hook-timeout': { type: 'string' },
+        drain: { type: 'string' },
         'log-format': { type: 'string' },
         'gwlb-cidr': { type: 'string', multiple: true },
         'max-endpoints': { type: 'string' },
@@ -250,6 +258,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     daemon,
     healthPort: port,
     healthStyle: values.simple === true ? 'simple' : values.json === true ? 'json' : 'html',
+    drainS: int('--drain', s('drain'), 0, 3600) ?? 0,
     log,
     notes,
   };
@@ -313,28 +322,13 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     return fail(`cannot allocate the shared memory (flow table of ${cli.daemon.maxFlows} flows: ${Math.ceil(flowTableBytes(cli.daemon.maxFlows) / 1e6)} MB): ${(e as Error).message}`);
   }
-  let stopping = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (stopping) {
-      log.important('core', `${sig} again: exiting at once`);
-      process.exit(1);
-    }
-    stopping = true;
-    log.important('core', `${sig}: shutting down`);
-    const hard = setTimeout(() => {
-      log.critical('core', 'shutdown took longer than 5 s plus twice the hook timeout; exiting');
-      process.exit(1);
-      // A CREATE hook still running when the signal came finishes first, then DESTROY runs.
-    }, 5000 + 2 * cli.daemon.hookTimeoutS * 1000);
-    hard.unref();
-    d.shutdown().then(
-      () => {
-        log.important('core', 'stopped');
-        process.exit(0);
-      },
-      (e: Error) => fail(`shutdown failed: ${e.message}`),
-    );
-  };
+  // The stop sequence (src/control/stop.ts): drain (--drain), shutdown, and their limits.
+  const stop = new StopSequence(
+    { drain: () => d.drain(), shutdown: () => d.shutdown() },
+    { drainS: cli.drainS, hookTimeoutS: cli.daemon.hookTimeoutS, exit: (code) => process.exit(code) },
+    log,
+  );
+  const onSignal = (sig: NodeJS.Signals): void => stop.signal(sig);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // A signal during start-up is a shutdown like any other: onSignal runs it and exits 0; what
@@ -342,11 +336,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await d.start();
   } catch (e) {
-    if (stopping) return;
+    if (stop.phase !== 'running') return;
     await d.shutdown().catch(() => undefined);
     fail((e as Error).message);
   }
-  if (stopping) return;
+  if (stop.phase !== 'running') return;
   if (cli.healthPort !== null) {
     try {
       await startHealthServer(d, cli.healthPort, cli.healthStyle);
@@ -355,7 +349,8 @@ export async function main(argv: string[]): Promise<void> {
       fail(`health check port ${cli.healthPort}: ${(e as Error).message}`);
     }
   }
-  log.important('core', `gwlbtun started: ${cli.daemon.workers} worker(s), UDP ${cli.daemon.udpPort}` + (cli.healthPort !== null ? `, health on TCP ${cli.healthPort}` : ''));
+  stop.started = true; // from now on a signal drains first (with --drain)
+  log.important('core', `gwlbtun started: ${cli.daemon.workers} worker(s), UDP ${cli.daemon.udpPort}` + (cli.healthPort !== null ? `, health on TCP ${cli.healthPort}` : '') + (cli.drainS > 0 ? `, drain ${cli.drainS} s` : ''));
 }
 
 if (require.main === module) {

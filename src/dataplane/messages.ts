@@ -24,7 +24,7 @@ export interface WorkerConfig {
   ctrlSab: SharedArrayBuffer;
   /** -x: hex dumps in the dropped-packet log lines. */
   hexDump: boolean;
-  /** Test fault injection (GWLBTUN_FAILPOINT, see Daemon): after this many received packets
+  /** Test fault injection (GWLBTUN_FAILPOINT, see src/control/workers.ts): after this many received packets
    * (-1: never) the worker throws ('crash') or spins without turning its loop ('wedge');
    * startDelayMs delays its start (a slow start-up). */
   failAfter: number;

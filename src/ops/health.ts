@@ -1,6 +1,7 @@
 // Health check and metrics on one TCP port (-p), like the original's health listener:
 // every request gets an HTTP/1.1 answer, 200 when every worker is alive and its UDP socket
-// bound, 503 otherwise and while shutting down, `Cache-Control: max-age=0, no-cache`.
+// bound, 503 otherwise, while draining (--drain) and while shutting down,
+// `Cache-Control: max-age=0, no-cache`.
 // Body: HTML (default), JSON (-j, schema in docs/operations.md) or empty (-s).
 // GET /metrics answers in the Prometheus text exposition format instead.
 //
@@ -26,6 +27,7 @@ export function healthSnapshot(d: Daemon): Record<string, unknown> {
   return {
     healthy: d.healthy(),
     shuttingDown: d.shuttingDown,
+    draining: d.draining,
     uptimeSeconds: Math.round((now - d.startedMs) / 1000),
     workers: d.workerStatus().map((w) => ({
       ...w,

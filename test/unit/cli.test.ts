@@ -22,6 +22,7 @@ test('defaults follow GWLB and the original', () => {
   assert.equal(c.daemon.udpPort, 6081);
   assert.equal(c.healthPort, null);
   assert.equal(c.healthStyle, 'html');
+  assert.equal(c.drainS, 0, 'no drain: a signal shuts down at once, as before');
   assert.equal(c.log.levels.core, LEVEL.important);
 });
 
@@ -104,6 +105,22 @@ test('new flags', () => {
   assert.deepEqual(parseCidr('x', '0.0.0.0/0'), [0, 0]);
 });
 
+test('--drain SECS: 0 to 3600 seconds', () => {
+  assert.equal(parseCli(['--drain', '30']).drainS, 30);
+  assert.equal(parseCli(['--drain', '0']).drainS, 0);
+  assert.equal(parseCli(['--drain', '3600']).drainS, 3600);
+  assert.equal(parseCli(['--drain=45', '-p', '8080']).drainS, 45);
+  for (const [argv, re] of [
+    [['--drain', '3601'], /^--drain: 3601 is out of range \(0 to 3600\)$/],
+    [['--drain', '-1'], /--drain/],
+    [['--drain', '1.5'], /^--drain: '1\.5' is not a whole number$/],
+    [['--drain', 'abc'], /^--drain: 'abc' is not a whole number$/],
+    [['--drain'], /--drain/],
+  ] as [string[], RegExp][]) {
+    assert.throws(() => parseCli(argv), (e: unknown) => e instanceof UsageError && re.test((e as Error).message), argv.join(' '));
+  }
+});
+
 test('bad flags and values are usage errors naming the flag', () => {
   const cases: [string[], RegExp][] = [
     [['--bogus'], /bogus/],
@@ -130,7 +147,7 @@ test('bad flags and values are usage errors naming the flag', () => {
 });
 
 test('help lists every flag, the hook arguments, the logging sections and levels', () => {
-  for (const f of ['-h', '-c', '-r', '-t', '-i', '-p', '-j', '-s', '-d', '-x', '--udpthreads', '--udpaffinity', '--tunthreads', '--tunaffinity', '--logging', '--idle-other', '--no-return', '--hook-timeout', '--log-format', '--gwlb-cidr', '--max-endpoints', '--max-flows']) {
+  for (const f of ['-h', '-c', '-r', '-t', '-i', '-p', '-j', '-s', '-d', '-x', '--udpthreads', '--udpaffinity', '--tunthreads', '--tunaffinity', '--logging', '--idle-other', '--no-return', '--hook-timeout', '--log-format', '--gwlb-cidr', '--max-endpoints', '--max-flows', '--drain']) {
     assert.ok(HELP.includes(f), f);
   }
   for (const w of ['CREATE', 'DESTROY', 'gwi-<X>', 'gwo-<X>', 'core udp geneve tunnel healthcheck', 'critical important info debug debugdetail']) {

@@ -9,6 +9,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parseCli } from '../../src/cli';
+import { shutdownLimitMs } from '../../src/control/stop';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const UNIT = path.join(ROOT, 'examples', 'systemd', 'gwlbtun.service');
@@ -102,11 +104,17 @@ test('ExecStart runs the installed daemon with create/destroy hooks and a health
   assert.ok(Number.isInteger(port) && port >= 1024 && port <= 65535, `health port ${port} >= 1024`);
 });
 
-test('stops with SIGTERM, waits longer than gwlbtun gives its own shutdown, restarts on failure', () => {
+test('stops with SIGTERM after a drain, waits longer than gwlbtun gives its own stop, restarts on failure', () => {
   assert.equal(one('KillSignal'), 'SIGTERM');
   const stop = Number(one('TimeoutStopSec'));
-  // gwlbtun exits by itself after 5 s + twice the hook timeout (default 30 s): see src/cli.ts.
-  assert.ok(stop > 65, `TimeoutStopSec ${stop} > 65`);
+  const cli = parseCli(one('ExecStart').split(/\s+/).slice(1).map((a) => a.split(`${INSTALL_DIR}/`).join(`${ROOT}/`)));
+  // A drain long enough for GWLB's default health check (10 s interval x 2 checks) to see the
+  // 503 before the endpoints go (docs/operations.md, "Draining").
+  assert.ok(cli.drainS >= 20, `--drain ${cli.drainS} >= 20`);
+  // gwlbtun exits by itself after the drain + 5 s + twice the hook timeout (src/control/stop.ts);
+  // systemd must not kill it (SIGKILL, no DESTROY hooks) before that.
+  const limitS = cli.drainS + shutdownLimitMs(cli.daemon.hookTimeoutS) / 1000;
+  assert.ok(stop > limitS, `TimeoutStopSec ${stop} > ${limitS} (drain ${cli.drainS} + 5 + 2 x ${cli.daemon.hookTimeoutS})`);
   assert.equal(one('Restart'), 'on-failure');
 });
 

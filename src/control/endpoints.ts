@@ -1,0 +1,422 @@
+// The endpoint lifecycle: one GWLB endpoint (ENI ID) = one gwi-/gwo- TUN pair.
+//
+// Owns: the endpoint table (by ENI hex and by slot), slots and their generations, the per-ENI
+// serial queues in which CREATE, DESTROY and teardown run, the removal acknowledgements, the
+// refusal window of an endpoint whose interface vanished, the -t idle check, the sysctl keeper's
+// calls, and every endpoint's TUN queue descriptors (attached or detached per worker).
+// Promises: on a worker's 'new' for an unknown ENI ID it creates the devices (one queue per
+// worker per device), runs the CREATE hook, then hands every live worker its queues ('add'); on
+// idle timeout, a deleted device, or shutdown it takes the endpoint away from every worker
+// ('remove', acknowledged by endpoint id, or the worker's exit), runs DESTROY exactly once, and
+// closes the queues (the kernel deletes a non-persistent TUN device with its last queue). An
+// endpoint id carries its slot's generation, so nothing of a destroyed endpoint (a late
+// acknowledgement, a flow) is ever taken for the next one in its slot. Workers are reached
+// only through the WorkerControl given (src/control/workers.ts).
+
+import { native } from '../io/native';
+import { endpointNames } from '../wire/eni';
+import { monoMs } from '../flow/clock';
+import { EP, type CounterReader } from '../dataplane/counters';
+import { Drop } from '../wire/reasons';
+import type { FromWorker, ToWorker } from '../dataplane/messages';
+import { runHook, SerialQueues, type HookResult } from './hooks';
+import { newSysctlMarks, WATCH_MS, type InterfaceSysctls, type SysctlMarks } from './sysctl';
+import { LEVEL, type Logger } from '../ops/log';
+import type { DaemonOptions } from './daemon';
+
+export const TUN_MTU = 8500;
+/** Packets each TUN queue holds for us between two reads (the kernel's default is 500). Measured
+ * (bench/, two workers near saturation): gwo- queues of 500 overflowed while a worker was busy
+ * receiving; a longer ring absorbs that. It costs memory only while packets wait. */
+export const TUN_TXQUEUELEN = 2048;
+/** How long an endpoint whose interface was deleted right after creation is refused. */
+const REFUSE_MS = 10_000;
+/** A worker's loop turns at least every 100 ms; one that has not acknowledged a removal within
+ * this long is wedged, and is terminated (then restarted) rather than trusted to have let go of
+ * the endpoint's descriptors. */
+const ACK_TIMEOUT_MS = 5000;
+
+export type EndpointState = 'creating' | 'ready' | 'destroying';
+
+export interface Endpoint {
+  eni: bigint;
+  hi: number;
+  lo: number;
+  hex: string;
+  gwi: string;
+  gwo: string;
+  slot: number;
+  epId: number;
+  state: EndpointState;
+  gwiFds: number[];
+  gwoFds: number[];
+  /** Per worker: its queues of this endpoint are detached (the worker is dead or not yet up),
+   * so the kernel queues nothing on them; attached again right before the worker's 'add'. */
+  detached: boolean[];
+  /** DESTROY has run and the queues are closed: nothing is left to do for it. */
+  destroyed: boolean;
+  /** Monotonic ms (src/flow/clock.ts), like every time kept here. */
+  createdMs: number;
+  readyMs: number;
+  /** A packet arrived while it was being destroyed: create it again afterwards. */
+  recreate: boolean;
+  sysctl: SysctlMarks;
+}
+
+export interface HookStats {
+  runs: number;
+  failures: number;
+  timeouts: number;
+  durationMsTotal: number;
+}
+
+/** What the lifecycle needs of the workers (src/control/workers.ts). */
+export interface WorkerControl {
+  post(index: number, m: ToWorker): void;
+  alive(index: number): boolean;
+  aliveIndexes(): number[];
+  terminate(index: number): void;
+}
+
+export class EndpointLifecycle {
+  readonly endpoints = new Map<string, Endpoint>(); // by ENI hex
+  readonly bySlot: (Endpoint | undefined)[];
+  readonly hookStats: Record<'create' | 'destroy', HookStats> = {
+    create: { runs: 0, failures: 0, timeouts: 0, durationMsTotal: 0 },
+    destroy: { runs: 0, failures: 0, timeouts: 0, durationMsTotal: 0 },
+  };
+  endpointsCreated = 0;
+  endpointsDestroyed = 0;
+
+  private readonly slotGen: Uint16Array;
+  private readonly freeSlots: number[] = [];
+  private readonly serial = new SerialQueues();
+  /** ENI IDs whose interfaces vanished right after creation: refused until the time given (monotonic ms). */
+  private readonly refusedUntil = new Map<string, number>();
+  /** Removals waiting for acknowledgements, keyed by endpoint id (slot and generation), so a
+   * late acknowledgement for one endpoint never completes the wait of the next one in its slot. */
+  private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
+  private timers: NodeJS.Timeout[] = [];
+  private readonly nat = native();
+
+  constructor(
+    private readonly opts: DaemonOptions,
+    private readonly log: Logger,
+    private readonly counters: CounterReader,
+    /** null with --no-sysctl. */
+    private readonly sysctls: InterfaceSysctls | null,
+    private readonly workers: WorkerControl,
+    /** The daemon is shutting down: no new endpoint, no re-creation, no refusal. */
+    private readonly shuttingDown: () => boolean,
+  ) {
+    this.bySlot = new Array<Endpoint | undefined>(opts.maxEndpoints).fill(undefined);
+    this.slotGen = new Uint16Array(opts.maxEndpoints);
+    for (let s = opts.maxEndpoints - 1; s >= 0; s--) this.freeSlots.push(s);
+  }
+
+  /** The endpoint id is that of a live endpoint (the flow sweeper drops flows of others). */
+  live(epId: number): boolean {
+    const e = this.bySlot[epId & 0xffff];
+    return e !== undefined && e.epId === epId >>> 0 && e.state !== 'destroying';
+  }
+
+  /** The idle check (-t) and the sysctl keeper; unref'd. */
+  startTimers(): void {
+    if (this.opts.endpointTimeoutS > 0) this.timers.push(setInterval(() => this.checkIdleEndpoints(), 250));
+    const sysctls = this.sysctls;
+    if (sysctls !== null) this.timers.push(setInterval(() => sysctls.tick(this.bySlot, this.endpoints.size), WATCH_MS));
+    for (const t of this.timers) t.unref();
+  }
+
+  stopTimers(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+  }
+
+  /** A worker is up: it gets every ready endpoint (its queues attached again first). */
+  workerUp(index: number): void {
+    for (const e of this.endpoints.values()) if (e.state === 'ready') this.sendAdd(e, index);
+  }
+
+  /** A worker has exited: its TUN queues are detached, so the kernel queues this worker's share
+   * of the returns on the live workers' queues instead of on a queue nobody reads. What waits
+   * there is read (and counted) first: detaching a queue makes the kernel discard what it
+   * holds. Then every removal it owed is acknowledged on its behalf. Returns the packets read. */
+  workerExited(index: number, drain: (fd: number) => number): number {
+    let lost = 0;
+    for (const e of this.endpoints.values()) {
+      if (e.destroyed) continue;
+      for (const fd of [e.gwiFds[index], e.gwoFds[index]]) {
+        if (fd === undefined || fd < 0) continue;
+        const n = drain(fd);
+        this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, n, e.slot);
+        lost += n;
+        if (!e.detached[index]) {
+          try {
+            this.nat.tunSetQueue(fd, false);
+          } catch {
+            // the device is gone: nothing is queued on it any more
+          }
+        }
+      }
+      e.detached[index] = true;
+    }
+    // Acknowledge any removal this worker can no longer acknowledge.
+    for (const [id, wait] of this.removeWaits) {
+      wait.pending.delete(index);
+      if (wait.pending.size === 0) {
+        this.removeWaits.delete(id);
+        wait.done();
+      }
+    }
+    return lost;
+  }
+
+  /** A worker's 'new', 'removed' or 'gone'. */
+  message(m: FromWorker): void {
+    if (m.t === 'new') this.onNewEni(m.index, m.hi, m.lo);
+    else if (m.t === 'removed') {
+      const wait = this.removeWaits.get(m.epId);
+      if (wait !== undefined) {
+        wait.pending.delete(m.index);
+        if (wait.pending.size === 0) {
+          this.removeWaits.delete(m.epId);
+          wait.done();
+        }
+      }
+    } else if (m.t === 'gone') {
+      const e = this.bySlot[m.slot];
+      if (e !== undefined && e.state === 'ready') {
+        this.log.important('tunnel', `interface of endpoint ${e.hex} went away (errno ${m.errno}); tearing it down`);
+        void this.destroy(e, 'device deleted');
+      }
+    }
+  }
+
+  private onNewEni(worker: number, hi: number, lo: number): void {
+    const eni = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    const names = endpointNames(eni);
+    const existing = this.endpoints.get(names.hex);
+    if (existing !== undefined) {
+      if (existing.state === 'destroying') existing.recreate = true;
+      else if (existing.state === 'ready') this.sendAdd(existing, worker); // worker lost it (restart race)
+      return; // 'creating': every worker gets 'add' when it is done
+    }
+    if (this.shuttingDown()) return;
+    const refused = this.refusedUntil.get(names.hex);
+    if (refused !== undefined) {
+      if (monoMs() < refused) {
+        this.workers.post(worker, { t: 'reject', hi, lo, failed: true });
+        return;
+      }
+      this.refusedUntil.delete(names.hex);
+    }
+    const slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      this.log.limited('endpoint-limit', 'core', LEVEL.important, `endpoint limit (${this.opts.maxEndpoints}) reached; dropping traffic of ENI ${names.hex}`);
+      this.workers.post(worker, { t: 'reject', hi, lo, failed: false });
+      return;
+    }
+    const gen = (this.slotGen[slot] = (this.slotGen[slot] + 1) & 0xffff);
+    const e: Endpoint = {
+      eni,
+      hi: hi >>> 0,
+      lo: lo >>> 0,
+      hex: names.hex,
+      gwi: names.gwi,
+      gwo: names.gwo,
+      slot,
+      epId: (slot | (gen << 16)) >>> 0,
+      state: 'creating',
+      gwiFds: [],
+      gwoFds: [],
+      detached: [],
+      destroyed: false,
+      createdMs: monoMs(),
+      readyMs: 0,
+      recreate: false,
+      sysctl: newSysctlMarks(),
+    };
+    this.endpoints.set(e.hex, e);
+    this.bySlot[slot] = e;
+    void this.serial.run(e.hex, () => this.create(e));
+  }
+
+  private async create(e: Endpoint): Promise<void> {
+    try {
+      for (let i = 0; i < this.opts.workers; i++) {
+        e.gwiFds.push(this.nat.tunOpen(e.gwi));
+        if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo));
+      }
+      this.sysctls?.apply(e); // before the links go up and before the hook
+      this.nat.linkSetup(e.gwi, TUN_MTU, TUN_TXQUEUELEN);
+      if (!this.opts.noReturn) this.nat.linkSetup(e.gwo, TUN_MTU, TUN_TXQUEUELEN);
+      // A worker that is down (restarting) must not have the kernel queue returns on its queues.
+      for (let i = 0; i < this.opts.workers; i++) {
+        e.detached[i] = false;
+        if (!this.workers.alive(i)) this.setQueues(e, i, false);
+      }
+    } catch (err) {
+      this.log.critical('tunnel', `cannot create interfaces for endpoint ${e.hex}: ${(err as Error).message}`);
+      this.closeFds(e);
+      this.releaseSlot(e);
+      for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
+      return;
+    }
+    this.log.important('tunnel', `endpoint ${e.hex}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
+    if (this.opts.createHook !== null) await this.hook('create', e);
+    if (this.shuttingDown()) return; // shutdown() destroys it
+    this.sysctls?.check(e); // changed during the hook (udev): fix it before held packets go
+    e.state = 'ready';
+    e.readyMs = monoMs();
+    this.endpointsCreated++;
+    for (let i = 0; i < this.opts.workers; i++) this.sendAdd(e, i);
+  }
+
+  private sendAdd(e: Endpoint, i: number): void {
+    if (!this.workers.alive(i)) return; // it gets every endpoint when it is up
+    if (e.detached[i]) {
+      try {
+        this.setQueues(e, i, true);
+      } catch (err) {
+        this.log.important('tunnel', `endpoint ${e.hex}: cannot attach worker ${i}'s queues again: ${(err as Error).message}`);
+        return;
+      }
+    }
+    this.workers.post(i, { t: 'add', hi: e.hi, lo: e.lo, slot: e.slot, epId: e.epId, gwi: e.gwiFds[i], gwo: e.gwoFds[i] ?? -1 });
+  }
+
+  /** Attach or detach worker i's queues of an endpoint (TUNSETQUEUE). */
+  private setQueues(e: Endpoint, i: number, attach: boolean): void {
+    for (const fd of [e.gwiFds[i], e.gwoFds[i]]) if (fd !== undefined && fd >= 0) this.nat.tunSetQueue(fd, attach);
+    e.detached[i] = !attach;
+  }
+
+  private async hook(kind: 'create' | 'destroy', e: Endpoint): Promise<HookResult | null> {
+    const file = kind === 'create' ? this.opts.createHook : this.opts.destroyHook;
+    if (file === null) return null;
+    const args = [kind === 'create' ? 'CREATE' : 'DESTROY', e.gwi, this.opts.noReturn ? 'none' : e.gwo, e.hex];
+    const r = await runHook(file, args, this.opts.hookTimeoutS * 1000);
+    const st = this.hookStats[kind];
+    st.runs++;
+    st.durationMsTotal += r.durationMs;
+    const ok = r.code === 0 && !r.timedOut && r.error === undefined;
+    if (!ok) st.failures++;
+    if (r.timedOut) st.timeouts++;
+    const fields = { hook: file, args: args.join(' '), exit: r.code, signal: r.signal, ms: r.durationMs };
+    if (r.error !== undefined) this.log.important('core', `${kind} hook could not run: ${r.error}`, fields);
+    else if (r.timedOut) this.log.important('core', `${kind} hook timed out after ${this.opts.hookTimeoutS} s and was killed`, fields);
+    else if (r.code !== 0) this.log.important('core', `${kind} hook failed`, fields);
+    else this.log.info('core', `${kind} hook done`, fields);
+    // A failing hook's output is what the operator needs to see: log it at the failure's level.
+    if (r.output.length > 0) this.log.log('core', ok ? LEVEL.info : LEVEL.important, `${kind} hook output: ${r.output.trimEnd()}`);
+    return r;
+  }
+
+  private checkIdleEndpoints(): void {
+    const limitMs = this.opts.endpointTimeoutS * 1000;
+    const now = monoMs();
+    for (const e of this.endpoints.values()) {
+      if (e.state !== 'ready') continue;
+      const last = Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS));
+      if (now - last >= limitMs) {
+        this.log.important('tunnel', `endpoint ${e.hex}: no traffic for ${this.opts.endpointTimeoutS} s; destroying`);
+        void this.destroy(e, 'idle');
+      }
+    }
+  }
+
+  /** Take the endpoint away from every worker, run DESTROY, close the queues. */
+  destroy(e: Endpoint, why: string): Promise<void> {
+    if (e.state === 'destroying') return Promise.resolve();
+    e.state = 'destroying';
+    return this.serial.run(e.hex, async () => {
+      await this.removeFromWorkers(e);
+      if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+      this.closeFds(e);
+      e.destroyed = true;
+      this.endpointsDestroyed++;
+      this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
+      this.counters.resetEndpoint(e.slot);
+      this.releaseSlot(e);
+      if (why === 'device deleted' && monoMs() - e.readyMs < 5000 && !this.shuttingDown()) {
+        // Deleted within seconds of its creation (a hook that deletes its own interface?):
+        // refuse its traffic for a while (counted as endpoint_failed) instead of re-creating it
+        // in a tight loop; the workers forget the refusal after 10 s.
+        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
+        if (this.refusedUntil.size >= this.opts.maxEndpoints) this.refusedUntil.clear(); // bounded
+        this.refusedUntil.set(e.hex, monoMs() + REFUSE_MS);
+        for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
+        return;
+      }
+      if (e.recreate && !this.shuttingDown()) {
+        // Packets arrived meanwhile and are held by a worker: create it again now.
+        this.onNewEni(0, e.hi, e.lo);
+      }
+    });
+  }
+
+  /** Take the endpoint away from every live worker and wait until each has acknowledged it or
+   * exited: only then may its descriptors be closed (a number closed while a worker still
+   * uses it could soon name a new TUN queue or a hook's pipe). A worker that does not answer
+   * within ACK_TIMEOUT_MS is wedged: it is terminated, which ends the wait (and restarts it). */
+  private removeFromWorkers(e: Endpoint): Promise<void> {
+    const pending = new Set<number>(this.workers.aliveIndexes());
+    if (pending.size === 0) return Promise.resolve();
+    const id = e.epId;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        const wait = this.removeWaits.get(id);
+        if (wait === undefined) return;
+        for (const i of wait.pending) {
+          this.log.critical('core', `worker ${i} did not let go of endpoint ${e.hex} within ${ACK_TIMEOUT_MS} ms; terminating it`);
+          this.workers.terminate(i);
+        }
+      }, ACK_TIMEOUT_MS);
+      timer.unref();
+      this.removeWaits.set(id, {
+        pending,
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+      for (const i of pending) this.workers.post(i, { t: 'remove', slot: e.slot, epId: id });
+    });
+  }
+
+  /** At shutdown, once no worker runs any more (so none uses a queue and no 'remove' round trip
+   * is needed): every endpoint, in its own serial queue. One being created finishes its CREATE
+   * hook first, one already being destroyed (idle, device deleted) finishes that and is skipped
+   * here, so DESTROY runs exactly once per endpoint. */
+  async destroyAll(): Promise<void> {
+    const all = [...this.endpoints.values()];
+    await Promise.all(
+      all.map((e) =>
+        this.serial.run(e.hex, async () => {
+          if (e.destroyed) return;
+          e.state = 'destroying';
+          if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+          this.closeFds(e);
+          e.destroyed = true;
+          this.endpointsDestroyed++;
+          this.releaseSlot(e);
+        }),
+      ),
+    );
+  }
+
+  private closeFds(e: Endpoint): void {
+    for (const fd of [...e.gwiFds, ...e.gwoFds]) this.nat.close(fd);
+    e.gwiFds = [];
+    e.gwoFds = [];
+  }
+
+  private releaseSlot(e: Endpoint): void {
+    if (this.endpoints.get(e.hex) === e) this.endpoints.delete(e.hex);
+    if (this.bySlot[e.slot] === e) {
+      this.bySlot[e.slot] = undefined;
+      this.freeSlots.push(e.slot);
+    }
+  }
+}

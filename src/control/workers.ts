@@ -1,0 +1,312 @@
+// Worker supervision: the data-plane workers as the main thread sees them.
+//
+// Owns: the worker threads, the control buffer (stop flag and message sequence per worker), and
+// the descriptors the main thread opens for each worker (UDP socket, raw socket, epoll set) and
+// closes when that worker exits, however it exits.
+// Promises: a worker that dies is restarted with back-off (1 s doubling to 30 s) unless the
+// daemon is shutting down; on its exit what it had is counted as worker_died, its UDP socket is
+// closed (SO_REUSEPORT gives its share to the others), and the owner (the endpoint lifecycle) is
+// told, so that it detaches the worker's TUN queues and settles the acknowledgements the worker
+// owed. Messages are posted only to live workers. It knows nothing of endpoints itself.
+
+import * as path from 'node:path';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { native } from '../io/native';
+import { monoMs } from '../flow/clock';
+import { C, type CounterReader } from '../dataplane/counters';
+import { Drop } from '../wire/reasons';
+import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
+import { LEVEL, type Logger, type Section } from '../ops/log';
+import type { DaemonOptions } from './daemon';
+
+/** What the supervisor needs from whoever owns the endpoints. */
+export interface WorkerOwner {
+  /** Worker `index` has started (or restarted) and is alive: hand it every ready endpoint. */
+  workerUp(index: number): void;
+  /** Worker `index` has exited: read (with `drain`) and count what waits on its TUN queues,
+   * detach them, and acknowledge the removals it can no longer acknowledge. Returns the number
+   * of packets so read. */
+  workerExited(index: number, drain: (fd: number) => number): number;
+  /** Every message of a worker other than 'up' and 'log'. */
+  message(m: FromWorker): void;
+}
+
+interface WorkerSlot {
+  index: number;
+  worker: Worker | null;
+  port: MessagePort | null;
+  alive: boolean;
+  restarts: number;
+  stopping: boolean;
+  startedMs: number;
+  /** Descriptors opened here for the worker and closed here when it exits (-1: none). */
+  udpFd: number;
+  rawFd: number;
+  epFd: number;
+}
+
+export interface WorkerStatus {
+  index: number;
+  alive: boolean;
+  restarts: number;
+  heartbeatAgeMs: number;
+}
+
+export class WorkerSupervisor {
+  private readonly ctrlSab: SharedArrayBuffer;
+  private readonly ctrl: Int32Array;
+  private readonly workers: WorkerSlot[] = [];
+  private drainBuf: Uint8Array | null = null;
+  private readonly nat = native();
+
+  constructor(
+    private readonly opts: DaemonOptions,
+    private readonly log: Logger,
+    private readonly counters: CounterReader,
+    private readonly sabs: { counterSab: SharedArrayBuffer; flowSab: SharedArrayBuffer | null },
+    private readonly owner: WorkerOwner,
+    /** The daemon is shutting down: no restart, no loss report. */
+    private readonly shuttingDown: () => boolean,
+  ) {
+    this.ctrlSab = new SharedArrayBuffer(opts.workers * CTRL_CELLS * 4);
+    this.ctrl = new Int32Array(this.ctrlSab);
+  }
+
+  /** Start every worker; resolves once each has bound its UDP socket, rejects with the first
+   * worker's setup error (port in use, missing capability). */
+  async startAll(): Promise<void> {
+    // Probe the port without SO_REUSEPORT first: the workers bind with it, and a second process
+    // bound with SO_REUSEPORT too would otherwise silently share (steal) our traffic.
+    try {
+      const fd = this.nat.udpOpen(this.opts.udpPort, 0, false);
+      this.nat.close(fd);
+    } catch (e) {
+      throw withCode(e, `cannot bind UDP port ${this.opts.udpPort}`);
+    }
+    try {
+      this.nat.close(this.nat.rawOpen(0));
+    } catch (e) {
+      throw withCode(e, 'cannot open a raw IPv4 socket (needs CAP_NET_RAW)');
+    }
+    await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
+  }
+
+  private spawnWorker(index: number): Promise<void> {
+    let slot = this.workers[index];
+    if (slot === undefined) {
+      slot = { index, worker: null, port: null, alive: false, restarts: 0, stopping: false, startedMs: 0, udpFd: -1, rawFd: -1, epFd: -1 };
+      this.workers[index] = slot;
+    }
+    const ws = slot;
+    // The worker's descriptors are opened (and later closed) here, not in the worker: a worker
+    // that dies without running its cleanup must not leave its SO_REUSEPORT socket bound and
+    // unread, black-holing its share of GWLB's flows.
+    try {
+      ws.udpFd = this.nat.udpOpen(this.opts.udpPort, this.opts.rcvbuf, true);
+      ws.rawFd = this.nat.rawOpen(this.opts.sndbuf);
+      ws.epFd = this.nat.epollCreate();
+      this.nat.epollAdd(ws.epFd, ws.udpFd);
+    } catch (e) {
+      this.closeWorkerFds(ws);
+      return Promise.reject(withCode(e, `worker ${index}`));
+    }
+    const { port1, port2 } = new MessageChannel();
+    const cfg: WorkerConfig & { port: MessagePort } = {
+      index,
+      workers: this.opts.workers,
+      udpPort: this.opts.udpPort,
+      rcvbuf: this.opts.rcvbuf,
+      sndbuf: this.opts.sndbuf,
+      maxEndpoints: this.opts.maxEndpoints,
+      noReturn: this.opts.noReturn,
+      cpus: this.opts.cpus[index] ?? null,
+      holdPackets: this.opts.holdPackets,
+      holdMs: this.opts.holdMs,
+      allow: this.opts.allow,
+      flowSab: this.sabs.flowSab,
+      counterSab: this.sabs.counterSab,
+      ctrlSab: this.ctrlSab,
+      hexDump: this.opts.hexDump,
+      ...failpointFromEnv(index, ws.startedMs === 0),
+      logDrops: this.opts.hexDump || this.log.enabled('geneve', LEVEL.debug) || this.log.enabled('tunnel', LEVEL.debug),
+      udpFd: ws.udpFd,
+      rawFd: ws.rawFd,
+      epFd: ws.epFd,
+      port: port2,
+    };
+    Atomics.store(this.ctrl, index * CTRL_CELLS + CTRL_STOP, 0);
+    const w = new Worker(path.join(__dirname, '..', 'dataplane', 'worker.js'), {
+      workerData: cfg,
+      transferList: [port2],
+    });
+    ws.worker = w;
+    ws.port = port1;
+    ws.alive = false;
+    ws.startedMs = monoMs();
+    return new Promise<void>((resolve, reject) => {
+      let up = false;
+      w.on('message', (m: FromWorker) => {
+        if (m.t === 'up') {
+          up = true;
+          ws.alive = true;
+          // A restarted worker gets every existing endpoint back (its TUN queues stayed open,
+          // detached while it was away: descriptors belong to the process, not the thread).
+          this.owner.workerUp(index);
+          resolve();
+        } else if (m.t === 'log') this.onLog(m);
+        else this.owner.message(m);
+      });
+      w.on('error', (err) => {
+        this.log.critical('core', `worker ${index} failed: ${err.stack ?? err.message}`);
+      });
+      w.on('exit', (code) => {
+        ws.alive = false;
+        ws.worker = null;
+        this.onWorkerExit(ws);
+        if (!up) {
+          reject(new Error(`worker ${index} exited during start-up (code ${code})`));
+          return;
+        }
+        if (ws.stopping || this.shuttingDown()) return;
+        ws.restarts++;
+        // Back off from a crash loop: 1 s, 2 s, 4 s ... 30 s; a worker that ran for a minute
+        // starts from 1 s again. Health answers 503 until the new worker is up.
+        const streak = monoMs() - ws.startedMs > 60_000 ? 1 : ws.restarts;
+        const delay = Math.min(30_000, 1000 * 2 ** Math.min(streak - 1, 5));
+        this.log.critical('core', `worker ${index} exited (code ${code}); restarting in ${delay} ms`);
+        setTimeout(() => {
+          if (!this.shuttingDown()) this.spawnWorker(index).catch((e: Error) => this.log.critical('core', `worker ${index} restart failed: ${e.message}`));
+        }, delay).unref();
+      });
+    });
+  }
+
+  /** A worker has exited (crashed, terminated or stopped): nothing of it runs any more, so its
+   * counter block has no writer and its descriptors no user. Settle what it lost, give its share
+   * of traffic to the live workers, and acknowledge what it can no longer acknowledge. */
+  private onWorkerExit(ws: WorkerSlot): void {
+    const index = ws.index;
+    // Its UDP socket: what waits there is lost with it (counted); closing the socket makes the
+    // kernel spread its share of GWLB's flows over the other workers' sockets at once.
+    let lost = this.counters.settleDeadWorker(index, Drop.WORKER_DIED);
+    const queued = this.drain(ws.udpFd, true);
+    this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, queued);
+    lost += queued;
+    this.closeWorkerFds(ws);
+    // Its TUN queues (the owner's): read and counted, then detached; and the removals it owed.
+    lost += this.owner.workerExited(index, (fd) => this.drain(fd, false));
+    if (lost > 0 && !this.shuttingDown()) this.log.important('core', `worker ${index}: ${lost} packet(s) lost with it (counted as worker_died)`);
+  }
+
+  /** Read and discard what is queued on a UDP socket or TUN queue; returns the count (bounded). */
+  private drain(fd: number, udp: boolean): number {
+    if (fd < 0) return 0;
+    const SLOT = 9216;
+    const BATCH = 64;
+    this.drainBuf ??= new Uint8Array(SLOT * BATCH);
+    const meta = new Int32Array(BATCH * 5);
+    let total = 0;
+    for (let round = 0; round < 1024; round++) {
+      const n = udp ? this.nat.udpRecv(fd, this.drainBuf, SLOT, BATCH, meta) : this.nat.tunRead(fd, this.drainBuf, SLOT, 0, 0, BATCH, meta);
+      if (n <= 0) break;
+      total += n;
+    }
+    return total;
+  }
+
+  private closeWorkerFds(ws: WorkerSlot): void {
+    for (const fd of [ws.epFd, ws.udpFd, ws.rawFd]) if (fd >= 0) this.nat.close(fd);
+    ws.epFd = ws.udpFd = ws.rawFd = -1;
+  }
+
+  /** Post a message to worker `index` if it is alive (a dead one gets everything when it is up). */
+  post(index: number, m: ToWorker): void {
+    const ws = this.workers[index];
+    if (ws === undefined || ws.port === null || !ws.alive) return;
+    ws.port.postMessage(m);
+    Atomics.add(this.ctrl, index * CTRL_CELLS + CTRL_MSG_SEQ, 1);
+  }
+
+  alive(index: number): boolean {
+    return this.workers[index]?.alive === true;
+  }
+
+  /** Indexes of the live workers. */
+  aliveIndexes(): number[] {
+    const out: number[] = [];
+    for (const ws of this.workers) if (ws.alive) out.push(ws.index);
+    return out;
+  }
+
+  /** Terminate a wedged worker; its exit then settles it (and restarts it). */
+  terminate(index: number): void {
+    void this.workers[index]?.worker?.terminate();
+  }
+
+  private onLog(m: Extract<FromWorker, { t: 'log' }>): void {
+    // -x asks for the dumps whatever the level; otherwise the section's level decides.
+    const section = m.section as Section;
+    if (this.opts.hexDump && !this.log.enabled(section, m.level)) this.log.log(section, LEVEL.important, m.msg);
+    else this.log.log(section, m.level, m.msg);
+  }
+
+  /** Every worker alive, its UDP socket bound and its loop turning (a loop iteration lasts at
+   * most about 100 ms; 5 s without one means it is wedged). */
+  healthy(): boolean {
+    const now = monoMs();
+    for (let i = 0; i < this.opts.workers; i++) {
+      const ws = this.workers[i];
+      if (ws === undefined || !ws.alive || this.counters.of(i, C.UDP_BOUND) !== 1) return false;
+      if (now - this.counters.of(i, C.HEARTBEAT_MS) > 5000) return false;
+    }
+    return true;
+  }
+
+  workerStatus(): WorkerStatus[] {
+    const now = monoMs();
+    return this.workers.map((ws) => ({
+      index: ws.index,
+      alive: ws.alive,
+      restarts: ws.restarts,
+      heartbeatAgeMs: Math.max(0, now - this.counters.of(ws.index, C.HEARTBEAT_MS)),
+    }));
+  }
+
+  /** Stop every worker: ask each to leave its loop, wait up to a second, terminate the rest.
+   * Resolves when none runs any more (so none uses a TUN queue). */
+  async stopAll(): Promise<void> {
+    const exits: Promise<void>[] = [];
+    for (const ws of this.workers) {
+      ws.stopping = true;
+      Atomics.store(this.ctrl, ws.index * CTRL_CELLS + CTRL_STOP, 1);
+      const w = ws.worker;
+      if (w !== null) exits.push(new Promise((r) => w.once('exit', () => r())));
+    }
+    await Promise.race([Promise.all(exits), sleep(1000)]);
+    for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
+  }
+}
+
+/** Fault injection for the tests, GWLBTUN_FAILPOINT:
+ *   worker-crash:<index>:<packets>  that worker throws after receiving that many packets;
+ *   worker-wedge:<index>:<packets>  that worker stops turning its loop (spins) instead;
+ *   slow-start:<ms>                 every worker waits that long before it reports 'up'.
+ * Crash and wedge apply to a worker's first start only. */
+function failpointFromEnv(index: number, firstStart: boolean): Pick<WorkerConfig, 'failAfter' | 'failKind' | 'startDelayMs'> {
+  const fp = process.env.GWLBTUN_FAILPOINT ?? '';
+  const none = { failAfter: -1, failKind: 'crash' as const, startDelayMs: 0 };
+  const slow = /^slow-start:(\d+)$/.exec(fp);
+  if (slow !== null) return { ...none, startDelayMs: Number(slow[1]) };
+  const m = /^worker-(crash|wedge):(\d+):(\d+)$/.exec(fp);
+  if (m === null || Number(m[2]) !== index || !firstStart) return none;
+  return { failAfter: Number(m[3]), failKind: m[1] as 'crash' | 'wedge', startDelayMs: 0 };
+}
+
+function withCode(e: unknown, prefix: string): Error {
+  const err = e as NodeJS.ErrnoException;
+  return Object.assign(new Error(`${prefix}: ${err.message}`), { code: err.code });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
