@@ -4,18 +4,24 @@
 // word sum modulo 0xffff, so the two mix freely and foldSum finishes either), at about half the
 // cost over 1448 bytes (bench/offload.ts): each 32-bit big-endian word is read with one DataView
 // load and split into its two 16-bit halves in integer arithmetic (no double-precision adds).
-// Runs of any length and alignment. No allocation, except one DataView the first time a given Uint8Array is seen (the
-// data plane passes the same few buffers every time).
+// Runs of any length and alignment. No allocation, except one DataView when an array is not
+// among the last four seen (the data plane passes the same few buffers every time).
 
-let lastArr: Uint8Array | undefined;
-let lastView: DataView = new DataView(new ArrayBuffer(0));
+// The views of the last few arrays seen (the receive and the transmit buffer of a worker, and a
+// spare), so that alternating between buffers allocates nothing.
+const CACHE = 4;
+const cacheArr: (Uint8Array | undefined)[] = [undefined, undefined, undefined, undefined];
+const cacheView: DataView[] = [];
+for (let k = 0; k < CACHE; k++) cacheView.push(new DataView(new ArrayBuffer(0)));
+let cacheNext = 0;
 
 function viewOf(b: Uint8Array): DataView {
-  if (b !== lastArr) {
-    lastArr = b;
-    lastView = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  }
-  return lastView;
+  for (let k = 0; k < CACHE; k++) if (cacheArr[k] === b) return cacheView[k];
+  const k = cacheNext;
+  cacheNext = (k + 1) % CACHE;
+  cacheArr[k] = b;
+  cacheView[k] = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return cacheView[k];
 }
 
 /** Unfolded one's complement sum of buf[off, off+len) read as big-endian 16-bit words (an odd last
