@@ -19,15 +19,15 @@
 // bindings: the compiled CommonJS would read an imported one as a property of the module object.
 
 import type { NativeAddon } from '../io/native';
-import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from '../io/native';
-import { TunReader, TunWriter } from '../io/tun';
-import { parseGeneve, GeneveInfo, GENEVE_PORT } from '../wire/geneve';
+import { UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from '../io/native';
+import { TunWriter } from '../io/tun';
+import { parseGeneve, GeneveInfo } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
-import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
 import { Drop } from '../wire/reasons';
-import { FlowTable, FLOW_HEADER_MAX, UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED } from '../flow/table';
+import { FlowTable, UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED } from '../flow/table';
 import { monoMs, nowTicks } from '../flow/clock';
-import { Related, LOOKUP_BAD_QUOTE } from './related';
+import { Related } from './related';
+import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
 import { CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 import { LocalEndpoints, ST_PENDING, ST_READY, ST_REJECTED } from './endpoints';
@@ -39,17 +39,8 @@ import { DropLog } from './droplog';
 export const RX_BATCH = 64;
 /** A receive slot holds the largest GWLB datagram: 8500 inner + 8 Geneve + 252 options < 9216. */
 export const RX_SLOT = 9216;
-const TX_BATCH = 64;
-const TX_SLOT = 9216;
-/** Room in front of each packet read from TUN for the outer IPv4+UDP and the stored Geneve
- * header, so encapsulation is done in place, without copying the inner packet. */
-const HEADROOM = 96;
-if (HEADROOM < OUTER_HEADER_LEN + FLOW_HEADER_MAX) throw new Error('HEADROOM too small');
-/** GWLB drops returned packets whose inner packet exceeds 8500 bytes (docs/protocol.md section 1). */
-const GWLB_INNER_MTU = 8500;
 /** How many receive batches one readiness may take before TUN queues get their turn. */
 const RX_ROUNDS = 4;
-const TX_ROUNDS = 4;
 /** Longest sleep: a stop request or control message is noticed within this. */
 const IDLE_WAIT_MS = 100;
 /** How long an ENI ID refused by the main thread stays refused here before it is asked again. */
@@ -62,10 +53,6 @@ const U_SPORT = UDP_META_SPORT;
 const U_DST = UDP_META_DST;
 const U_FLAGS = UDP_META_FLAGS;
 const U_TRUNC = UDP_FLAG_TRUNCATED;
-const R_STRIDE = RAW_META_STRIDE;
-const R_OFF = RAW_META_OFF;
-const R_LEN = RAW_META_LEN;
-const R_DST = RAW_META_DST;
 
 /** What the loop is given: the thread entry passes the real ones, unit tests fakes. */
 export interface LoopDeps {
@@ -105,7 +92,6 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   /** Fragments and ICMP errors: their datagram table and lookups (src/dataplane/related.ts). */
   const related = flows === null ? null : new Related(flows, counters);
   const udpFd = cfg.udpFd;
-  const rawFd = cfg.rawFd;
   const ep = cfg.epFd;
 
   let now = nowTicks();
@@ -259,7 +245,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
       // other workers' returns on our queue, so drain it whole; reading only our own count left
       // theirs to pile up (at 140-160 kpps with 2 workers the queue overflowed).
       const limit = cfg.workers > 1 ? TX_ROUNDS * TX_BATCH : touchWritten[li];
-      if (fd >= 0 && lState[li] === ST_READY && fdOwner.get(fd) === li) tunReadable(fd, li, limit);
+      if (fd >= 0 && lState[li] === ST_READY && fdOwner.get(fd) === li) returns.readable(fd, li, limit);
     }
     touchedN = 0;
     stamp = (stamp + 1) >>> 0 || 1;
@@ -313,103 +299,8 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     flushWrites();
   }
 
-  // ---- return side -----------------------------------------------------------------------------
-  const tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM);
-  const txBuf = tunIn.buf;
-  const txLens = tunIn.lens;
-  const sMeta = new Int32Array(TX_BATCH * R_STRIDE);
-  const sSlot = new Int32Array(TX_BATCH);
-  const sLen = new Int32Array(TX_BATCH);
-  const sendStatus = new Int32Array(TX_BATCH);
-  let sCount = 0; // packets ready to send
-
-  function flushSends(): void {
-    if (sCount !== 0) {
-      // A datagram refused alone costs only itself (RAW_SEND_ERROR); a full send queue stops the
-      // batch and the rest counts as RAW_SEND_BUSY (see rawSend in src/io/native.ts).
-      const done = nat.rawSend(rawFd, txBuf, sMeta, sCount, sendStatus);
-      let sent = 0;
-      for (let i = 0; i < sCount; i++) {
-        const slot = sSlot[i];
-        if (i < done && sendStatus[i] === 0) {
-          const e = GLOBAL_CELLS + slot * EP_STRIDE;
-          counters[e + EP.TX_PACKETS] += 1;
-          counters[e + EP.TX_BYTES] += sLen[i];
-          counters[e + EP.LAST_TX_MS] = nowMs;
-          counters[C.RAW_TX_BYTES] += sMeta[i * R_STRIDE + R_LEN];
-          sent++;
-        } else dropEp(i < done ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot);
-      }
-      counters[C.RAW_TX_PACKETS] += sent;
-      counters[C.TX_IN_HAND] = 0;
-    }
-    sCount = 0;
-    tunIn.reset();
-  }
-
-  /** Encapsulate the packet in TX slot `t` (read from a TUN queue of entry li) in place. */
-  function returnOne(t: number, li: number): void {
-    const slot = lSlot[li];
-    const base = tunIn.offset(t);
-    const len = txLens[t];
-    if (flows === null) {
-      dropEp(Drop.NO_FLOW, slot);
-      return;
-    }
-    if (len > GWLB_INNER_MTU) {
-      dropEp(Drop.RETURN_TOO_BIG, slot);
-      return;
-    }
-    if (!flowKeyFromIp(txBuf, base, len, key)) {
-      dropEp(Drop.RETURN_MALFORMED, slot);
-      return;
-    }
-    key[0] = lEpId[li];
-    // No ports: maybe a fragment or an ICMP error, matched through its datagram or its quote.
-    const h = key[10] !== 0 ? flows.lookupInto(key, txBuf, base, now) : related!.lookupPortless(txBuf, base, len, key, now);
-    if (h < 0) {
-      // Only on a miss: tell the kernel's own IPv6 link-local chatter apart from real strays.
-      const reason = h === LOOKUP_BAD_QUOTE ? Drop.ICMP_QUOTE_MALFORMED : isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
-      dropEp(reason, slot);
-      log.dropped(nowMs, reason, 'tunnel', txBuf, base, len);
-      return;
-    }
-    const start = base - h - OUTER_HEADER_LEN;
-    // Outer addresses swapped: from the address GWLB sent to, to GWLB; UDP source port = the port
-    // GWLB used for this flow, destination 6081 (docs/protocol.md section 2).
-    // `| 0`: int32 addresses are small integers; the uint32 ones are not and were boxed into heap
-    // numbers when this call was not inlined (see receive()).
-    writeOuterIpUdp(txBuf, start, flows.hitLocalIp | 0, flows.hitGwlbIp | 0, flows.hitGwlbPort, GENEVE_PORT, h + len);
-    if (HEX_DUMP) log.carried(nowMs, 'tunnel', txBuf, start, OUTER_HEADER_LEN + h + len);
-    const m = sCount * R_STRIDE;
-    sMeta[m + R_OFF] = start;
-    sMeta[m + R_LEN] = OUTER_HEADER_LEN + h + len;
-    sMeta[m + R_DST] = flows.hitGwlbIp | 0;
-    sSlot[sCount] = slot;
-    sLen[sCount] = len;
-    sCount++;
-  }
-
-  /** Read and return up to `limit` packets from a TUN queue, a batch of slots at a time. */
-  function tunReadable(fd: number, li: number, limit: number): void {
-    for (let round = 0; round < TX_ROUNDS && limit > 0; round++) {
-      const first = tunIn.used;
-      const want = tunIn.room < limit ? tunIn.room : limit;
-      const n = tunIn.read(fd, want);
-      if (n < 0) {
-        deviceGone(fd, li, -n);
-        return;
-      }
-      if (n === 0) return;
-      counters[C.TUN_RX_PACKETS] += n;
-      for (let k = 0; k < n; k++) returnOne(first + k, li);
-      tunIn.used = first + n;
-      counters[C.TX_IN_HAND] = sCount;
-      limit -= n;
-      if (tunIn.room === 0) flushSends();
-      if (n < want) return;
-    }
-  }
+  // ---- return side (src/dataplane/returns.ts) --------------------------------------------------
+  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone);
 
   // ---- control ---------------------------------------------------------------------------------
   let seenSeq = 0;
@@ -499,8 +390,8 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     // packet (7.7-8.9 us against 7.8-7.9 us) -- the spin costs what the saved wake-ups would
     // have -- and it burns a CPU when idle, so there is none.
     const n = nat.epollWait(ep, ready, timeoutMs);
-    now = nowTicks();
-    nowMs = monoMs();
+    now = returns.now = nowTicks();
+    nowMs = returns.nowMs = monoMs();
     counters[C.LOOPS] += 1;
     counters[C.HEARTBEAT_MS] = nowMs;
     drainControl();
@@ -509,10 +400,10 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
       if (fd === udpFd) receive();
       else {
         const li = fdOwner.get(fd);
-        if (li !== undefined) tunReadable(fd, li, TX_ROUNDS * TX_BATCH);
+        if (li !== undefined) returns.readable(fd, li, TX_ROUNDS * TX_BATCH);
       }
     }
-    flushSends();
+    returns.flush();
     if (holdRing.busy) {
       const expired = holdRing.expire(nowMs, cfg.holdMs);
       if (expired !== 0) {
@@ -541,10 +432,4 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   }
 
   return { turn, run, endpoints: eps, hold: holdRing };
-}
-
-/** IPv6 from fe80::/10 or ::, or to ff02::/16 (key words: [1] family|proto, [2..5] src, [6..9] dst). */
-function isLinkLocal6(k: Uint32Array): boolean {
-  if (k[1] >>> 8 !== 6) return false;
-  return k[2] >>> 22 === 0x3fa || k[6] >>> 16 === 0xff02 || (k[2] | k[3] | k[4] | k[5]) === 0;
 }

@@ -1,0 +1,173 @@
+// The return path of a worker: packets the OS routed out of gwi-<X>/gwo-<X>, read a batch of
+// slots at a time, matched to their flow, encapsulated in place and sent back to GWLB.
+//
+//   TUN queue (TunReader) -> flow key -> flow table lookup (the flow's stored Geneve header is
+//   copied in front of the packet) -> outer IPv4 + UDP in the slot's headroom -> sendmmsg
+//
+// Contract: readable(fd, entry, limit) reads at most `limit` packets from one queue; sends go out
+// when the slots are full and when the loop calls flush() at the end of its turn. Every packet
+// read is either sent or counted under one drop reason (per endpoint too). The loop sets `now`
+// (flow ticks) and `nowMs` (monotonic ms) once per turn. Nothing is allocated per packet.
+
+import type { NativeAddon } from '../io/native';
+import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE } from '../io/native';
+import { TunReader } from '../io/tun';
+import { GENEVE_PORT } from '../wire/geneve';
+import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
+import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
+import { Drop } from '../wire/reasons';
+import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
+import { LOOKUP_BAD_QUOTE, type Related } from './related';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
+import type { LocalEndpoints } from './endpoints';
+import type { DropLog } from './droplog';
+
+/** Slots per batch of returns (one sendmmsg). */
+export const TX_BATCH = 64;
+/** How many batches one readiness of a queue may take before others get their turn. */
+export const TX_ROUNDS = 4;
+const TX_SLOT = 9216;
+/** Room in front of each packet read from TUN for the outer IPv4+UDP and the stored Geneve
+ * header, so encapsulation is done in place, without copying the inner packet. */
+const HEADROOM = 96;
+if (HEADROOM < OUTER_HEADER_LEN + FLOW_HEADER_MAX) throw new Error('HEADROOM too small');
+/** GWLB drops returned packets whose inner packet exceeds 8500 bytes (docs/protocol.md section 1). */
+const GWLB_INNER_MTU = 8500;
+const R_STRIDE = RAW_META_STRIDE;
+const R_OFF = RAW_META_OFF;
+const R_LEN = RAW_META_LEN;
+const R_DST = RAW_META_DST;
+
+export class ReturnPath {
+  /** Flow ticks and monotonic ms of the current turn (set by the loop). */
+  now = 0;
+  nowMs = 0;
+  private readonly tunIn: TunReader;
+  private readonly key = new Uint32Array(KEY_WORDS);
+  private readonly sMeta = new Int32Array(TX_BATCH * R_STRIDE);
+  private readonly sSlot = new Int32Array(TX_BATCH);
+  private readonly sLen = new Int32Array(TX_BATCH);
+  private readonly status = new Int32Array(TX_BATCH);
+  private sCount = 0; // packets ready to send
+
+  constructor(
+    private readonly nat: NativeAddon,
+    private readonly rawFd: number,
+    private readonly counters: Float64Array,
+    private readonly flows: FlowTable | null,
+    private readonly related: Related | null,
+    private readonly eps: LocalEndpoints,
+    private readonly log: DropLog,
+    /** A queue failed (the device is gone): the loop stops polling it and tells the main thread. */
+    private readonly onGone: (fd: number, entry: number, errno: number) => void,
+  ) {
+    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM);
+  }
+
+  /** Read and return up to `limit` packets from a TUN queue of endpoint entry li. */
+  readable(fd: number, li: number, limit: number): void {
+    const tunIn = this.tunIn;
+    for (let round = 0; round < TX_ROUNDS && limit > 0; round++) {
+      const first = tunIn.used;
+      const want = tunIn.room < limit ? tunIn.room : limit;
+      const n = tunIn.read(fd, want);
+      if (n < 0) {
+        this.onGone(fd, li, -n);
+        return;
+      }
+      if (n === 0) return;
+      this.counters[C.TUN_RX_PACKETS] += n;
+      for (let k = 0; k < n; k++) this.returnOne(first + k, li);
+      tunIn.used = first + n;
+      this.counters[C.TX_IN_HAND] = this.sCount;
+      limit -= n;
+      if (tunIn.room === 0) this.flush();
+      if (n < want) return;
+    }
+  }
+
+  /** Send what is ready (one sendmmsg) and free the slots. */
+  flush(): void {
+    const counters = this.counters;
+    const n = this.sCount;
+    if (n !== 0) {
+      // A datagram refused alone costs only itself (RAW_SEND_ERROR); a full send queue stops the
+      // batch and the rest counts as RAW_SEND_BUSY (see rawSend in src/io/native.ts).
+      const done = this.nat.rawSend(this.rawFd, this.tunIn.buf, this.sMeta, n, this.status);
+      let sent = 0;
+      for (let i = 0; i < n; i++) {
+        const slot = this.sSlot[i];
+        if (i < done && this.status[i] === 0) {
+          const e = GLOBAL_CELLS + slot * EP_STRIDE;
+          counters[e + EP.TX_PACKETS] += 1;
+          counters[e + EP.TX_BYTES] += this.sLen[i];
+          counters[e + EP.LAST_TX_MS] = this.nowMs;
+          counters[C.RAW_TX_BYTES] += this.sMeta[i * R_STRIDE + R_LEN];
+          sent++;
+        } else this.dropEp(i < done ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot);
+      }
+      counters[C.RAW_TX_PACKETS] += sent;
+      counters[C.TX_IN_HAND] = 0;
+    }
+    this.sCount = 0;
+    this.tunIn.reset();
+  }
+
+  private dropEp(reason: number, slot: number): void {
+    this.counters[reason] += 1;
+    this.counters[GLOBAL_CELLS + slot * EP_STRIDE + EP.DROPS] += 1;
+  }
+
+  /** Encapsulate the packet in slot `t` (read from a TUN queue of entry li) in place. */
+  private returnOne(t: number, li: number): void {
+    const slot = this.eps.slot[li];
+    const flows = this.flows;
+    const txBuf = this.tunIn.buf;
+    const key = this.key;
+    const base = this.tunIn.offset(t);
+    const len = this.tunIn.lens[t];
+    if (flows === null) {
+      this.dropEp(Drop.NO_FLOW, slot);
+      return;
+    }
+    if (len > GWLB_INNER_MTU) {
+      this.dropEp(Drop.RETURN_TOO_BIG, slot);
+      return;
+    }
+    if (!flowKeyFromIp(txBuf, base, len, key)) {
+      this.dropEp(Drop.RETURN_MALFORMED, slot);
+      return;
+    }
+    key[0] = this.eps.epId[li];
+    // No ports: maybe a fragment or an ICMP error, matched through its datagram or its quote.
+    const h = key[10] !== 0 ? flows.lookupInto(key, txBuf, base, this.now) : this.related!.lookupPortless(txBuf, base, len, key, this.now);
+    if (h < 0) {
+      // Only on a miss: tell the kernel's own IPv6 link-local chatter apart from real strays.
+      const reason = h === LOOKUP_BAD_QUOTE ? Drop.ICMP_QUOTE_MALFORMED : isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
+      this.dropEp(reason, slot);
+      this.log.dropped(this.nowMs, reason, 'tunnel', txBuf, base, len);
+      return;
+    }
+    const start = base - h - OUTER_HEADER_LEN;
+    // Outer addresses swapped: from the address GWLB sent to, to GWLB; UDP source port = the port
+    // GWLB used for this flow, destination 6081 (docs/protocol.md section 2).
+    // `| 0`: int32 addresses are small integers; the uint32 ones are not and were boxed into heap
+    // numbers when this call was not inlined (see receive() in loop.ts).
+    writeOuterIpUdp(txBuf, start, flows.hitLocalIp | 0, flows.hitGwlbIp | 0, flows.hitGwlbPort, GENEVE_PORT, h + len);
+    if (this.log.hexDump) this.log.carried(this.nowMs, 'tunnel', txBuf, start, OUTER_HEADER_LEN + h + len);
+    const c = this.sCount;
+    const m = c * R_STRIDE;
+    this.sMeta[m + R_OFF] = start;
+    this.sMeta[m + R_LEN] = OUTER_HEADER_LEN + h + len;
+    this.sMeta[m + R_DST] = flows.hitGwlbIp | 0;
+    this.sSlot[c] = slot;
+    this.sLen[c] = len;
+    this.sCount = c + 1;
+  }
+}
+
+/** IPv6 from fe80::/10 or ::, or to ff02::/16 (key words: [1] family|proto, [2..5] src, [6..9] dst). */
+function isLinkLocal6(k: Uint32Array): boolean {
+  if (k[1] >>> 8 !== 6) return false;
+  return k[2] >>> 22 === 0x3fa || k[6] >>> 16 === 0xff02 || (k[2] | k[3] | k[4] | k[5]) === 0;
+}
