@@ -53,7 +53,7 @@
 #define MAGIC 0x42454e43u  // 'BENC'
 #define MAX_BATCH 256
 #define RX_BATCH 64
-#define RX_SLOT 9216
+#define RX_SLOT 9216  // = RX_SLOT in src/wire/sizes.ts (the reasoning is there)
 #define MAX_INNER 8500
 #define WINDOW 64
 

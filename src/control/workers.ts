@@ -18,6 +18,7 @@ import { Drop } from '../wire/reasons';
 import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
 import { LEVEL, type Logger, type Section } from '../ops/log';
 import type { DaemonOptions } from './daemon';
+import { RX_SLOT } from '../wire/sizes';
 
 /** What the supervisor needs from whoever owns the endpoints. */
 export interface WorkerOwner {
@@ -201,7 +202,7 @@ export class WorkerSupervisor {
   /** Read and discard what is queued on a UDP socket or TUN queue; returns the count (bounded). */
   private drain(fd: number, udp: boolean): number {
     if (fd < 0) return 0;
-    const SLOT = 9216;
+    const SLOT = RX_SLOT;
     const BATCH = 64;
     this.drainBuf ??= new Uint8Array(SLOT * BATCH);
     const meta = new Int32Array(BATCH * 5);

@@ -24,6 +24,7 @@ import { TunWriter } from '../io/tun';
 import { parseGeneve, GeneveInfo } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { Drop } from '../wire/reasons';
+import { RX_SLOT as SIZES_RX_SLOT } from '../wire/sizes';
 import { FlowTable, UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED } from '../flow/table';
 import { monoMs, nowTicks } from '../flow/clock';
 import { Related } from './related';
@@ -37,8 +38,8 @@ import { DropLog } from './droplog';
 // ---- sizes -------------------------------------------------------------------------------------
 /** Datagrams per recvmmsg. 64 measured as good as 256 on 2 cores (docs/protocol.md section 5). */
 export const RX_BATCH = 64;
-/** A receive slot holds the largest GWLB datagram: 8500 inner + 8 Geneve + 252 options < 9216. */
-export const RX_SLOT = 9216;
+/** Bytes per receive slot (src/wire/sizes.ts): the largest GWLB datagram fits. */
+const RX_SLOT = SIZES_RX_SLOT;
 /** How many receive batches one readiness may take before TUN queues get their turn. */
 const RX_ROUNDS = 4;
 /** Longest sleep: a stop request or control message is noticed within this. */

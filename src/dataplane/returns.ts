@@ -16,6 +16,7 @@ import { GENEVE_PORT } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
 import { Drop } from '../wire/reasons';
+import { RX_SLOT } from '../wire/sizes';
 import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
 import { LOOKUP_BAD_QUOTE, type Related } from './related';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
@@ -26,7 +27,8 @@ import type { DropLog } from './droplog';
 export const TX_BATCH = 64;
 /** How many batches one readiness of a queue may take before others get their turn. */
 export const TX_ROUNDS = 4;
-const TX_SLOT = 9216;
+/** A slot holds the largest packet a TUN read can return (MTU 8500) plus the headroom. */
+const TX_SLOT = RX_SLOT;
 /** Room in front of each packet read from TUN for the outer IPv4+UDP and the stored Geneve
  * header, so encapsulation is done in place, without copying the inner packet. */
 const HEADROOM = 96;

@@ -16,7 +16,8 @@
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
 
 import type { NativeAddon } from './native';
-import { EAGAIN, ENOBUFS, RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from './native';
+import { sendQueueFull } from './constants';
+import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from './native';
 
 export const EBADFD = 77;
 export const EIO = 5;
@@ -178,7 +179,7 @@ export class FakeAddon implements NativeAddon {
       const data = buf.slice(meta[m + RAW_META_OFF], meta[m + RAW_META_OFF] + meta[m + RAW_META_LEN]);
       const dst = meta[m + RAW_META_DST] >>> 0;
       const e = this.rawFault === null ? 0 : this.rawFault(data, dst);
-      if (e === EAGAIN || e === ENOBUFS) {
+      if (sendQueueFull(e)) {
         status.fill(e, i, count);
         return i;
       }

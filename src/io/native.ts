@@ -38,10 +38,6 @@ export const TUNW_META_FD = 0;
 export const TUNW_META_OFF = 1;
 export const TUNW_META_LEN = 2;
 
-/** errno values the data path tells apart (Linux, every architecture we build for). */
-export const EAGAIN = 11;
-export const ENOBUFS = 105;
-
 export interface NativeAddon {
   /** Open one queue of the TUN device `name` (IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE), creating
    * the device if it does not exist. Calling it again with the same name attaches another queue.

@@ -13,6 +13,7 @@ import { OUTER_HEADER_LEN, writeOuterIpUdp } from '../wire/outer';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import type { NativeAddon } from '../io/native';
 import { LAB_GENEVE_LEN, LabFlows } from './flows';
+import { RX_SLOT } from '../wire/sizes';
 
 /** Counter names, in the order of their cells. */
 export const GWLB_COUNTERS = [
@@ -34,7 +35,7 @@ const C = Object.fromEntries(GWLB_COUNTERS.map((n, i) => [n, i])) as Record<Gwlb
 
 const BATCH = 64;
 /** Receive/send slot: outer headers + Geneve + an 8500-byte inner packet fit with room to spare. */
-const SLOT = 9216;
+const SLOT = RX_SLOT;
 const HEADROOM = OUTER_HEADER_LEN + LAB_GENEVE_LEN;
 const SEND_TRIES = 200;
 

@@ -3,7 +3,7 @@
 // under (src/wire/reasons.ts), plus valid packets with random ENI IDs (an endpoint flood).
 //
 // Setup code (may allocate): the emulator builds every variant once, as a complete outer IPv4 +
-// UDP packet, and its sender copies them into batch slots (see Extras in emulator.ts).
+// UDP packet, and its sender copies them into batch slots (see Extras in extras.ts).
 //
 // Every malformed packet carries an ENI ID that no good flow uses (malformedEni below), so that a
 // packet wrongly accepted would show up as a new interface (gwi-<X>) and a CREATE hook run.

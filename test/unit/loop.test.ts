@@ -10,7 +10,8 @@ import { C, createCountersBuffer, workerBlock } from '../../src/dataplane/counte
 import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../src/dataplane/messages';
 import { LocalEndpoints, ST_PENDING, ST_READY } from '../../src/dataplane/endpoints';
 import { HoldRing } from '../../src/dataplane/hold';
-import { EAGAIN, ip4FromString } from '../../src/io/native';
+import { ip4FromString } from '../../src/io/native';
+import { EAGAIN } from '../../src/io/constants';
 import { FakeAddon } from '../../src/io/fake';
 import { createFlowTableBuffer, FlowTable } from '../../src/flow/table';
 import { buildInnerPacket, concatBytes } from '../../src/wire/build';

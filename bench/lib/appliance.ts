@@ -1,0 +1,41 @@
+// The appliance side of a measurement, inside the appliance namespace: the reflector ceiling
+// (`gen reflect`, pinned to APPL_CPU) or gwlbtun (bin/gwlbtun with the one-arm example hook,
+// pinned to APPL_CPU or not), each started and warmed up before anything is measured.
+
+import { metricsInNs } from '../../src/sim/nshttp';
+import type { Topology } from '../../src/sim/topology';
+import { startBg, waitOutput, type Bg } from './bg';
+import { APPL_CPU, DAEMON, GEN_BIN, HEALTH_PORT, HOOK } from './env';
+import { genSend } from './gen';
+
+export async function startReflector(t: Topology, seconds: number): Promise<Bg> {
+  const b = startBg(t.applianceNs, GEN_BIN, ['reflect', '--cpus', APPL_CPU, '--seconds', String(seconds)]);
+  await waitOutput(b, '"ready":true', 5000, 'reflector');
+  return b;
+}
+
+// gwo-<X> of ENI 2b8ee1d4db0c51c4 (base 60), for its tx drop counter.
+let gwo = '';
+export function gwoName(): string {
+  return gwo;
+}
+
+export async function startDaemon(t: Topology, workers: number, pinned: boolean, extra: string[] = []): Promise<Bg> {
+  const args = [DAEMON, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT), '-j', '--udpthreads', String(workers), ...extra];
+  const b = pinned
+    ? startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', process.execPath, ...args])
+    : startBg(t.applianceNs, process.execPath, args);
+  await waitOutput(b, 'gwlbtun started', 15000, 'gwlbtun');
+  // First packets create the endpoint (TUN devices + hook); then a short unpaced burst so the
+  // hot functions are optimized before anything is measured.
+  await genSend(t, { size: 100, rate: 2000, seconds: 1, count: 2000, ttlDec: 1, settleMs: 1000, warmupMs: 0 });
+  const m = /created (gwi-\S+) and (gwo-\S+)/.exec(b.out());
+  if (m !== null) gwo = m[2];
+  await genSend(t, { size: 100, rate: 0, seconds: 2, ttlDec: 1, settleMs: 300 });
+  return b;
+}
+
+/** GET /metrics inside the appliance namespace. */
+export function metricsOf(t: Topology): Map<string, number> {
+  return metricsInNs(t.applianceNs, HEALTH_PORT);
+}

@@ -1,0 +1,14 @@
+// What every scenario gets from the runner: the topology, the results it adds its runs to, and
+// the run lengths chosen on the command line.
+
+import type { Topology } from '../../src/sim/topology';
+import type { Results } from '../results';
+
+export interface BenchContext {
+  t: Topology;
+  res: Results;
+  /** Seconds of each unpaced (saturation) run. */
+  satS: number;
+  /** Seconds of each fixed-rate run. */
+  fixedS: number;
+}
