@@ -178,10 +178,8 @@ test('user data: valid bash; installs the release layout; ExecStart is a command
   const argv = exec[0]!.split(' ').slice(1);
   const src = userDataSource();
   for (const f of ['-p ${HealthPort}', '-i ${TcpIdleTimeout}', '--gwlb-cidr ${GwlbCidr}', '--drain ${DrainSeconds}']) assert.ok(src.includes(f), `ExecStart has ${f}`);
-  // --drain (issue #8 part 1) is checked by its own tests; the rest must parse as is, with the
-  // release's paths mapped to this checkout.
-  const di = argv.indexOf('--drain');
-  const rest = argv.filter((_, i) => i !== di && i !== di + 1).map((a) => a.replace(/^\/opt\/gwlbtun\//, ROOT + '/'));
+  // It must parse as is (--drain included), with the release's paths mapped to this checkout.
+  const rest = argv.map((a) => a.replace(/^\/opt\/gwlbtun\//, ROOT + '/'));
   const cli = parseCli(rest, 2);
   assert.equal(cli.healthPort, Number(paramDefault('HealthPort')));
   assert.equal(cli.daemon.tcpIdleS, Number(paramDefault('TcpIdleTimeout')));
