@@ -5,6 +5,12 @@
 //
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
 //                           [--skip-flows] [--skip-flowtable] [--render RESULTS.json]
+//                           [--baseline DIR]
+//
+// --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
+// runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
+// and the runner prints both side by side with their ratio (bench/baseline.ts): a change's
+// effect measured in one run, on one machine state.
 //
 // Setup (src/sim/topology.ts): namespace "gwlb" (198.18.0.1) and namespace "appl" (198.18.0.2)
 // joined by a veth pair. The load is bench/gen.c (compiled here with cc), pinned to CPU 0: it
@@ -39,6 +45,7 @@ import { GEN_SRC, ROOT, log, t0 } from './lib/env';
 import { buildGen } from './lib/gen';
 import { findKsoftirqd, machine } from './lib/system';
 import { report } from './report';
+import { baselineTable } from './baseline';
 import type { Results } from './results';
 import { ceiling } from './scenarios/ceiling';
 import type { BenchContext } from './scenarios/context';
@@ -62,6 +69,7 @@ const { values: opt } = parseArgs({
     render: { type: 'string' },
     'sat-seconds': { type: 'string', default: '4' },
     'fixed-seconds': { type: 'string', default: '5' },
+    baseline: { type: 'string' },
   },
 });
 const ROUNDS = Math.max(1, Math.min(10, Number(opt.rounds) || 3));
@@ -113,6 +121,13 @@ async function main(): Promise<void> {
       }
       await stopBg(bg);
       bg = null;
+      if (opt.baseline !== undefined) {
+        bg = await startDaemon(t, 1, true, [], path.join(path.resolve(opt.baseline), 'bin', 'gwlbtun'));
+        for (const size of SATURATION_SIZES) await saturation(c, bg, r, size, 'baseline');
+        await fixedRate(c, bg, r, 'baseline');
+        await stopBg(bg);
+        bg = null;
+      }
       await ceiling(c, r);
     }
     if (!opt['skip-workers']) await workers(c);
@@ -125,6 +140,7 @@ async function main(): Promise<void> {
   res.seconds = Math.round((Date.now() - t0) / 1000);
   const md = report(res, RENDER);
   process.stdout.write(md.table + '\n');
+  if (opt.baseline !== undefined) process.stdout.write(baselineTable(res, opt.baseline) + '\n');
   fs.mkdirSync(path.dirname(opt.json!), { recursive: true });
   fs.writeFileSync(opt.json!, JSON.stringify(res, null, 2) + '\n');
   log(`raw results: ${path.relative(ROOT, opt.json!)}`);

@@ -22,7 +22,8 @@ export interface GenResult {
 
 /** One measured run (bench/lib/measure.ts). */
 export interface Run {
-  kind: 'reflector' | 'gwlbtun';
+  /** 'baseline': gwlbtun from another checkout (--baseline), measured in the same rounds. */
+  kind: 'reflector' | 'gwlbtun' | 'baseline';
   label: string;
   workers: number;
   pinned: boolean;

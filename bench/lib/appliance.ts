@@ -20,8 +20,9 @@ export function gwoName(): string {
   return gwo;
 }
 
-export async function startDaemon(t: Topology, workers: number, pinned: boolean, extra: string[] = []): Promise<Bg> {
-  const args = [DAEMON, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT), '-j', '--udpthreads', String(workers), ...extra];
+/** gwlbtun (bin/gwlbtun of this checkout, or `daemon`: another checkout's, for --baseline). */
+export async function startDaemon(t: Topology, workers: number, pinned: boolean, extra: string[] = [], daemon = DAEMON): Promise<Bg> {
+  const args = [daemon, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT), '-j', '--udpthreads', String(workers), ...extra];
   const b = pinned
     ? startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', process.execPath, ...args])
     : startBg(t.applianceNs, process.execPath, args);

@@ -13,7 +13,7 @@ export async function measure(t: Topology, kind: Run['kind'], label: string, pid
   const idleBefore = await waitQuiet();
   const c0 = procCpu(pid);
   const r0 = rcvbufErrors(pid);
-  const d0 = kind === 'gwlbtun' ? linkTxDropped(t.applianceNs, gwoName()) : 0;
+  const d0 = kind !== 'reflector' ? linkTxDropped(t.applianceNs, gwoName()) : 0;
   const m0 = cpuTotals();
   const k0 = ksoftirqdCpu();
   const gen = await genSend(t, o);
@@ -33,7 +33,7 @@ export async function measure(t: Topology, kind: Run['kind'], label: string, pid
     applCpuS,
     usPerPacket: gen.verified > 0 ? (applCpuS * 1e6) / gen.verified : NaN,
     rcvbufErrors: rcvbufErrors(pid) - r0,
-    gwoTxDropped: kind === 'gwlbtun' ? linkTxDropped(t.applianceNs, gwoName()) - d0 : 0,
+    gwoTxDropped: kind !== 'reflector' ? linkTxDropped(t.applianceNs, gwoName()) - d0 : 0,
     idleBefore,
     otherCpuS: Math.max(0, (m1.busy - m0.busy) / CLK_TCK - applCpuS - gen.cpuSeconds - (k1 - k0)),
     bad: badCount(gen),

@@ -9,8 +9,8 @@ import type { BenchContext } from './context';
 
 export const FIXED_RATE = 100_000;
 
-export async function fixedRate(c: BenchContext, daemon: Bg, round: number): Promise<void> {
+export async function fixedRate(c: BenchContext, daemon: Bg, round: number, kind: 'gwlbtun' | 'baseline' = 'gwlbtun'): Promise<void> {
   for (const spin of [false, true]) {
-    c.res.runs.push(await measure(c.t, 'gwlbtun', `round ${round}`, daemon.pid, 1, true, { size: 100, rate: FIXED_RATE, seconds: c.fixedS, ttlDec: 1, settleMs: 1000, spin }));
+    c.res.runs.push(await measure(c.t, kind, `round ${round}`, daemon.pid, 1, true, { size: 100, rate: FIXED_RATE, seconds: c.fixedS, ttlDec: 1, settleMs: 1000, spin }));
   }
 }

@@ -10,6 +10,6 @@ import type { BenchContext } from './context';
 /** Inner packet sizes of the saturation runs, in the order they run. */
 export const SATURATION_SIZES = [100, 1400];
 
-export async function saturation(c: BenchContext, daemon: Bg, round: number, size: number): Promise<void> {
-  c.res.runs.push(await measure(c.t, 'gwlbtun', `round ${round}`, daemon.pid, 1, true, { size, rate: 0, seconds: c.satS, ttlDec: 1, settleMs: 300 }));
+export async function saturation(c: BenchContext, daemon: Bg, round: number, size: number, kind: 'gwlbtun' | 'baseline' = 'gwlbtun'): Promise<void> {
+  c.res.runs.push(await measure(c.t, kind, `round ${round}`, daemon.pid, 1, true, { size, rate: 0, seconds: c.satS, ttlDec: 1, settleMs: 300 }));
 }
