@@ -303,7 +303,7 @@ export class StatusCollector {
           drops: c.epSum(e.slot, EP.DROPS),
           flowsV4: census.get(e.epId * 2) ?? 0,
           flowsV6: census.get(e.epId * 2 + 1) ?? 0,
-          secondsSinceLastPacket: last === 0 ? null : Math.round((now - last) / 100) / 10,
+          secondsSinceLastPacket: last === 0 ? null : Math.max(0, Math.round((now - last) / 100) / 10),
         };
       }),
       flows:
@@ -397,7 +397,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1b1f24;background:#f
 h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
 .ok{color:#116329}.bad{color:#b3261e}.meta{color:#555}
 table{border-collapse:collapse;margin:.3em 0}th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
-th{background:#f3f4f6;font-weight:600}td.l,th.l{text-align:left}td.n{white-space:nowrap}
+th{background:#f3f4f6;font-weight:600}td.l,th.l{text-align:left}td{white-space:nowrap}td.h{white-space:normal;min-width:14em}
 code,pre{font:12px ui-monospace,monospace}pre{margin:0;white-space:pre-wrap;max-width:40em;text-align:left;color:#333}
 </style></head>
 <body data-refreshes="0">
@@ -510,9 +510,9 @@ export function renderStatus(s: StatusJson): string {
     const k = 'ep.' + e.eni + '.';
     const h = e.hook as { running: string | null; last: { kind: string; result: string; exit: number | null; ms: number; secondsAgo: number; output: string } | null };
     let hook = h.running !== null ? `${h.running} running` : h.last === null ? 'none' : `${h.last.kind} ${h.last.result}${h.last.exit !== null ? ' (exit ' + h.last.exit + ')' : ''}, ${h.last.ms} ms, ${h.last.secondsAgo} s ago`;
-    hook = `<td class="l" data-k="${esc(k + 'hook')}">${esc(hook)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</td>`;
+    hook = `<td class="l h" data-k="${esc(k + 'hook')}">${esc(hook)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</td>`;
     parts.push(
-      `<tr data-eni="${esc(e.eni)}">${txt('vpce-' + e.eni, 'l n')}${txt(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo, 'l n')}${txt(e.state)}` +
+      `<tr data-eni="${esc(e.eni)}">${txt('vpce-' + e.eni)}${txt(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)}${txt(e.state)}` +
         num(k + 'ppsFromGwlb', e.ppsFromGwlb) +
         num(k + 'bpsFromGwlb', e.bitsPerSecondFromGwlb, bits(e.bitsPerSecondFromGwlb)) +
         num(k + 'ppsToGwlb', e.ppsToGwlb) +
