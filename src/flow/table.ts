@@ -768,6 +768,26 @@ export class FlowTable {
     return removed;
   }
 
+  /** Flows per endpoint and family, for status pages (never on the packet path): counts into `out`
+   * (cleared first) under the key endpointId * 2 + (IPv6 ? 1 : 0). Reads the tag words and, only
+   * for entries whose tag is set, the entry's state and key words: one pass over the table (at
+   * 1,000,000 flows a few tens of ms), so callers cache the result (src/ops/status.ts: at most once
+   * a second). Entries being written are skipped, so a count may be off by the few in flight. */
+  countByEndpoint(out: Map<number, number>): Map<number, number> {
+    out.clear();
+    const i32 = this.i32;
+    const cap = this.capacity;
+    for (let idx = 0; idx < cap; idx++) {
+      if (i32[HEADER_WORDS + idx] === 0) continue;
+      const e = this.entBase + idx * E_WORDS;
+      const s = i32[e];
+      if ((s & (ST_OCC | ST_WRITING)) !== ST_OCC) continue;
+      const k = (i32[e + E_KEY] >>> 0) * 2 + (((i32[e + E_PROTO] >>> 8) & 0xff) === 6 ? 1 : 0);
+      out.set(k, (out.get(k) ?? 0) + 1);
+    }
+    return out;
+  }
+
   /** Entry idx is locked (state s): reclaim it if it has stayed locked, same state, STUCK_TICKS. */
   private checkStuck(idx: number, e: number, s: number, now: number): boolean {
     const seen = this.stuck.get(idx);

@@ -2,8 +2,10 @@
 // every request gets an HTTP/1.1 answer, 200 when every worker is alive and its UDP socket
 // bound, 503 otherwise, while draining (--drain) and while shutting down,
 // `Cache-Control: max-age=0, no-cache`.
-// Body: HTML (default), JSON (-j, schema in docs/operations.md) or empty (-s).
-// GET /metrics answers in the Prometheus text exposition format instead.
+// Body: HTML (default), JSON (-j, schema in docs/operations.md, with the original gwlbtun's keys
+// too: src/ops/status.ts) or empty (-s).
+// GET /metrics answers in the Prometheus text exposition format instead; GET /status and
+// /status.json with the live status page and its data (src/ops/status.ts), whatever the health.
 //
 // Bounded: headers at most 8 KiB, a whole request within 2 s of connecting, no keep-alive, at most
 // 64 connections, 8 per source address, the newest always admitted (src/ops/connguard.ts);
@@ -16,6 +18,7 @@ import { C, EP } from '../dataplane/counters';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { ConnGuard, HEALTH_CONN_LIMITS, type ConnGuardStats, type ConnLimits } from './connguard';
 import { monoMs } from '../flow/clock';
+import { StatusCollector } from './status';
 
 export type HealthStyle = 'html' | 'json' | 'simple';
 
@@ -178,6 +181,7 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
 export interface HealthServer {
   server: http.Server;
   guard: ConnGuard;
+  status: StatusCollector;
 }
 
 /** host: the address to listen on (default: every local address); limits: for the tests. */
@@ -191,11 +195,18 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
       res.end(body);
       return;
     }
+    if (req.url === '/status' || req.url === '/status.json') {
+      const json = req.url === '/status.json';
+      const body = json ? JSON.stringify(status.statusJson()) + '\n' : status.statusHtml();
+      res.writeHead(200, { ...headers, 'Content-Type': json ? 'application/json' : 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     const code = d.healthy() ? 200 : 503;
     let body = '';
     let type = 'text/html';
     if (style === 'json') {
-      body = JSON.stringify(healthSnapshot(d)) + '\n';
+      body = JSON.stringify({ ...healthSnapshot(d), ...status.originalKeys() }) + '\n';
       type = 'application/json';
     } else if (style === 'html') body = healthHtml(healthSnapshot(d));
     res.writeHead(code, { ...headers, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
@@ -206,6 +217,9 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
   // closes connections without a whole request after 2 s (Node's own header timeout is only
   // checked every 30 s).
   const guard = new ConnGuard(server, limits);
+  const status = new StatusCollector(d);
+  status.start();
+  server.on('close', () => status.stop());
   // A backstop for connections that did send a request (answered at once, then closed): any
   // socket idle for 5 s is closed.
   server.setTimeout(5000, (socket) => socket.destroy());
@@ -217,7 +231,7 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
     server.once('error', reject);
     const ready = (): void => {
       server.off('error', reject);
-      resolve({ server, guard });
+      resolve({ server, guard, status });
     };
     if (host === undefined) server.listen(port, ready);
     else server.listen(port, host, ready);

@@ -1,0 +1,132 @@
+// The status page's pieces without root (src/ops/status.ts): the render function runs alone in a
+// fresh context (as in the browser) and renders what the server renders; the flow census per
+// endpoint and family and its once-a-second limit; the /proc/net/udp reader; and the Grafana
+// dashboard (examples/grafana/gwlbtun.json) queries only metrics that /metrics exports.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vm from 'node:vm';
+import type { Daemon } from '../../src/control/daemon';
+import { CounterReader, createCountersBuffer } from '../../src/dataplane/counters';
+import { createFlowTableBuffer, FlowTable, UPSERT_INSERTED } from '../../src/flow/table';
+import { metricsText } from '../../src/ops/health';
+import { renderStatus, StatusCollector, udpSocketDrops, type StatusJson } from '../../src/ops/status';
+import { monoMs } from '../../src/flow/clock';
+import { parsePrometheusText } from './helpers/prometheus';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const HDR = new Uint8Array(64);
+
+function key(ep: number, family: 4 | 6, proto: number, n: number): Uint32Array {
+  const k = new Uint32Array(11);
+  k[0] = ep;
+  k[1] = (family << 8) | proto;
+  k[2] = family === 4 ? 0xc0000200 + n : 0x20010db8; // 192.0.2.n / 2001:db8::n
+  if (family === 6) k[5] = n;
+  k[6] = family === 4 ? 0xcb007100 + 1 : 0x20010db8;
+  if (family === 6) k[9] = 0xffff;
+  k[10] = proto === 1 ? 0 : ((40000 + n) << 16) | 443;
+  return k;
+}
+
+function stubDaemon(flows: FlowTable | null): Daemon {
+  const hook = { runs: 1, failures: 0, timeouts: 0, durationMsTotal: 12 };
+  return {
+    healthy: () => true,
+    shuttingDown: false,
+    startedMs: monoMs(),
+    sysctls: { restored: new Map([['ipv4.rp_filter', 0]]), errors: 0 },
+    counters: new CounterReader(createCountersBuffer(2, 4), 2, 4),
+    endpoints: new Map(),
+    flows,
+    flowExpiries: 3,
+    hookStats: { create: hook, destroy: hook },
+    workerStatus: () => [0, 1].map((index) => ({ index, alive: true, restarts: 0, heartbeatAgeMs: 10 })),
+    opts: { noReturn: false, udpPort: 6081, tcpIdleS: 350, createHook: null, destroyHook: null },
+  } as unknown as Daemon;
+}
+
+test('FlowTable.countByEndpoint counts flows per endpoint id and family', () => {
+  const t = new FlowTable(createFlowTableBuffer(1000));
+  const ep1 = 0x10001;
+  const ep2 = 0x80020003; // high bit set: counted as unsigned
+  let n = 0;
+  for (const [ep, fam, count] of [[ep1, 4, 7], [ep1, 6, 3], [ep2, 6, 5]] as const) {
+    for (let i = 0; i < count; i++) assert.equal(t.upsert(key(ep, fam, 17, i + 1), HDR, 0, 40, 1, 2, 3, 0), UPSERT_INSERTED, `${ep} ${fam} ${i}`);
+    n += count;
+  }
+  t.upsert(key(ep2, 4, 1, 9), HDR, 0, 40, 1, 2, 3, 0); // ICMP: no ports
+  const c = t.countByEndpoint(new Map([[42, 42]]));
+  assert.deepEqual([...c].sort((a, b) => a[0] - b[0]), [[ep1 * 2, 7], [ep1 * 2 + 1, 3], [ep2 * 2, 1], [ep2 * 2 + 1, 5]]);
+  assert.equal(t.size(), n + 1);
+  t.remove(key(ep1, 4, 17, 1));
+  assert.equal(t.countByEndpoint(c).get(ep1 * 2), 6);
+});
+
+test('the flow census is taken at most once a second, however often the page is asked for', () => {
+  const flows = new FlowTable(createFlowTableBuffer(100));
+  const s = new StatusCollector(stubDaemon(flows));
+  for (let i = 0; i < 50; i++) {
+    s.statusJson();
+    s.originalKeys();
+  }
+  assert.equal(s.censusCount, 1);
+});
+
+test('renderStatus runs alone in a fresh context (as the page script) and renders what the server renders', () => {
+  const s = new StatusCollector(stubDaemon(new FlowTable(createFlowTableBuffer(100))));
+  const json = s.statusJson() as StatusJson;
+  json.endpoints.push({
+    eni: '002b8ee1d4db0c51c', gwi: 'gwi-jrU9stdh1g', gwo: 'gwo-jrU9stdh1g', state: 'ready',
+    hook: { running: null, last: { kind: 'create', result: 'ok', exit: 0, ms: 35, secondsAgo: 2, output: 'routes <b>&"\'' } },
+    packetsFromGwlb: 1234567, bytesFromGwlb: 1, packetsToGwlb: 0, bytesToGwlb: 0, ppsFromGwlb: 12, bitsPerSecondFromGwlb: 9_600_000,
+    ppsToGwlb: 0, bitsPerSecondToGwlb: 0, drops: 0, flowsV4: 4, flowsV6: 0, secondsSinceLastPacket: null,
+  });
+  json.drops.no_flow = 5;
+  const html = renderStatus(json);
+  const sandbox = { json: JSON.parse(JSON.stringify(json)) as unknown, out: '' };
+  vm.runInNewContext(`const renderStatus = ${renderStatus.toString()}; out = renderStatus(json);`, sandbox);
+  assert.equal(sandbox.out, html);
+  assert.match(html, /data-k="ep\.002b8ee1d4db0c51c\.packetsFromGwlb" data-v="1234567">1,234,567</);
+  assert.match(html, /9\.60 Mbit\/s/);
+  assert.match(html, /data-k="drop\.no_flow" data-v="5">5</);
+  assert.match(html, /routes &lt;b&gt;&amp;&quot;&#39;/, 'hook output escaped');
+  assert.doesNotMatch(renderStatus.toString(), /<\/script/i, 'its source can sit in a <script>');
+  const page = s.statusHtml();
+  assert.match(page, /<main id="status">[\s\S]*<\/main>/);
+  assert.doesNotMatch(page, /(src|href)="?https?:/, 'no external assets');
+});
+
+test('udpSocketDrops reads the drops column of the sockets on the port', () => {
+  const text = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  120: 00000000:17C1 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 812345 2 0000000000000000 17
+  121: 00000000:17C1 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 812346 2 0000000000000000 0
+  122: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 700001 2 0000000000000000 99
+`;
+  assert.deepEqual([...udpSocketDrops(6081, text)!], [[812345, 17], [812346, 0]]);
+  assert.deepEqual([...udpSocketDrops(53, text)!], [[700001, 99]]);
+});
+
+test('the Grafana dashboard queries only metrics that /metrics exports', () => {
+  const dash = JSON.parse(fs.readFileSync(path.join(ROOT, 'examples', 'grafana', 'gwlbtun.json'), 'utf8')) as {
+    panels: { title: string; targets: { expr: string }[] }[];
+    templating: { list: { query?: unknown }[] };
+  };
+  const exprs: string[] = [];
+  for (const p of dash.panels) {
+    assert.ok(p.targets.length > 0, `${p.title} has queries`);
+    for (const t of p.targets) exprs.push(t.expr);
+  }
+  for (const v of dash.templating.list) if (typeof v.query === 'object' && v.query !== null) exprs.push((v.query as { query: string }).query);
+  const used = new Set<string>();
+  for (const e of exprs) for (const m of e.matchAll(/\b[a-zA-Z_:][a-zA-Z0-9_:]*\b/g)) if (m[0].startsWith('gwlbtun_')) used.add(m[0]);
+  const exported = new Set(parsePrometheusText(metricsText(stubDaemon(new FlowTable(createFlowTableBuffer(100))), { evicted: 0, sourceLimit: 0, deadline: 0 })).keys());
+  assert.ok(used.size >= 15, `the dashboard uses ${used.size} metrics`);
+  for (const name of used) assert.ok(exported.has(name), `${name} is queried by the dashboard but not exported`);
+  // What the issue asks for: rates per endpoint, drops by reason, flow table fill, hook latency, receive-buffer drops.
+  for (const need of ['gwlbtun_endpoint_packets_from_gwlb_total', 'gwlbtun_drops_total', 'gwlbtun_flows_capacity', 'gwlbtun_hook_create_duration_seconds_total', 'gwlbtun_udp_rcvbuf_errors_total']) {
+    assert.ok(used.has(need), need);
+  }
+});
