@@ -61,7 +61,22 @@ export interface Endpoint {
   /** A packet arrived while it was being destroyed: create it again afterwards. */
   recreate: boolean;
   sysctl: SysctlMarks;
+  /** The hook running for it now, and the last one that ran (for the status page). */
+  hookRunning: 'create' | 'destroy' | null;
+  lastHook: HookRecord | null;
 }
+
+/** One hook run, as the status page shows it (output cut to HOOK_OUTPUT_MAX characters). */
+export interface HookRecord {
+  kind: 'create' | 'destroy';
+  result: 'ok' | 'failed' | 'timed out' | 'could not run';
+  exit: number | null;
+  ms: number;
+  /** Monotonic ms of its end. */
+  atMs: number;
+  output: string;
+}
+export const HOOK_OUTPUT_MAX = 4096;
 
 export interface HookStats {
   runs: number;
@@ -235,6 +250,8 @@ export class EndpointLifecycle {
       createdMs: monoMs(),
       readyMs: 0,
       recreate: false,
+      hookRunning: null,
+      lastHook: null,
       sysctl: newSysctlMarks(),
     };
     this.endpoints.set(e.hex, e);
@@ -296,13 +313,23 @@ export class EndpointLifecycle {
     const file = kind === 'create' ? this.opts.createHook : this.opts.destroyHook;
     if (file === null) return null;
     const args = [kind === 'create' ? 'CREATE' : 'DESTROY', e.gwi, this.opts.noReturn ? 'none' : e.gwo, e.hex];
+    e.hookRunning = kind;
     const r = await runHook(file, args, this.opts.hookTimeoutS * 1000);
+    e.hookRunning = null;
     const st = this.hookStats[kind];
     st.runs++;
     st.durationMsTotal += r.durationMs;
     const ok = r.code === 0 && !r.timedOut && r.error === undefined;
     if (!ok) st.failures++;
     if (r.timedOut) st.timeouts++;
+    e.lastHook = {
+      kind,
+      result: r.error !== undefined ? 'could not run' : r.timedOut ? 'timed out' : r.code !== 0 ? 'failed' : 'ok',
+      exit: r.code,
+      ms: Math.round(r.durationMs),
+      atMs: monoMs(),
+      output: r.output.trimEnd().slice(0, HOOK_OUTPUT_MAX),
+    };
     const fields = { hook: file, args: args.join(' '), exit: r.code, signal: r.signal, ms: r.durationMs };
     if (r.error !== undefined) this.log.important('core', `${kind} hook could not run: ${r.error}`, fields);
     else if (r.timedOut) this.log.important('core', `${kind} hook timed out after ${this.opts.hookTimeoutS} s and was killed`, fields);

@@ -51,6 +51,8 @@ export interface WorkerStatus {
   alive: boolean;
   restarts: number;
   heartbeatAgeMs: number;
+  /** Its Geneve socket (-1 while it is down): the status page reads its receive-buffer drops. */
+  udpFd: number;
 }
 
 export class WorkerSupervisor {
@@ -270,6 +272,7 @@ export class WorkerSupervisor {
       alive: ws.alive,
       restarts: ws.restarts,
       heartbeatAgeMs: Math.max(0, now - this.counters.of(ws.index, C.HEARTBEAT_MS)),
+      udpFd: ws.udpFd,
     }));
   }
 

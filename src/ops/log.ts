@@ -43,11 +43,9 @@ export function parseLogging(spec: string, into: LogConfig): void {
 }
 
 export type Sink = (line: string) => void;
-export type LogTap = (section: Section, level: number, msg: string, fields: Record<string, unknown> | undefined) => void;
 
 export class Logger {
   private readonly windows = new Map<string, { start: number; n: number; suppressed: number }>();
-  private readonly taps: LogTap[] = [];
   constructor(
     readonly config: LogConfig,
     private readonly sink: Sink = (l) => process.stderr.write(l + '\n'),
@@ -57,14 +55,7 @@ export class Logger {
     return level <= this.config.levels[section];
   }
 
-  /** Call `fn` with every message logged from now on, whatever the configured levels (the status
-   * page keeps each endpoint's last hook result this way: src/ops/status.ts). */
-  tap(fn: LogTap): void {
-    this.taps.push(fn);
-  }
-
   log(section: Section, level: number, msg: string, fields?: Record<string, unknown>): void {
-    for (const t of this.taps) t(section, level, msg, fields);
     if (!this.enabled(section, level)) return;
     const t = new Date();
     if (this.config.format === 'json') {

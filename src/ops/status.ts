@@ -14,24 +14,12 @@ import type { Daemon, Endpoint } from '../control/daemon';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../dataplane/counters';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { monoMs } from '../flow/clock';
-import type { Logger } from './log';
+import { statusPage, type StatusJson } from './status-page';
 
 /** Sampling period of the rates (ms). */
 export const SAMPLE_MS = 1000;
 /** Oldest flow census served (ms). */
 export const CENSUS_MAX_AGE_MS = 1000;
-/** Hook output kept per endpoint for the page (bytes of text; the log has up to 16 KiB). */
-export const HOOK_OUTPUT_MAX = 4096;
-
-export interface HookRecord {
-  kind: 'create' | 'destroy';
-  result: 'ok' | 'failed' | 'timed out' | 'could not run';
-  exit: number | null;
-  ms: number;
-  atMs: number;
-  output: string;
-}
-
 interface EpSample {
   rxP: number;
   rxB: number;
@@ -82,24 +70,15 @@ export function udpSocketDrops(port: number, text?: string): Map<number, number>
   return out;
 }
 
-/** The socket inodes among this process's descriptors, in descriptor order. */
-function socketInodesByFd(wanted: Set<number>): number[] {
-  const found: [number, number][] = [];
+/** The inode of the socket behind one of this process's descriptors, or -1. */
+function socketInode(fd: number): number {
+  if (fd < 0) return -1;
   try {
-    for (const name of fs.readdirSync('/proc/self/fd')) {
-      let link: string;
-      try {
-        link = fs.readlinkSync(`/proc/self/fd/${name}`);
-      } catch {
-        continue;
-      }
-      const m = /^socket:\[(\d+)\]$/.exec(link);
-      if (m !== null && wanted.has(Number(m[1]))) found.push([Number(name), Number(m[1])]);
-    }
+    const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`));
+    return m === null ? -1 : Number(m[1]);
   } catch {
-    return [];
+    return -1;
   }
-  return found.sort((a, b) => a[0] - b[0]).map((x) => x[1]);
 }
 
 export class StatusCollector {
@@ -110,17 +89,11 @@ export class StatusCollector {
   private census: Map<number, number> = new Map();
   private censusMs = -Infinity;
   private censusTaken = 0;
-  private readonly hooks = new Map<string, HookRecord>(); // by ENI hex
-  private lastHook: HookRecord | null = null;
   private socketDrops: Map<number, number> | null = null;
-  private socketInodes = ''; // the set of inodes the worker mapping below was made for
-  private workerSocket: number[] | null = null; // worker index -> inode
+  private workerSocket: number[] | null = null; // worker index -> inode of its Geneve socket
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly d: Daemon) {
-    // A stub daemon in unit tests may have no logger.
-    (d.log as Logger | undefined)?.tap((_section, _level, msg, fields) => this.onLog(msg, fields));
-  }
+  constructor(private readonly d: Daemon) {}
 
   start(): void {
     if (this.timer !== null) return;
@@ -137,39 +110,6 @@ export class StatusCollector {
   /** How many flow-table census passes ran (tests check they are rate-limited). */
   get censusCount(): number {
     return this.censusTaken;
-  }
-
-  /** The daemon logs each hook run ("create hook done" with the arguments, then, when it wrote
-   * anything, "create hook output: ..."): keep the last of each endpoint. */
-  private onLog(msg: string, fields: Record<string, unknown> | undefined): void {
-    const m = /^(create|destroy) hook (done|failed|timed out|could not run)/.exec(msg);
-    if (m !== null && fields !== undefined && typeof fields.args === 'string') {
-      const hex = fields.args.split(' ')[3];
-      if (hex === undefined) return;
-      const rec: HookRecord = {
-        kind: m[1] as HookRecord['kind'],
-        result: m[2] === 'done' ? 'ok' : (m[2] as HookRecord['result']),
-        exit: typeof fields.exit === 'number' ? fields.exit : null,
-        ms: typeof fields.ms === 'number' ? Math.round(fields.ms) : 0,
-        atMs: monoMs(),
-        output: '',
-      };
-      this.hooks.delete(hex); // re-insert: the map's order is the order of the last runs
-      this.hooks.set(hex, rec);
-      this.lastHook = rec;
-      // Bounded: records of endpoints that no longer exist go, oldest first.
-      const max = 2 * this.d.endpoints.size + 64;
-      for (const k of this.hooks.keys()) {
-        if (this.hooks.size <= max) break;
-        if (!this.d.endpoints.has(k)) this.hooks.delete(k);
-      }
-      return;
-    }
-    const o = /^(create|destroy) hook output: /.exec(msg);
-    if (o !== null && this.lastHook !== null && this.lastHook.kind === o[1]) {
-      this.lastHook.output = msg.slice(o[0].length, o[0].length + HOOK_OUTPUT_MAX);
-      this.lastHook = null;
-    }
   }
 
   private sample(): void {
@@ -203,21 +143,9 @@ export class StatusCollector {
     this.mapSockets();
   }
 
-  /** Which Geneve socket is which worker's. The daemon opens the workers' sockets in worker order
-   * at start-up, so before any restart their descriptors ascend with the worker index; after a
-   * restart (or with foreign sockets on the port) the mapping is unknown and per-worker drops are
-   * not shown (the per-socket list still is). Recomputed only when the set of sockets changes. */
+  /** Which Geneve socket is which worker's: the inode behind each worker's descriptor. */
   private mapSockets(): void {
-    const drops = this.socketDrops;
-    const key = drops === null ? '' : [...drops.keys()].sort((a, b) => a - b).join(',');
-    const ws = this.d.workerStatus();
-    const restarted = ws.some((w) => w.restarts > 0);
-    if (key === this.socketInodes && !(restarted && this.workerSocket !== null)) return;
-    this.socketInodes = key;
-    this.workerSocket = null;
-    if (drops === null || drops.size !== ws.length || restarted) return;
-    const inodes = socketInodesByFd(new Set(drops.keys()));
-    if (inodes.length === ws.length) this.workerSocket = inodes;
+    this.workerSocket = this.socketDrops === null ? null : this.d.workerStatus().map((w) => socketInode(w.udpFd));
   }
 
   /** Flows per endpoint id and family (key epId * 2 + (IPv6 ? 1 : 0)), at most CENSUS_MAX_AGE_MS old. */
@@ -234,15 +162,11 @@ export class StatusCollector {
   }
 
   private hookState(e: Endpoint): Record<string, unknown> {
-    const d = this.d;
-    const rec = this.hooks.get(e.hex);
-    let running: string | null = null;
-    if (e.state === 'creating' && d.opts.createHook !== null && (rec === undefined || rec.kind !== 'create')) running = 'create';
-    if (e.state === 'destroying' && d.opts.destroyHook !== null && (rec === undefined || rec.kind !== 'destroy')) running = 'destroy';
+    const rec = e.lastHook;
     return {
-      running,
+      running: e.hookRunning,
       last:
-        rec === undefined
+        rec === null
           ? null
           : { kind: rec.kind, result: rec.result, exit: rec.exit, ms: rec.ms, secondsAgo: Math.round((monoMs() - rec.atMs) / 100) / 10, output: rec.output },
     };
@@ -388,188 +312,7 @@ export class StatusCollector {
   /** GET /status: the snapshot rendered on the server (readable without JavaScript), refreshed
    * every 2 s from /status.json by the same render function. */
   statusHtml(): string {
-    const s = this.statusJson();
-    return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>gwlbtun status</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1b1f24;background:#fff}
-h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
-.ok{color:#116329}.bad{color:#b3261e}.meta{color:#555}
-table{border-collapse:collapse;margin:.3em 0}th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
-th{background:#f3f4f6;font-weight:600}td.l,th.l{text-align:left}td{white-space:nowrap}td.h{white-space:normal;min-width:14em}
-code,pre{font:12px ui-monospace,monospace}pre{margin:0;white-space:pre-wrap;max-width:40em;text-align:left;color:#333}
-</style></head>
-<body data-refreshes="0">
-<main id="status">${renderStatus(s)}</main>
-<script>
-"use strict";
-const renderStatus = ${renderStatus.toString()};
-let refreshes = 0;
-async function refresh() {
-  try {
-    const r = await fetch('/status.json', { cache: 'no-store' });
-    if (!r.ok) throw new Error('HTTP ' + r.status);
-    const s = await r.json();
-    document.getElementById('status').innerHTML = renderStatus(s);
-    document.body.dataset.refreshes = String(++refreshes);
-  } catch (e) {
-    const el = document.getElementById('stale');
-    if (el) el.textContent = ' (refresh failed: ' + e.message + ')';
+    return statusPage(this.statusJson());
   }
-}
-setInterval(refresh, 2000);
-</script>
-</body></html>
-`;
-  }
-}
 
-export interface StatusJson {
-  version: string;
-  node: string;
-  pid: number;
-  flags: string[];
-  healthy: boolean;
-  shuttingDown: boolean;
-  uptimeSeconds: number;
-  sampleSeconds: number;
-  udpPort: number;
-  workers: {
-    index: number;
-    alive: boolean;
-    restarts: number;
-    heartbeatAgeMs: number;
-    udpPackets: number;
-    tunPackets: number;
-    udpPps: number;
-    tunPps: number;
-    rcvbufDrops: number | null;
-  }[];
-  geneveSocketDrops: number | null;
-  endpoints: {
-    eni: string;
-    gwi: string;
-    gwo: string | null;
-    state: string;
-    hook: Record<string, unknown>;
-    packetsFromGwlb: number;
-    bytesFromGwlb: number;
-    packetsToGwlb: number;
-    bytesToGwlb: number;
-    ppsFromGwlb: number;
-    bitsPerSecondFromGwlb: number;
-    ppsToGwlb: number;
-    bitsPerSecondToGwlb: number;
-    drops: number;
-    flowsV4: number;
-    flowsV6: number;
-    secondsSinceLastPacket: number | null;
-  }[];
-  flows: { size: number; capacity: number; inserts: number; evictions: number; expiries: number } | null;
-  drops: Record<string, number>;
-  hooks: Record<string, { runs: number; failures: number; timeouts: number; durationMsTotal: number }>;
-}
-
-/** The page's body from a /status.json object. Runs on the server and, as its own source text, in
- * the browser: it must stay self-contained (no imports, no helpers outside it). Every number has
- * a `data-k` key and its exact value in `data-v` (the end-to-end test reads them). */
-export function renderStatus(s: StatusJson): string {
-  const esc = (v: unknown): string =>
-    String(v).replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch] as string);
-  const group = (n: number): string => {
-    const neg = n < 0;
-    const t = String(Math.round(Math.abs(n)));
-    let out = '';
-    for (let i = 0; i < t.length; i++) out += (i > 0 && (t.length - i) % 3 === 0 ? ',' : '') + t[i];
-    return (neg ? '-' : '') + out;
-  };
-  const bits = (n: number): string => {
-    const u = ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s', 'Tbit/s'];
-    let i = 0;
-    let v = n;
-    while (v >= 1000 && i < u.length - 1) {
-      v /= 1000;
-      i++;
-    }
-    return (i === 0 ? String(Math.round(v)) : v.toFixed(v < 10 ? 2 : 1)) + ' ' + u[i];
-  };
-  const num = (k: string, v: number | null, shown?: string): string =>
-    v === null ? `<td data-k="${esc(k)}">-</td>` : `<td data-k="${esc(k)}" data-v="${v}">${esc(shown ?? group(v))}</td>`;
-  const txt = (v: unknown, cls = 'l'): string => `<td class="${cls}">${esc(v)}</td>`;
-  const parts: string[] = [];
-  parts.push(
-    `<h1>gwlbtun <span class="${s.healthy ? 'ok' : 'bad'}" id="health">${s.shuttingDown ? 'shutting down' : s.healthy ? 'healthy' : 'UNHEALTHY'}</span></h1>`,
-    `<p class="meta">version <b id="version">${esc(s.version)}</b> &middot; node ${esc(s.node)} &middot; pid ${esc(s.pid)} &middot; up <span data-k="uptime" data-v="${s.uptimeSeconds}">${esc(s.uptimeSeconds)} s</span> &middot; UDP ${esc(s.udpPort)} &middot; rates over the last ${esc(s.sampleSeconds)} s<span id="stale"></span><br>flags: <code id="flags">${esc(s.flags.length === 0 ? '(none)' : s.flags.join(' '))}</code></p>`,
-  );
-  parts.push(
-    '<h2>Endpoints</h2><table><tr><th class="l">ENI</th><th class="l">interfaces</th><th class="l">state</th><th>packets/s from GWLB</th><th>from GWLB</th><th>packets/s to GWLB</th><th>to GWLB</th><th>packets from GWLB</th><th>packets to GWLB</th><th>flows IPv4</th><th>flows IPv6</th><th>drops</th><th>s since last packet</th><th class="l">hook</th></tr>',
-  );
-  if (s.endpoints.length === 0) parts.push('<tr><td class="l" colspan="14">no endpoints yet</td></tr>');
-  for (const e of s.endpoints) {
-    const k = 'ep.' + e.eni + '.';
-    const h = e.hook as { running: string | null; last: { kind: string; result: string; exit: number | null; ms: number; secondsAgo: number; output: string } | null };
-    let hook = h.running !== null ? `${h.running} running` : h.last === null ? 'none' : `${h.last.kind} ${h.last.result}${h.last.exit !== null ? ' (exit ' + h.last.exit + ')' : ''}, ${h.last.ms} ms, ${h.last.secondsAgo} s ago`;
-    hook = `<td class="l h" data-k="${esc(k + 'hook')}">${esc(hook)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</td>`;
-    parts.push(
-      `<tr data-eni="${esc(e.eni)}">${txt('vpce-' + e.eni)}${txt(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)}${txt(e.state)}` +
-        num(k + 'ppsFromGwlb', e.ppsFromGwlb) +
-        num(k + 'bpsFromGwlb', e.bitsPerSecondFromGwlb, bits(e.bitsPerSecondFromGwlb)) +
-        num(k + 'ppsToGwlb', e.ppsToGwlb) +
-        num(k + 'bpsToGwlb', e.bitsPerSecondToGwlb, bits(e.bitsPerSecondToGwlb)) +
-        num(k + 'packetsFromGwlb', e.packetsFromGwlb) +
-        num(k + 'packetsToGwlb', e.packetsToGwlb) +
-        num(k + 'flowsV4', e.flowsV4) +
-        num(k + 'flowsV6', e.flowsV6) +
-        num(k + 'drops', e.drops) +
-        num(k + 'idle', e.secondsSinceLastPacket, e.secondsSinceLastPacket === null ? '-' : String(e.secondsSinceLastPacket)) +
-        hook +
-        '</tr>',
-    );
-  }
-  parts.push('</table>');
-  parts.push(
-    '<h2>Workers</h2><table><tr><th>worker</th><th class="l">state</th><th>restarts</th><th>datagrams/s from GWLB</th><th>packets/s from TUN</th><th>datagrams from GWLB</th><th>packets from TUN</th><th>receive-buffer drops</th><th>heartbeat age ms</th></tr>',
-  );
-  for (const w of s.workers) {
-    const k = 'worker.' + w.index + '.';
-    parts.push(
-      `<tr>${txt(w.index, '')}${txt(w.alive ? 'running' : 'down')}` +
-        num(k + 'restarts', w.restarts) +
-        num(k + 'udpPps', w.udpPps) +
-        num(k + 'tunPps', w.tunPps) +
-        num(k + 'udpPackets', w.udpPackets) +
-        num(k + 'tunPackets', w.tunPackets) +
-        num(k + 'rcvbufDrops', w.rcvbufDrops) +
-        num(k + 'heartbeat', w.heartbeatAgeMs) +
-        '</tr>',
-    );
-  }
-  parts.push('</table>');
-  parts.push(`<p class="meta">receive-buffer drops of all Geneve sockets: <span data-k="geneveSocketDrops"${s.geneveSocketDrops === null ? '' : ` data-v="${s.geneveSocketDrops}"`}>${s.geneveSocketDrops === null ? 'unknown' : group(s.geneveSocketDrops)}</span></p>`);
-  if (s.flows !== null) {
-    const f = s.flows;
-    parts.push(
-      '<h2>Flow table</h2><table><tr><th>flows</th><th>capacity</th><th>fill</th><th>inserted</th><th>evicted</th><th>expired</th></tr><tr>' +
-        num('flows.size', f.size) +
-        num('flows.capacity', f.capacity) +
-        `<td>${esc(((100 * f.size) / Math.max(1, f.capacity)).toFixed(1))} %</td>` +
-        num('flows.inserts', f.inserts) +
-        num('flows.evictions', f.evictions) +
-        num('flows.expiries', f.expiries) +
-        '</tr></table>',
-    );
-  }
-  parts.push('<h2>Drops by reason</h2><table><tr><th class="l">reason</th><th>packets</th></tr>');
-  const nonzero = Object.keys(s.drops).filter((r) => s.drops[r] > 0);
-  if (nonzero.length === 0) parts.push('<tr><td class="l" colspan="2">none</td></tr>');
-  for (const r of nonzero) parts.push(`<tr>${txt(r)}${num('drop.' + r, s.drops[r])}</tr>`);
-  parts.push('</table>');
-  parts.push('<h2>Hooks</h2><table><tr><th class="l">hook</th><th>runs</th><th>failures</th><th>timeouts</th><th>total run time ms</th></tr>');
-  for (const kind of Object.keys(s.hooks)) {
-    const h = s.hooks[kind];
-    parts.push(`<tr>${txt(kind)}${num('hooks.' + kind + '.runs', h.runs)}${num('hooks.' + kind + '.failures', h.failures)}${num('hooks.' + kind + '.timeouts', h.timeouts)}${num('hooks.' + kind + '.ms', Math.round(h.durationMsTotal))}</tr>`);
-  }
-  parts.push('</table>');
-  return parts.join('\n');
 }

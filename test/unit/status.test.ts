@@ -12,7 +12,8 @@ import type { Daemon } from '../../src/control/daemon';
 import { CounterReader, createCountersBuffer } from '../../src/dataplane/counters';
 import { createFlowTableBuffer, FlowTable, UPSERT_INSERTED } from '../../src/flow/table';
 import { metricsText } from '../../src/ops/health';
-import { renderStatus, StatusCollector, udpSocketDrops, type StatusJson } from '../../src/ops/status';
+import { StatusCollector, udpSocketDrops } from '../../src/ops/status';
+import { renderStatus, type StatusJson } from '../../src/ops/status-page';
 import { monoMs } from '../../src/flow/clock';
 import { parsePrometheusText } from './helpers/prometheus';
 
