@@ -7,6 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Results, Run } from './results';
+import { fmt } from './lib/fmt';
+import { mechanismVars } from './mechanisms';
 import { max, median, min } from './lib/stats';
 
 /** The prose: bench/prose in the repository (this file runs as dist/bench/report.js). */
@@ -38,10 +40,7 @@ function para(name: string, vars: Record<string, string> = {}): string {
   return prose(name, vars).replace(/\n$/, '');
 }
 
-export function fmt(n: number, digits = 0): string {
-  if (!Number.isFinite(n)) return 'n/a';
-  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
+export { fmt };
 
 export function report(res: Results, o: RenderOptions): { table: string; doc: string } {
   const sel = (kind: Run['kind'], size: number, rate: number, workers: number, pinned: boolean): Run[] =>
@@ -151,7 +150,7 @@ ${runRows.join('\n')}
 
 ${res.notes.map((n) => `Note: ${n}`).join('\n')}
 
-${prose('analysis')}
+${prose('analysis', mechanismVars())}
 
 ${prose('method', { satSeconds: String(o.satS), fixedSeconds: String(o.fixedS) })}`;
   return { table, doc };
