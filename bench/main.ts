@@ -1,10 +1,14 @@
 // `npm run bench`: the whole data path in network namespaces, measured against a reflector
 // ceiling in the same run, and written to docs/benchmarks.md. This file is the runner: options,
 // the order of the scenarios (bench/scenarios/*.ts), the raw results (build/bench-results.json)
-// and the document (bench/report.ts, with the prose of bench/prose/*.md).
+// and the document (bench/report.ts, with the prose of bench/prose/*.md) with its SVG charts
+// (bench/charts.ts), written next to it as docs/bench-*.svg.
 //
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
 //                           [--skip-flows] [--skip-flowtable] [--render RESULTS.json]
+//
+// --render rewrites the document and its charts from saved results without measuring; the
+// results behind the committed document are bench/fixtures/results-<date>.json.
 //
 // Setup (src/sim/topology.ts): namespace "gwlb" (198.18.0.1) and namespace "appl" (198.18.0.2)
 // joined by a veth pair. The load is bench/gen.c (compiled here with cc), pinned to CPU 0: it
@@ -33,6 +37,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTopology, destroyOnExit, destroyTopology, forgetOnExit } from '../src/sim/topology';
+import { charts } from './charts';
 import { startDaemon } from './lib/appliance';
 import { stopBg, type Bg } from './lib/bg';
 import { GEN_SRC, ROOT, log, t0 } from './lib/env';
@@ -74,7 +79,8 @@ async function main(): Promise<void> {
     // Regenerate the document from saved raw results (no measurement).
     const saved = JSON.parse(fs.readFileSync(opt.render, 'utf8')) as Results;
     fs.writeFileSync(opt.out!, report(saved, RENDER).doc);
-    log(`wrote ${path.relative(ROOT, opt.out!)} from ${opt.render}`);
+    writeCharts(saved);
+    log(`wrote ${path.relative(ROOT, opt.out!)} and its charts from ${opt.render}`);
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces, TUN devices, raw sockets)');
@@ -130,9 +136,15 @@ async function main(): Promise<void> {
   log(`raw results: ${path.relative(ROOT, opt.json!)}`);
   if (!opt['no-write']) {
     fs.writeFileSync(opt.out!, md.doc);
-    log(`wrote ${path.relative(ROOT, opt.out!)}`);
+    writeCharts(res);
+    log(`wrote ${path.relative(ROOT, opt.out!)} and its charts`);
   }
   log(`done in ${res.seconds} s`);
+}
+
+/** The charts the document embeds, next to it (docs/bench-*.svg for docs/benchmarks.md). */
+function writeCharts(res: Results): void {
+  for (const c of charts(res)) fs.writeFileSync(path.join(path.dirname(opt.out!), c.file), c.svg);
 }
 
 main().catch((e: Error) => {
