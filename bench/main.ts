@@ -1,7 +1,8 @@
 // `npm run bench`: the whole data path in network namespaces, measured against a reflector
 // ceiling in the same run, and written to docs/benchmarks.md. This file is the runner: options,
 // the order of the scenarios (bench/scenarios/*.ts), the raw results (build/bench-results.json)
-// and the document (bench/report.ts, with the prose of bench/prose/*.md).
+// and the document (bench/report.ts, with the prose of bench/prose/*.md) with its SVG charts
+// (bench/charts.ts), written next to it as docs/bench-*.svg.
 //
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
 //                           [--skip-flows] [--skip-flowtable] [--render RESULTS.json]
@@ -11,6 +12,9 @@
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
 // and the runner prints both side by side with their ratio (bench/baseline.ts): a change's
 // effect measured in one run, on one machine state.
+//
+// --render rewrites the document and its charts from saved results without measuring; the
+// results behind the committed document are bench/fixtures/results-<date>.json.
 //
 // Setup (src/sim/topology.ts): namespace "gwlb" (198.18.0.1) and namespace "appl" (198.18.0.2)
 // joined by a veth pair. The load is bench/gen.c (compiled here with cc), pinned to CPU 0: it
@@ -39,6 +43,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTopology, destroyOnExit, destroyTopology, forgetOnExit } from '../src/sim/topology';
+import { charts } from './charts';
 import { startDaemon } from './lib/appliance';
 import { stopBg, type Bg } from './lib/bg';
 import { GEN_SRC, ROOT, log, t0 } from './lib/env';
@@ -82,7 +87,8 @@ async function main(): Promise<void> {
     // Regenerate the document from saved raw results (no measurement).
     const saved = JSON.parse(fs.readFileSync(opt.render, 'utf8')) as Results;
     fs.writeFileSync(opt.out!, report(saved, RENDER).doc);
-    log(`wrote ${path.relative(ROOT, opt.out!)} from ${opt.render}`);
+    writeCharts(saved);
+    log(`wrote ${path.relative(ROOT, opt.out!)} and its charts from ${opt.render}`);
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces, TUN devices, raw sockets)');
@@ -146,9 +152,15 @@ async function main(): Promise<void> {
   log(`raw results: ${path.relative(ROOT, opt.json!)}`);
   if (!opt['no-write']) {
     fs.writeFileSync(opt.out!, md.doc);
-    log(`wrote ${path.relative(ROOT, opt.out!)}`);
+    writeCharts(res);
+    log(`wrote ${path.relative(ROOT, opt.out!)} and its charts`);
   }
   log(`done in ${res.seconds} s`);
+}
+
+/** The charts the document embeds, next to it (docs/bench-*.svg for docs/benchmarks.md). */
+function writeCharts(res: Results): void {
+  for (const c of charts(res)) fs.writeFileSync(path.join(path.dirname(opt.out!), c.file), c.svg);
 }
 
 main().catch((e: Error) => {
