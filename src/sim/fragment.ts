@@ -1,7 +1,7 @@
 // Test and emulator helpers: cut a whole IPv4/IPv6 packet into fragments, as a sender's kernel
 // would, and build ICMP errors that quote a packet. Allocates freely; never on the hot path.
 
-import { parseIp } from '../wire/build';
+import { parseIp, put16, put32 } from '../wire/build';
 import { internetChecksum, pseudoHeaderSum } from '../wire/checksum';
 
 /** Cut `pkt` (IPv4 without options, or IPv6 without extension headers) into fragments carrying at
@@ -80,14 +80,3 @@ export function buildIcmpError(src: string, dst: string, type: number, code: num
   return p;
 }
 
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
-}

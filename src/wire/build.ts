@@ -135,12 +135,13 @@ function checkInt(name: string, v: number, max: number): number {
   return v;
 }
 
-function put16(b: Uint8Array, o: number, v: number): void {
+/** Big-endian 16- and 32-bit stores (network byte order). */
+export function put16(b: Uint8Array, o: number, v: number): void {
   b[o] = (v >>> 8) & 0xff;
   b[o + 1] = v & 0xff;
 }
 
-function put32(b: Uint8Array, o: number, v: number): void {
+export function put32(b: Uint8Array, o: number, v: number): void {
   b[o] = (v >>> 24) & 0xff;
   b[o + 1] = (v >>> 16) & 0xff;
   b[o + 2] = (v >>> 8) & 0xff;

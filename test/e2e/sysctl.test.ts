@@ -13,20 +13,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { endpointNames } from '../../src/wire/eni';
 import { metrics, nsRun, RECORD_HOOK, ROOT, runEmulator, sleep, useEnv, waitFor, type EmuReport, type Env } from './lib';
+import type { PhaseReport } from '../../src/sim/reports';
 
 const UDEV_HOOK = path.join(path.dirname(RECORD_HOOK), 'udev-hook.sh');
 const HEALTH_PORT = 8081;
 const RATE = 400;
 const RESTORED = 'gwlbtun_sysctl_restored_total{setting="ipv4.rp_filter"}';
 
-interface Phase {
-  phase: number;
-  sent: number;
-  verified: number;
-  lost: number;
-  sendMs: number;
-  settleMs: number;
-}
+type Phase = PhaseReport;
 
 /** One UDP flow of endpoint `eni` at RATE packets/s for `seconds`, in phases of half a second.
  * Returns the report and, per phase, an estimate of its start (ms since the epoch) that is never
