@@ -120,6 +120,7 @@ export class WorkerSupervisor {
       sndbuf: this.opts.sndbuf,
       maxEndpoints: this.opts.maxEndpoints,
       noReturn: this.opts.noReturn,
+      offload: this.opts.offload,
       cpus: this.opts.cpus[index] ?? null,
       holdPackets: this.opts.holdPackets,
       holdMs: this.opts.holdMs,

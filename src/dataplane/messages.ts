@@ -13,6 +13,9 @@ export interface WorkerConfig {
   sndbuf: number;
   maxEndpoints: number;
   noReturn: boolean;
+  /** --offload on: the TUN queues carry virtio headers; batches are coalesced into TCP
+   * super-packets and super-packets read are cut into segments (src/io/tun.ts). */
+  offload: boolean;
   cpus: number[] | null;
   /** Held packets per endpoint being created, and how long (ms) they may wait. */
   holdPackets: number;

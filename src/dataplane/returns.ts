@@ -39,6 +39,8 @@ const R_STRIDE = RAW_META_STRIDE;
 const R_OFF = RAW_META_OFF;
 const R_LEN = RAW_META_LEN;
 const R_DST = RAW_META_DST;
+/** Drop reason of each segmentPacket error (index: -SEG_*, src/wire/segment.ts). */
+const SEG_REASONS = [0, Drop.GSO_MALFORMED, Drop.GSO_UNSUPPORTED, Drop.GSO_TOO_BIG, Drop.GSO_NO_ROOM];
 
 export class ReturnPath {
   /** Flow ticks and monotonic ms of the current turn (set by the loop). */
@@ -51,6 +53,8 @@ export class ReturnPath {
   private readonly sLen = new Int32Array(TX_BATCH);
   private readonly status = new Int32Array(TX_BATCH);
   private sCount = 0; // packets ready to send
+  private seenSupers = 0;
+  private seenSegmented = 0;
 
   constructor(
     private readonly nat: NativeAddon,
@@ -62,29 +66,57 @@ export class ReturnPath {
     private readonly log: DropLog,
     /** A queue failed (the device is gone): the loop stops polling it and tells the main thread. */
     private readonly onGone: (fd: number, entry: number, errno: number) => void,
+    /** Offloads: the queues carry a virtio header (src/io/tun.ts). */
+    private readonly vnet = false,
   ) {
-    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM);
+    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM, vnet);
+  }
+
+  /** Offloads: move the reader's cumulative figures into the counters (and its drops, per endpoint). */
+  private offloadCounts(li: number): void {
+    const r = this.tunIn;
+    const c = this.counters;
+    if (r.supers !== this.seenSupers) {
+      c[C.TUN_SUPERS_READ] += r.supers - this.seenSupers;
+      c[C.TUN_SEGMENTED] += r.segmented - this.seenSegmented;
+      this.seenSupers = r.supers;
+      this.seenSegmented = r.segmented;
+    }
+    for (let e = 1; e < SEG_REASONS.length; e++) {
+      const d = r.segErrors[e];
+      if (d === 0) continue;
+      r.segErrors[e] = 0;
+      c[SEG_REASONS[e]] += d;
+      c[GLOBAL_CELLS + this.eps.slot[li] * EP_STRIDE + EP.DROPS] += d;
+    }
   }
 
   /** Read and return up to `limit` packets from a TUN queue of endpoint entry li. */
   readable(fd: number, li: number, limit: number): void {
     const tunIn = this.tunIn;
-    for (let round = 0; round < TX_ROUNDS && limit > 0; round++) {
-      const first = tunIn.used;
+    // Offloads: a super-packet read but waiting for room (tunIn.pending) is always placed before
+    // returning, so nothing of this queue is left in the reader for another queue's turn.
+    for (let round = 0; (round < TX_ROUNDS && limit > 0) || tunIn.pending; round++) {
       const want = tunIn.room < limit ? tunIn.room : limit;
       const n = tunIn.read(fd, want);
+      if (this.vnet) this.offloadCounts(li);
       if (n < 0) {
         this.onGone(fd, li, -n);
         return;
       }
-      if (n === 0) return;
+      if (n === 0) {
+        if (!tunIn.pending) return;
+        this.flush();
+        continue;
+      }
+      const first = tunIn.first;
       this.counters[C.TUN_RX_PACKETS] += n;
       for (let k = 0; k < n; k++) this.returnOne(first + k, li);
       tunIn.used = first + n;
       this.counters[C.TX_IN_HAND] = this.sCount;
       limit -= n;
       if (tunIn.room === 0) this.flush();
-      if (n < want) return;
+      if (n < want && !tunIn.pending) return;
     }
   }
 

@@ -1,0 +1,218 @@
+// The packet loop with --offload on (src/io/tun.ts behind src/dataplane/loop.ts and returns.ts),
+// over the in-memory addon with virtio headers (src/io/fake.ts): a receive batch goes to gwi- as
+// TCP super-packets, super-packets read from gwo- are cut back into segments, and everything GWLB
+// gets back is, packet for packet, what it sent. Counts are packets, never super-packets.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLoop, type Loop } from '../../src/dataplane/loop';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS, createCountersBuffer, workerBlock } from '../../src/dataplane/counters';
+import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../src/dataplane/messages';
+import { ip4FromString } from '../../src/io/native';
+import { FakeAddon } from '../../src/io/fake';
+import { applyOffloads, offloadNames } from '../../src/io/offload';
+import { createFlowTableBuffer, FlowTable } from '../../src/flow/table';
+import { buildInnerPacket, concatBytes } from '../../src/wire/build';
+import { writeGeneveHeader } from '../../src/wire/geneve';
+import { endpointNames } from '../../src/wire/eni';
+import { Drop } from '../../src/wire/reasons';
+import { TUN_F_USO4, TUN_F_USO6, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_UDP_TUNNEL_IPV4, writeVnetHdr } from '../../src/wire/virtio';
+import { stream, buildSeg, checkPacket } from './helpers/tcp';
+import { coalesce } from './helpers/offload-harness';
+
+const GWLB = ip4FromString('198.18.0.1');
+const APPLIANCE = ip4FromString('198.18.0.2');
+const MAX_EP = 4;
+const ENI = 0x2b8ee1d4db0c51c4n;
+
+function geneve(cookie: number, inner: Uint8Array): Uint8Array {
+  const header = new Uint8Array(64);
+  const n = writeGeneveHeader(header, 0, { protocol: inner[0] >> 4 === 6 ? 0x86dd : 0x0800, eni: ENI, attachment: 0x77n, cookie });
+  return concatBytes(header.subarray(0, n), inner);
+}
+
+class Rig {
+  readonly nat = new FakeAddon();
+  readonly posted: FromWorker[] = [];
+  readonly counters: Float64Array;
+  readonly loop: Loop;
+  readonly udp: number;
+  private readonly inbox: ToWorker[] = [];
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
+  readonly names = endpointNames(ENI);
+
+  constructor(readonly offload: boolean) {
+    const counterSab = createCountersBuffer(1, MAX_EP);
+    this.counters = workerBlock(counterSab, 0, MAX_EP);
+    this.udp = this.nat.udpOpen(6081, 0, true);
+    const ep = this.nat.epollCreate();
+    this.nat.epollAdd(ep, this.udp);
+    const flowSab = createFlowTableBuffer(1000);
+    const cfg: WorkerConfig = {
+      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, offload, cpus: null,
+      holdPackets: 1024, holdMs: 2500, allow: [], flowSab, counterSab, ctrlSab: this.ctrl.buffer as SharedArrayBuffer,
+      hexDump: false, failAfter: -1, failKind: 'crash', startDelayMs: 0, logDrops: false,
+      udpFd: this.udp, rawFd: this.nat.rawOpen(0), epFd: ep,
+    };
+    this.loop = createLoop(cfg, {
+      nat: this.nat, counters: this.counters, ctrl: this.ctrl, flows: new FlowTable(flowSab),
+      post: (m) => this.posted.push(m), receive: () => this.inbox.shift(),
+    });
+    const gwi = this.nat.tunOpen(this.names.gwi, offload);
+    const gwo = this.nat.tunOpen(this.names.gwo, offload);
+    if (offload) {
+      assert.ok(applyOffloads(this.nat, gwi) > 0);
+      assert.ok(applyOffloads(this.nat, gwo) > 0);
+    }
+    this.inbox.push({ t: 'add', hi: Number(ENI >> 32n), lo: Number(ENI & 0xffffffffn), slot: 1, epId: 1 | (1 << 16), gwi, gwo });
+    Atomics.add(this.ctrl, CTRL_MSG_SEQ, 1);
+    this.turns(1);
+  }
+
+  send(inner: Uint8Array, sport: number, cookie = 0xc0ffee): Uint8Array {
+    const d = geneve(cookie, inner);
+    this.nat.injectUdp(this.udp, { data: d, src: GWLB, sport, dst: APPLIANCE });
+    return d;
+  }
+
+  turns(n = 3): void {
+    for (let i = 0; i < n; i++) this.loop.turn(0);
+  }
+
+  ep(k: number): number {
+    return this.counters[GLOBAL_CELLS + 1 * EP_STRIDE + k];
+  }
+
+  /** What GWLB got back: Geneve header + inner packet (the outer 28 bytes checked and removed). */
+  returned(): Uint8Array[] {
+    return this.nat.sent.map((s) => {
+      assert.equal((s.data[2] << 8) | s.data[3], s.data.length);
+      return s.data.subarray(28);
+    });
+  }
+}
+
+/** 4 flows, each a run of `n` 1448-byte segments, interleaved as several TCP windows arriving. */
+function bulk(n: number, v6 = false): Uint8Array[][] {
+  const flows: Uint8Array[][] = [];
+  for (let f = 0; f < 4; f++) flows.push(stream({ v6, src: 10 + f, dst: 20, sport: 40000 + f, dport: 443, seq: 1000 * f, id: 100 * f }, n, 1448));
+  return flows;
+}
+
+describe('packet loop with offloads over the fake addon', () => {
+  for (const v6 of [false, true]) {
+    test(`bulk TCP over IPv${v6 ? 6 : 4}: coalesced to gwi-, cut back, returned byte for byte; counts are packets`, () => {
+      const r = new Rig(true);
+      const flows = bulk(15, v6);
+      const sent: Uint8Array[] = [];
+      for (let k = 0; k < 15; k++) for (let f = 0; f < 4; f++) sent.push(r.send(flows[f][k], 20000 + f));
+      sent.push(r.send(buildInnerPacket({ family: v6 ? 6 : 4, proto: 17, src: v6 ? '2001:db8::1' : '192.0.2.1', dst: v6 ? '2001:db8::2' : '198.51.100.1', srcPort: 5, dstPort: 53, payload: new Uint8Array(30) }), 20009));
+      r.turns();
+      // 4 super-packets and the UDP packet, each behind a virtio header.
+      const w = r.nat.written.filter((x) => x.dev === r.names.gwi);
+      assert.equal(w.length, 5);
+      assert.deepEqual(w.map((x) => x.data[1]).sort(), [0, v6 ? 4 : 1, v6 ? 4 : 1, v6 ? 4 : 1, v6 ? 4 : 1].sort());
+      assert.equal(r.counters[C.TUN_TX_PACKETS], 61);
+      assert.equal(r.ep(EP.RX_PACKETS), 61);
+      assert.equal(r.counters[C.TUN_COALESCED], 60);
+      assert.equal(r.counters[C.TUN_SUPERS_WRITTEN], 4);
+      assert.equal(r.counters[C.TUN_SUPERS_READ], 4);
+      assert.equal(r.counters[C.TUN_SEGMENTED], 60);
+      assert.equal(r.counters[C.TUN_RX_PACKETS], 61);
+      assert.equal(r.counters[C.RAW_TX_PACKETS], 61);
+      assert.equal(r.ep(EP.TX_PACKETS), 61);
+      assert.equal(r.ep(EP.DROPS), 0);
+      // Per flow in order, every packet exactly as sent (the fake does not decrement the TTL).
+      const back = r.returned().map((b) => Buffer.from(b).toString('hex'));
+      assert.deepEqual([...back].sort(), sent.map((b) => Buffer.from(b).toString('hex')).sort());
+      for (let f = 0; f < 4; f++) {
+        const mine = back.filter((h) => flows[f].some((p) => h.endsWith(Buffer.from(p).toString('hex'))));
+        assert.deepEqual(mine, flows[f].map((p) => mine.find((h) => h.endsWith(Buffer.from(p).toString('hex')))));
+      }
+    });
+  }
+
+  test('a corrupt segment is not merged and goes back as it came; --offload off writes packet by packet', () => {
+    for (const offload of [true, false]) {
+      const r = new Rig(offload);
+      const s = stream({ src: 3, dst: 4, sport: 1234, dport: 80 }, 8, 1000);
+      s[4] = s[4].slice();
+      s[4][s[4].length - 1] ^= 0x55; // payload changed, checksum not
+      const sent = s.map((p) => r.send(p, 30000));
+      r.turns();
+      assert.deepEqual(r.returned().map((b) => Buffer.from(b).toString('hex')), sent.map((b) => Buffer.from(b).toString('hex')));
+      assert.equal(r.nat.written.length, offload ? 3 : 8); // [0..3] merged, [4] alone, [5..7] merged
+      assert.equal(r.counters[C.TUN_TX_PACKETS], 8);
+    }
+  });
+
+  test('a super-packet larger than the free slots waits for the next batch; nothing is lost or reordered', () => {
+    const r = new Rig(true);
+    const s = stream({ src: 5, dst: 6, sport: 999, dport: 80 }, 45, 1448);
+    r.send(s[0], 30001); // the flow is known
+    const udp: Uint8Array[] = [];
+    for (let i = 0; i < 40; i++) {
+      const p = buildInnerPacket({ family: 4, proto: 17, src: '192.0.2.9', dst: '198.51.100.9', srcPort: 100 + i, dstPort: 53, payload: new Uint8Array(20) });
+      udp.push(p);
+      r.send(p, 31000 + i);
+    }
+    r.turns();
+    r.nat.sent.length = 0;
+    for (const p of udp) r.nat.deliver(r.names.gwo, p);
+    const units = coalesce(s);
+    assert.equal(units.length, 1);
+    r.nat.deliverRaw(r.names.gwo, units[0].bytes!);
+    r.turns(1);
+    const back = r.returned();
+    assert.equal(back.length, 85);
+    const tcpBack = back.slice(40).map((b) => Buffer.from(b).toString('hex'));
+    for (let k = 0; k < 45; k++) assert.ok(tcpBack[k].endsWith(Buffer.from(s[k]).toString('hex')), `segment ${k} exact, in order`);
+    assert.equal(r.counters[C.TUN_SEGMENTED], 45);
+  });
+
+  test('unusable virtio headers are dropped under their reason; a partial checksum is completed', () => {
+    const r = new Rig(true);
+    const seg = buildSeg({ src: 7, dst: 8, sport: 7000, dport: 80, payload: new Uint8Array(100).fill(3) });
+    r.send(seg, 30002);
+    r.turns();
+    r.nat.sent.length = 0;
+    const bad = (gso: number, gsoSize: number): Uint8Array => {
+      const b = new Uint8Array(10 + seg.length);
+      b.set(seg, 10);
+      writeVnetHdr(b, 0, VNET_F_NEEDS_CSUM, gso, 40, gsoSize, 20, 16);
+      return b;
+    };
+    r.nat.deliverRaw(r.names.gwo, bad(VNET_GSO_UDP_TUNNEL_IPV4, 50));
+    r.nat.deliverRaw(r.names.gwo, bad(VNET_GSO_TCPV4, 0));
+    // NEEDS_CSUM without GSO: the checksum field holds the pseudo-header sum; completed here.
+    const partial = bad(0, 0);
+    const tcpCsum = 10 + 20 + 16;
+    const want = [partial[tcpCsum], partial[tcpCsum + 1]];
+    let ps = 0;
+    for (let i = 12; i < 20; i += 2) ps += (seg[i] << 8) | seg[i + 1];
+    ps += 6 + (seg.length - 20);
+    while (ps > 0xffff) ps = (ps & 0xffff) + (ps >>> 16);
+    partial[tcpCsum] = ps >> 8;
+    partial[tcpCsum + 1] = ps & 0xff;
+    r.nat.deliverRaw(r.names.gwo, partial);
+    r.turns();
+    assert.equal(r.counters[Drop.GSO_UNSUPPORTED], 1);
+    assert.equal(r.counters[Drop.GSO_MALFORMED], 1);
+    assert.equal(r.ep(EP.DROPS), 2);
+    const back = r.returned();
+    assert.equal(back.length, 1);
+    const inner = back[0].subarray(back[0].length - seg.length);
+    assert.equal(checkPacket(inner), '');
+    assert.deepEqual([inner[36], inner[37]], want);
+  });
+
+  test('offload probing falls back per feature on an older kernel', () => {
+    const nat = new FakeAddon();
+    nat.offloadRefused = TUN_F_USO4 | TUN_F_USO6;
+    const fd = nat.tunOpen('gwi-x', true);
+    const got = applyOffloads(nat, fd);
+    assert.equal(offloadNames(got), 'csum tso4 tso6 tso_ecn');
+    nat.offloadRefused = 0;
+    assert.equal(offloadNames(applyOffloads(nat, fd)), 'csum tso4 tso6 tso_ecn uso4 uso6');
+  });
+});
