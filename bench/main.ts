@@ -4,7 +4,8 @@
 // and the document (bench/report.ts, with the prose of bench/prose/*.md).
 //
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
-//                           [--skip-flows] [--skip-flowtable] [--render RESULTS.json]
+//                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk]
+//                           [--render RESULTS.json]
 //
 // Setup (src/sim/topology.ts): namespace "gwlb" (198.18.0.1) and namespace "appl" (198.18.0.2)
 // joined by a veth pair. The load is bench/gen.c (compiled here with cc), pinned to CPU 0: it
@@ -48,6 +49,7 @@ import { flowtable } from './scenarios/flowtable';
 import { rcvbufMetric } from './scenarios/rcvbuf';
 import { SATURATION_SIZES, saturation } from './scenarios/saturation';
 import { workers } from './scenarios/workers';
+import { bulkTcp } from './scenarios/bulk-tcp';
 
 // ---- options -----------------------------------------------------------------------------------
 const { values: opt } = parseArgs({
@@ -59,6 +61,8 @@ const { values: opt } = parseArgs({
     'skip-workers': { type: 'boolean', default: false },
     'skip-flows': { type: 'boolean', default: false },
     'skip-flowtable': { type: 'boolean', default: false },
+    'skip-bulk': { type: 'boolean', default: false },
+    'only-bulk': { type: 'boolean', default: false },
     render: { type: 'string' },
     'sat-seconds': { type: 'string', default: '4' },
     'fixed-seconds': { type: 'string', default: '5' },
@@ -103,7 +107,9 @@ async function main(): Promise<void> {
     log(`topology ${t.gwlbNs} <-> ${t.applianceNs}; ${ROUNDS} rounds`);
     // Main comparison: gwlbtun (1 worker) and the reflector, both pinned to CPU 1, alternating.
     // gwlbtun goes first in each round (see scenarios/ceiling.ts for why).
-    for (let r = 1; r <= ROUNDS; r++) {
+    // Bulk TCP, offloads off and on and the reflector (scenarios/bulk-tcp.ts).
+    if (!opt['skip-bulk']) await bulkTcp(c, ROUNDS);
+    for (let r = 1; r <= ROUNDS && !opt['only-bulk']; r++) {
       bg = await startDaemon(t, 1, true);
       for (const size of SATURATION_SIZES) await saturation(c, bg, r, size);
       await fixedRate(c, bg, r);
@@ -115,13 +121,13 @@ async function main(): Promise<void> {
       bg = null;
       await ceiling(c, r);
     }
-    if (!opt['skip-workers']) await workers(c);
+    if (!opt['skip-workers'] && !opt['only-bulk']) await workers(c);
   } finally {
     if (bg !== null) await stopBg(bg);
     destroyTopology(t);
     forgetOnExit(t);
   }
-  if (!opt['skip-flowtable']) flowtable(res);
+  if (!opt['skip-flowtable'] && !opt['only-bulk']) flowtable(res);
   res.seconds = Math.round((Date.now() - t0) / 1000);
   const md = report(res, RENDER);
   process.stdout.write(md.table + '\n');
