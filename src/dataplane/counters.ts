@@ -45,8 +45,13 @@ export const C = {
   TUN_SUPERS_WRITTEN: DROP_SLOTS + 24,
   TUN_SUPERS_READ: DROP_SLOTS + 25,
   TUN_SEGMENTED: DROP_SLOTS + 26,
+  // UDP tunnel GSO (src/control/txtap.ts): super-packets sent whole through the TAP, their
+  // segments, and TAP writes that failed (those super-packets were cut and sent here instead).
+  TUN_SUPERS_TAPPED: DROP_SLOTS + 27,
+  TUN_TAPPED: DROP_SLOTS + 28,
+  TUN_TAP_ERRORS: DROP_SLOTS + 29,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 28;
+export const GLOBAL_CELLS = DROP_SLOTS + 30;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

@@ -307,7 +307,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   }
 
   // ---- return side (src/dataplane/returns.ts) --------------------------------------------------
-  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone, cfg.offload);
+  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone, cfg.offload, cfg.txTapFd, cfg.txTapMac);
 
   // ---- control ---------------------------------------------------------------------------------
   let seenSeq = 0;

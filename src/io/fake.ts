@@ -120,12 +120,24 @@ export class FakeAddon implements NativeAddon {
     return fd;
   }
 
+  tapOpen(name: string, vnetHdrSize: number): number {
+    if (vnetHdrSize < 10 || vnetHdrSize > 64) throw new RangeError('tapOpen: vnetHdrSize must be 10..64');
+    const fd = this.tunOpen(name, true);
+    this.tapHdr.set(name, vnetHdrSize);
+    return fd;
+  }
+  /** TAP devices and their virtio header sizes (frames written to them are in `written`). */
+  readonly tapHdr = new Map<string, number>();
+  /** TUNSETOFFLOAD bits only a TAP takes (the UDP tunnel ones). */
+  tapOnly = 0x80 | 0x100;
+
   tunSetOffload(fd: number, flags: number): number {
     const q = this.queues.get(fd);
     const d = q === undefined ? undefined : this.devices.get(q.dev);
     if (d === undefined) return 9; // EBADF
     if (!d.vnet && flags !== 0) return 22; // EINVAL
     if ((flags & this.offloadRefused) !== 0) return 22;
+    if ((flags & this.tapOnly) !== 0 && !this.tapHdr.has(q!.dev)) return 22;
     d.offload = flags;
     return 0;
   }

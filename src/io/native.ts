@@ -50,6 +50,11 @@ export interface NativeAddon {
    * over unfinished (TUN_F_* in src/wire/virtio.ts). Returns 0, or the errno (EINVAL: a flag this
    * kernel does not know) -- never throws for that, so features are probed by trying. */
   tunSetOffload(fd: number, flags: number): number;
+  /** Open one queue of the TAP device `name` (IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE |
+   * IFF_VNET_HDR, creating it), with virtio headers of vnetHdrSize bytes (TUNSETVNETHDRSZ, 10..64).
+   * Frames written to it (tunWrite) enter the kernel as if received on the device. The device
+   * disappears with its last queue. */
+  tapOpen(name: string, vnetHdrSize: number): number;
   /** TUNSETQUEUE: attach (IFF_ATTACH_QUEUE) or detach (IFF_DETACH_QUEUE) the queue `fd`. A
    * detached queue stays open and keeps its device alive, but the kernel queues nothing on it:
    * a dead worker's queues are detached so that its share of returns goes to the live ones. */

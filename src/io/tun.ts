@@ -154,8 +154,10 @@ export class TunWriter {
   }
 }
 
-/** Offloads: bytes of one big read slot (a 64 KiB super-packet behind its virtio header). */
-const BIG_SLOT = 65536 + 64;
+/** Offloads: bytes of one big read slot (a 64 KiB super-packet behind its virtio header, after
+ * BIG_HEAD bytes of room for a sender that hands it on whole with headers in front). */
+const BIG_SLOT = 65536 + 256;
+export const BIG_HEAD = 160;
 /** Offloads: super-packets read per tunRead call at most. */
 const BIG_SLOTS = 4;
 
@@ -172,6 +174,12 @@ export class TunReader {
   supers = 0;
   segmented = 0;
   readonly segErrors = new Float64Array(5);
+  /** Offloads: segments of the super-packets that `take` sent on whole during the last read(). */
+  taken = 0;
+  /** Offloads: offered every TCP super-packet (its virtio header at buf[off], len bytes with it,
+   * BIG_HEAD bytes free before off) before it is cut: returns how many segments it sent on whole,
+   * or 0 to leave it to be cut here (then the virtio header must be as it was). */
+  take: ((buf: Uint8Array, off: number, len: number) => number) | null = null;
   // Offloads only: packets read but not yet put into slots (big slots pendI..pendN-1).
   private pendI = 0;
   private pendN = 0;
@@ -217,6 +225,7 @@ export class TunReader {
    * the count past `max`. The caller advances `used` once it has dealt with them. */
   read(fd: number, max: number): number {
     this.first = this.used;
+    this.taken = 0;
     if (!this.vnet) {
       const want = max < this.room ? max : this.room;
       if (want <= 0) return 0;
@@ -225,9 +234,10 @@ export class TunReader {
     let k = 0;
     for (;;) {
       if (this.pendI === this.pendN) {
-        const want = max - k < BIG_SLOTS ? max - k : BIG_SLOTS;
+        const left = max - k - this.taken;
+        const want = left < BIG_SLOTS ? left : BIG_SLOTS;
         if (want <= 0 || this.used + k >= this.slots) break;
-        const r = this.nat.tunRead(fd, this.buf, BIG_SLOT, 0, this.bigFirst, want, this.bigLens);
+        const r = this.nat.tunRead(fd, this.buf, BIG_SLOT, BIG_HEAD, this.bigFirst, want, this.bigLens);
         if (r < 0 && k === 0) return r;
         if (r <= 0) break;
         this.pendI = 0;
@@ -249,7 +259,7 @@ export class TunReader {
    * dropped, counted in segErrors), or -1 when it needs more room than is free (used > 0). */
   private place(t: number): number {
     const b = this.buf;
-    const off = (this.bigFirst + this.pendI) * BIG_SLOT;
+    const off = (this.bigFirst + this.pendI) * BIG_SLOT + BIG_HEAD;
     const len = this.bigLens[this.bigFirst + this.pendI];
     const room = this.slots - t;
     if (len >= VNET_HDR_LEN && (b[off + 1] & ~VNET_GSO_ECN & 0xff) === VNET_GSO_NONE) {
@@ -270,6 +280,16 @@ export class TunReader {
       b.copyWithin(this.offset(t), p, p + c);
       this.lens[t] = c;
       return 1;
+    }
+    if (this.take !== null) {
+      // Packets put into slots by this read are sent after it returns: a super-packet handed on
+      // now would overtake them. It waits for the next read (the caller reads again while pending).
+      if (t !== this.first) return -1;
+      const w = this.take(b, off, len);
+      if (w > 0) {
+        this.taken += w;
+        return 0;
+      }
     }
     const r = segmentPacket(b, off, len, VNET_HDR_LEN, this.segs, this.offset(t), this.slotSize, true, room);
     if (r === SEG_NO_ROOM && t > 0) return -1;

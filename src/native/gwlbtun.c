@@ -249,6 +249,38 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
   return ret_int(env, fd);
 }
 
+// tapOpen(name, vnetHdrSize): fd of one new queue of TAP device `name` (IFF_TAP | IFF_NO_PI |
+// IFF_MULTI_QUEUE | IFF_VNET_HDR), its virtio header vnetHdrSize bytes (TUNSETVNETHDRSZ; 24 for
+// the UDP tunnel GSO header). Frames written to it enter the kernel as if received on it.
+static napi_value TapOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t hdr;
+  char name[IFNAMSIZ], what[48];
+  if (get_args(env, info, 2, argv, "tapOpen") || get_ifname(env, argv[0], "tapOpen", name) ||
+      get_i32(env, argv[1], "vnetHdrSize", 10, &hdr))
+    return NULL;
+  if (hdr > 64) return throw_range(env, "tapOpen: vnetHdrSize must be 10..64");
+  snprintf(what, sizeof what, "tapOpen(%s)", name);
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, what, "open /dev/net/tun", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR;
+  memcpy(ifr.ifr_name, name, IFNAMSIZ);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, what, "TUNSETIFF", e);
+  }
+  int sz = hdr;
+  if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, what, "TUNSETVNETHDRSZ", e);
+  }
+  return ret_int(env, fd);
+}
+
 // tunSetOffload(fd, flags): TUNSETOFFLOAD; returns 0 or the errno (EINVAL: a flag this kernel
 // does not know), so that TypeScript probes features without exceptions.
 static napi_value TunSetOffload(napi_env env, napi_callback_info info) {
@@ -797,7 +829,7 @@ NAPI_MODULE_INIT() {
     FN("epollCreate", EpollCreate), FN("epollAdd", EpollAdd),
     FN("epollDel", EpollDel),       FN("epollWait", EpollWait),
     FN("setAffinity", SetAffinity), FN("tunSetQueue", TunSetQueue),
-    FN("tunSetOffload", TunSetOffload),
+    FN("tunSetOffload", TunSetOffload), FN("tapOpen", TapOpen),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -41,15 +41,19 @@ class Rig {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
   readonly names = endpointNames(ENI);
 
-  constructor(readonly offload: boolean) {
+  tapFd = -1;
+
+  constructor(readonly offload: boolean, tap = false) {
     const counterSab = createCountersBuffer(1, MAX_EP);
     this.counters = workerBlock(counterSab, 0, MAX_EP);
     this.udp = this.nat.udpOpen(6081, 0, true);
     const ep = this.nat.epollCreate();
     this.nat.epollAdd(ep, this.udp);
     const flowSab = createFlowTableBuffer(1000);
+    if (tap) this.tapFd = this.nat.tapOpen('gwlbtx0', 24);
     const cfg: WorkerConfig = {
-      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, offload, cpus: null,
+      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, offload,
+      txTapFd: this.tapFd, txTapMac: tap ? [2, 0x11, 0x22, 0x33, 0x44, 0x55] : [], cpus: null,
       holdPackets: 1024, holdMs: 2500, allow: [], flowSab, counterSab, ctrlSab: this.ctrl.buffer as SharedArrayBuffer,
       hexDump: false, failAfter: -1, failKind: 'crash', startDelayMs: 0, logDrops: false,
       udpFd: this.udp, rawFd: this.nat.rawOpen(0), epFd: ep,
@@ -204,6 +208,41 @@ describe('packet loop with offloads over the fake addon', () => {
     const inner = back[0].subarray(back[0].length - seg.length);
     assert.equal(checkPacket(inner), '');
     assert.deepEqual([inner[36], inner[37]], want);
+  });
+
+  test('with UDP tunnel GSO a super-packet goes to the TAP whole: one frame, the flow\'s headers, a header the kernel cuts it by', () => {
+    const r = new Rig(true, true);
+    const s = stream({ src: 9, dst: 10, sport: 4242, dport: 443 }, 20, 1448);
+    const sent = s.map((p) => r.send(p, 30003, 0xabcdef));
+    r.turns();
+    assert.equal(r.nat.sent.length, 0, 'nothing through the raw socket');
+    const frames = r.nat.written.filter((w) => w.dev === 'gwlbtx0');
+    assert.equal(frames.length, 1);
+    const f = frames[0].data;
+    const le = (o: number): number => f[o] | (f[o + 1] << 8);
+    const geneveLen = sent[0].length - s[0].length;
+    const inner = 24 + 14 + 28 + geneveLen;
+    assert.equal(f[0], VNET_F_NEEDS_CSUM);
+    assert.equal(f[1], VNET_GSO_TCPV4 | VNET_GSO_UDP_TUNNEL_IPV4);
+    assert.equal(le(2), inner - 24 + 40, 'hdr_len: to the end of the inner TCP header');
+    assert.equal(le(4), 1448, 'gso_size');
+    assert.equal(le(6), inner - 24 + 20, 'csum_start: the inner TCP header');
+    assert.equal(le(8), 16);
+    assert.equal(le(20), 34, 'outer_th_offset');
+    assert.equal(le(22), inner - 24, 'inner_nh_offset');
+    assert.deepEqual([...f.subarray(24, 30)], [2, 0x11, 0x22, 0x33, 0x44, 0x55], 'to the TAP\'s own MAC');
+    assert.deepEqual([f[36], f[37]], [0x08, 0x00]);
+    const o = 38;
+    assert.equal(f[o + 8], 65, 'outer TTL 65: forwarding leaves 64');
+    assert.equal((f[o + 22] << 8) | f[o + 23], 6081);
+    assert.equal((f[o + 20] << 8) | f[o + 21], 30003, 'the port GWLB used for the flow');
+    assert.equal((f[o + 2] << 8) | f[o + 3], f.length - o, 'outer IPv4 length');
+    assert.deepEqual(f.subarray(o + 28, o + 28 + geneveLen), sent[0].subarray(0, geneveLen), 'the flow\'s Geneve header');
+    assert.equal(f.length - inner, 40 + 20 * 1448, 'the whole super-packet');
+    assert.equal(r.counters[C.TUN_TAPPED], 20);
+    assert.equal(r.counters[C.RAW_TX_PACKETS], 20, 'counted in packets');
+    assert.equal(r.ep(EP.TX_PACKETS), 20);
+    assert.equal(r.counters[C.TUN_RX_PACKETS], 20);
   });
 
   test('offload probing falls back per feature on an older kernel', () => {
