@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Results, Run } from './results';
 import { max, median, min } from './lib/stats';
+import { bulkSection } from './bulk-report';
 
 /** The prose: bench/prose in the repository (this file runs as dist/bench/report.js). */
 export const PROSE_DIR = path.resolve(__dirname, '..', '..', 'bench', 'prose');
@@ -127,6 +128,7 @@ ${para('ceiling-limited')}
 
 ${para('workers')}
 
+${bulkSection(res, (v) => para('bulk-tcp', v))}
 ## Receive-buffer drops
 
 ${para('rcvbuf', { lastRound: res.rcvbufMetric === null ? '' : ` (last round: metric ${fmt(res.rcvbufMetric.metric)}, /proc/<pid>/net/snmp ${fmt(res.rcvbufMetric.proc)})` })}
