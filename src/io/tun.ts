@@ -158,8 +158,9 @@ export class TunWriter {
  * BIG_HEAD bytes of room for a sender that hands it on whole with headers in front). */
 const BIG_SLOT = 65536 + 256;
 export const BIG_HEAD = 160;
-/** Offloads: super-packets read per tunRead call at most. */
-const BIG_SLOTS = 4;
+/** Offloads: packets read per tunRead call at most (each into a big slot: a plain packet is then
+ * copied into its slot, so small packets should not cost a call each). */
+const BIG_SLOTS = 16;
 
 export class TunReader {
   /** Slots of slotSize bytes; packet t starts at offset(t) (after the headroom). */
