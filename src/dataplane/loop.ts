@@ -153,8 +153,9 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     }
     counters[C.TUN_TX_PACKETS] += n;
     if (cfg.offload) {
-      counters[C.TUN_COALESCED] = tunOut.coalesced;
-      counters[C.TUN_SUPERS_WRITTEN] = tunOut.supers;
+      counters[C.TUN_COALESCED] += tunOut.coalesced;
+      counters[C.TUN_SUPERS_WRITTEN] += tunOut.supers;
+      tunOut.coalesced = tunOut.supers = 0;
     }
     tunOut.clear();
   }

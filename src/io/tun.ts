@@ -43,7 +43,8 @@ export class TunWriter {
   count = 0;
   /** The caller's tag of each queued packet (e.g. its endpoint slot), read after write(). */
   readonly tag: Int32Array;
-  /** Offloads: packets that went out inside super-packets, and the super-packets (cumulative). */
+  /** Offloads: packets that went out inside super-packets, and the super-packets (the caller
+   * takes them into its counters and zeroes them). */
   coalesced = 0;
   supers = 0;
   private readonly meta: Int32Array;
