@@ -131,10 +131,15 @@ async function exchange(env: Env, runs: Sent[][], expect: number): Promise<Uint8
 // 'on': super-packets read back go whole to the UDP tunnel GSO TAP where the kernel has it (6.17
 // and later; else they are cut here); 'on, cut here': that tier left out, so they are cut in
 // TypeScript and sent through the raw socket; 'off': packet by packet.
-for (const [mode, tunnel] of [['on', true], ['on', false], ['off', false]] as const) {
-  describe(`bulk TCP through the daemon with --offload ${mode}${mode === 'on' && !tunnel ? ', cut here' : ''}`, () => {
-    const PORT = mode === 'off' ? 8214 : tunnel ? 8213 : 8215;
-    const env = useEnv(`off${mode}${tunnel ? 't' : ''}`, { args: ['-p', String(PORT), '--offload', mode, '-c', HOOK, '-r', HOOK], env: tunnel ? {} : { GWLBTUN_NO_UDP_TUNNEL_GSO: '1' } });
+// With two workers, the returns of a flow may be read by the other worker (its own TUN and TAP
+// queues).
+for (const [mode, tunnel, workers] of [['on', true, 1], ['on', false, 1], ['off', false, 1], ['on', true, 2]] as const) {
+  describe(`bulk TCP through the daemon with --offload ${mode}${mode === 'on' && !tunnel ? ', cut here' : ''}${workers > 1 ? `, ${workers} workers` : ''}`, () => {
+    const PORT = workers > 1 ? 8216 : mode === 'off' ? 8214 : tunnel ? 8213 : 8215;
+    const env = useEnv(`off${mode}${tunnel ? 't' : ''}${workers}`, {
+      args: ['-p', String(PORT), '--offload', mode, '--udpthreads', String(workers), '-c', HOOK, '-r', HOOK],
+      env: tunnel ? {} : { GWLBTUN_NO_UDP_TUNNEL_GSO: '1' },
+    });
 
     test('every returned inner packet is the one sent (TTL - 1), once, in order per flow', { timeout: 90_000 }, async () => {
       // A veth passes UDP tunnel GSO packets on whole, and partial checksums unfinished (the
