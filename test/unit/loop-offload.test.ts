@@ -5,6 +5,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { createLoop, type Loop } from '../../src/dataplane/loop';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, createCountersBuffer, workerBlock } from '../../src/dataplane/counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../src/dataplane/messages';
@@ -243,6 +244,45 @@ describe('packet loop with offloads over the fake addon', () => {
     assert.equal(r.counters[C.RAW_TX_PACKETS], 20, 'counted in packets');
     assert.equal(r.ep(EP.TX_PACKETS), 20);
     assert.equal(r.counters[C.TUN_RX_PACKETS], 20);
+  });
+
+  test('random virtio headers and packets from gwo- never break the loop; each is sent or counted', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ flags: fc.nat(3), gso: fc.constantFrom(0, 1, 3, 4, 5, 0x21, 0x81), hdrLen: fc.nat(200), gsoSize: fc.nat(3000), start: fc.nat(80), off: fc.nat(24), segs: fc.integer({ min: 1, max: 50 }), cut: fc.nat(100) }), { minLength: 1, maxLength: 6 }),
+        (items) => {
+          for (const tap of [false, true]) {
+            const r = new Rig(true, tap);
+            const s = stream({ src: 11, dst: 12, sport: 5555, dport: 80 }, 50, 700);
+            r.send(s[0], 30004);
+            r.turns();
+            r.nat.sent.length = 0;
+            const rx0 = r.counters[C.TUN_RX_PACKETS];
+            const raw0 = r.counters[C.RAW_TX_PACKETS];
+            let drops0 = 0;
+            for (const d of Object.values(Drop)) drops0 += r.counters[d];
+            let expectMin = 0;
+            for (const it of items) {
+              const sp = coalesce(s.slice(0, it.segs));
+              const body = sp.length === 1 && sp[0].bytes !== undefined ? sp[0].bytes.subarray(10) : s[0];
+              const b = new Uint8Array(10 + body.length);
+              b.set(body, 10);
+              writeVnetHdr(b, 0, it.flags, it.gso, it.hdrLen, it.gsoSize, it.start, it.off);
+              r.nat.deliverRaw(r.names.gwo, it.cut > 90 ? b.subarray(0, Math.max(0, b.length - it.cut * 7)) : b);
+              expectMin++;
+            }
+            r.turns();
+            let drops = 0;
+            for (const d of Object.values(Drop)) drops += r.counters[d];
+            const handled = r.counters[C.RAW_TX_PACKETS] - raw0 + drops - drops0;
+            assert.ok(handled >= expectMin, `every packet read is sent or counted (${handled} of ${expectMin})`);
+            assert.equal(handled, r.counters[C.TUN_RX_PACKETS] - rx0 + r.counters[Drop.GSO_MALFORMED] + r.counters[Drop.GSO_UNSUPPORTED] + r.counters[Drop.GSO_TOO_BIG] + r.counters[Drop.GSO_NO_ROOM]);
+            for (const x of r.nat.sent) assert.ok(x.data.length - 28 <= 60 + 8500 + 40, 'no segment over 8500 bytes (plus headers)');
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   test('offload probing falls back per feature on an older kernel', () => {
