@@ -22,6 +22,11 @@
 //   inner  IPv4 UDP 192.0.2.(1 + f % 254):(10000 + (f / 254) % 50000) ->
 //          198.51.100.(1 + (f / 12700000) % 254):7000 (distinct 5-tuples up to 12.7M flows),
 //          TTL 64, UDP checksum 0 (legal in IPv4), payload: magic, flow, seq, fixed filler.
+// Bulk TCP (--tcp-run N): inner IPv4 TCP instead (20-byte TCP header, ACK, port 443), each flow
+//   sending runs of N consecutive full segments (a TCP window arriving) before the next flow's
+//   turn: packet k of flow f has IP ID (7f + k), sequence number seed(f) + k * payload, valid IP
+//   and TCP checksums, and carries magic, f, k in its first payload bytes -- what Linux GRO would
+//   coalesce. Returned packets are checked byte for byte the same way (headers recomputed).
 // Verification of every returned datagram: from the appliance address, source port = the flow's
 // GWLB port, length = 40 + inner size, Geneve header byte-identical to the flow's, inner IPv4 and
 // UDP header as sent with the TTL decremented --ttl-dec times (checksum recomputed), magic, flow,
@@ -75,7 +80,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: gen send --eni HEX [--src IP] [--dst IP] [--flows N] [--size BYTES] [--rate PPS]\n"
           "                [--count N] [--seconds S] [--warmup-ms N] [--settle-ms N] [--batch N]\n"
-          "                [--ttl-dec N] [--spin 0|1] [--cpus LIST]\n"
+          "                [--ttl-dec N] [--spin 0|1] [--cpus LIST] [--tcp-run N]\n"
           "       gen reflect [--seconds S] [--cpus LIST] [--batch N]\n"
           "       gen exec --cpus LIST -- CMD [ARGS...]\n");
   exit(2);
@@ -151,6 +156,9 @@ typedef struct {
   uint64_t eni, attach;
   uint32_t nonce, nflows;
   int size;  // inner IPv4 packet length
+  int hdr;   // inner IPv4 + UDP/TCP header bytes: 28, or 40 with --tcp-run
+  int tcp_run;  // 0: UDP; else bulk TCP in runs of this many segments per flow
+  uint32_t filler_sum;  // TCP: the 16-bit word sum of the filler
   uint32_t gwlb_ip, appl_ip;
   uint8_t filler[MAX_INNER];
 } plan_t;
@@ -182,6 +190,34 @@ static void inner_hdr(const plan_t *pl, uint32_t f, int ttl, uint8_t *p) {
   put16(p + 26, 0);
 }
 
+// Bulk TCP: inner IPv4 + TCP headers of segment k of flow f (40 bytes) with the given TTL, the TCP
+// checksum computed from the payload's fixed sum (filler) and its variable words (magic, f, k).
+static void tcp_hdr(const plan_t *pl, uint32_t f, uint32_t k, int ttl, uint8_t *p) {
+  uint32_t src = 0xc0000200u | (1 + f % 254);
+  uint32_t dst = 0xc6336400u | (1 + (f / 12700000u) % 254);
+  int pay = pl->size - 40;
+  ip4_header(p, pl->size, ttl, 6, src, dst);
+  put16(p + 4, (7 * f + k) & 0xffff);
+  put16(p + 10, 0);
+  put16(p + 10, csum16(p, 20));
+  uint8_t *t = p + 20;
+  put16(t, 10000 + (f / 254) % 50000);
+  put16(t + 2, 443);
+  put32(t + 4, mix32(f * 2 + 1) + k * (uint32_t)pay);
+  put32(t + 8, 1);
+  t[12] = 0x50;
+  t[13] = 0x10;  // ACK
+  put16(t + 14, 0xffff);
+  put16(t + 16, 0);
+  put16(t + 18, 0);
+  uint64_t sum = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + 6 + (uint32_t)(20 + pay);
+  for (int i = 0; i < 20; i += 2) sum += (uint32_t)(t[i] << 8 | t[i + 1]);
+  sum += (MAGIC >> 16) + (MAGIC & 0xffff) + (f >> 16) + (f & 0xffff) + (k >> 16) + (k & 0xffff);
+  sum += pl->filler_sum;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  put16(t + 16, (uint32_t)(~sum & 0xffff));
+}
+
 // The whole outbound packet (outer IPv4 + UDP + Geneve + inner) of flow f, seq 0, into p.
 static int build_packet(const plan_t *pl, uint32_t f, uint8_t *p) {
   int udp_len = 8 + GENEVE_LEN + pl->size;
@@ -192,11 +228,12 @@ static int build_packet(const plan_t *pl, uint32_t f, uint8_t *p) {
   put16(p + 26, 0);
   geneve(pl, f, p + OUTER_LEN);
   uint8_t *in = p + OUTER_LEN + GENEVE_LEN;
-  inner_hdr(pl, f, 64, in);
-  put32(in + INNER_HDR, MAGIC);
-  put32(in + INNER_HDR + 4, f);
-  put32(in + INNER_HDR + 8, 0);
-  memcpy(in + INNER_HDR + PAYLOAD_MIN, pl->filler, (size_t)(pl->size - INNER_HDR - PAYLOAD_MIN));
+  if (pl->tcp_run) tcp_hdr(pl, f, 0, 64, in);
+  else inner_hdr(pl, f, 64, in);
+  put32(in + pl->hdr, MAGIC);
+  put32(in + pl->hdr + 4, f);
+  put32(in + pl->hdr + 8, 0);
+  memcpy(in + pl->hdr + PAYLOAD_MIN, pl->filler, (size_t)(pl->size - pl->hdr - PAYLOAD_MIN));
   return OUTER_LEN + GENEVE_LEN + pl->size;
 }
 
@@ -218,7 +255,7 @@ typedef struct {
   int ttl_dec;
   // Expected first 68 bytes of a flow's return (Geneve + inner headers), cached for the last flow.
   uint32_t cached_flow;
-  uint8_t exp[GENEVE_LEN + INNER_HDR];
+  uint8_t exp[GENEVE_LEN + 40];
 } verifier_t;
 
 static int verify(const plan_t *pl, verifier_t *v, const uint8_t *d, int len, int truncated,
@@ -227,20 +264,23 @@ static int verify(const plan_t *pl, verifier_t *v, const uint8_t *d, int len, in
   if (src_ip != pl->appl_ip) return V_BAD_SOURCE;
   if (len != GENEVE_LEN + pl->size) return V_BAD_LENGTH;
   const uint8_t *in = d + GENEVE_LEN;
-  if (get32(in + INNER_HDR) != MAGIC) return V_BAD_INNER;
-  uint32_t f = get32(in + INNER_HDR + 4);
+  const int H = pl->hdr;
+  if (get32(in + H) != MAGIC) return V_BAD_INNER;
+  uint32_t f = get32(in + H + 4);
   if (f >= pl->nflows) return V_UNKNOWN_FLOW;
   if (src_port != flow_port(f)) return V_BAD_PORT;
   if (f != v->cached_flow) {
     geneve(pl, f, v->exp);
-    inner_hdr(pl, f, 64 - v->ttl_dec, v->exp + GENEVE_LEN);
+    if (!pl->tcp_run) inner_hdr(pl, f, 64 - v->ttl_dec, v->exp + GENEVE_LEN);
     v->cached_flow = f;
   }
+  uint32_t seq = get32(in + H + 8);
+  // TCP: the headers depend on the segment's number too (ID, sequence number, checksum).
+  if (pl->tcp_run) tcp_hdr(pl, f, seq, 64 - v->ttl_dec, v->exp + GENEVE_LEN);
   if (memcmp(d, v->exp, GENEVE_LEN) != 0) return V_BAD_HEADER;
-  if (memcmp(in, v->exp + GENEVE_LEN, INNER_HDR) != 0) return V_BAD_INNER;
-  if (memcmp(in + INNER_HDR + PAYLOAD_MIN, pl->filler, (size_t)(pl->size - INNER_HDR - PAYLOAD_MIN)) != 0)
+  if (memcmp(in, v->exp + GENEVE_LEN, (size_t)H) != 0) return V_BAD_INNER;
+  if (memcmp(in + H + PAYLOAD_MIN, pl->filler, (size_t)(pl->size - H - PAYLOAD_MIN)) != 0)
     return V_BAD_INNER;
-  uint32_t seq = get32(in + INNER_HDR + 8);
   if (seq >= v->next_seq[f]) return V_UNKNOWN_SEQ;
   int64_t hi = v->highest[f];
   if ((int64_t)seq > hi) {
@@ -263,7 +303,7 @@ typedef struct {
   const char *src, *dst, *cpus;
   uint64_t eni;
   uint32_t flows;
-  int size, batch, ttl_dec, spin;
+  int size, batch, ttl_dec, spin, tcp_run;
   double rate, seconds, count, warmup_ms, settle_ms;
 } send_opts_t;
 
@@ -322,9 +362,20 @@ static int run_send(send_opts_t *o) {
   pl.nonce = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
   pl.nflows = o->flows;
   pl.size = o->size;
+  pl.tcp_run = o->tcp_run;
+  pl.hdr = o->tcp_run ? 40 : INNER_HDR;
+  if (pl.size < pl.hdr + PAYLOAD_MIN) usage();
   pl.gwlb_ip = parse_ip(o->src);
   pl.appl_ip = parse_ip(o->dst);
   for (int i = 0; i < MAX_INNER; i++) pl.filler[i] = (uint8_t)(i * 7 + 3);
+  {
+    int n = pl.size - pl.hdr - PAYLOAD_MIN;
+    uint64_t fs = 0;
+    for (int i = 0; i + 1 < n; i += 2) fs += (uint32_t)(pl.filler[i] << 8 | pl.filler[i + 1]);
+    if (n & 1) fs += (uint32_t)pl.filler[n - 1] << 8;
+    while (fs >> 16) fs = (fs & 0xffff) + (fs >> 16);
+    pl.filler_sum = (uint32_t)fs;
+  }
 
   verifier_t v;
   memset(&v, 0, sizeof v);
@@ -372,6 +423,7 @@ static int run_send(send_opts_t *o) {
 
   double sent = 0, send_errors = 0, queue_full = 0;
   uint32_t rr = 0;
+  int run_left = o->tcp_run;  // TCP: segments left in the current flow's run
   double t0 = now_s();
   double warm_end = t0 + o->warmup_ms / 1000;
   double deadline = t0 + o->seconds;
@@ -395,13 +447,19 @@ static int run_send(send_opts_t *o) {
       int k = batch < left ? batch : (int)left;
       for (int i = 0; i < k; i++) {
         uint32_t f = rr;
-        rr = rr + 1 == pl.nflows ? 0 : rr + 1;
+        if (!pl.tcp_run) rr = rr + 1 == pl.nflows ? 0 : rr + 1;
+        else if (--run_left == 0) {
+          run_left = pl.tcp_run;
+          rr = rr + 1 == pl.nflows ? 0 : rr + 1;
+        }
         uint8_t *p = tx + (size_t)i * slot_size;
         if (slot_flow[i] != f) {
           build_packet(&pl, f, p);
           slot_flow[i] = f;
         }
-        put32(p + OUTER_LEN + GENEVE_LEN + INNER_HDR + 8, v.next_seq[f]++);
+        uint32_t seq = v.next_seq[f]++;
+        put32(p + OUTER_LEN + GENEVE_LEN + pl.hdr + 8, seq);
+        if (pl.tcp_run) tcp_hdr(&pl, f, seq, 64, p + OUTER_LEN + GENEVE_LEN);
       }
       pending = k;
       if (per_pkt > 0) {
@@ -458,11 +516,11 @@ static int run_send(send_opts_t *o) {
     }
   }
   double win = t_end - t_w;
-  printf("{\"mode\":\"send\",\"flows\":%u,\"size\":%d,\"rate\":%.0f,\"batch\":%d,"
+  printf("{\"mode\":\"send\",\"tcpRun\":%d,\"flows\":%u,\"size\":%d,\"rate\":%.0f,\"batch\":%d,"
          "\"sent\":%.0f,\"verified\":%.0f,\"lost\":%.0f,\"sendErrors\":%.0f,\"sendQueueFull\":%.0f,"
          "\"sendSeconds\":%.4f,\"windowSeconds\":%.4f,\"windowSent\":%.0f,\"windowVerified\":%.0f,"
          "\"windowInnerBytes\":%.0f,\"sentPps\":%.0f,\"returnedPps\":%.0f,\"innerGbps\":%.4f,\"counts\":{",
-         pl.nflows, pl.size, o->rate, batch, sent, v.verified, sent > v.verified ? sent - v.verified : 0,
+         pl.tcp_run, pl.nflows, pl.size, o->rate, batch, sent, v.verified, sent > v.verified ? sent - v.verified : 0,
          send_errors, queue_full, t_end - t0, win, sent_end - sent_w, ver_end - ver_w,
          bytes_end - bytes_w, win > 0 ? (sent_end - sent_w) / win : 0,
          win > 0 ? (ver_end - ver_w) / win : 0, win > 0 ? (bytes_end - bytes_w) * 8 / win / 1e9 : 0);
@@ -634,6 +692,7 @@ int main(int argc, char **argv) {
       have_eni = 1;
     } else if (strcmp(k, "--flows") == 0) o.flows = (uint32_t)num(val, 1, 12700000);
     else if (strcmp(k, "--size") == 0) o.size = (int)num(val, INNER_HDR + PAYLOAD_MIN, MAX_INNER);
+    else if (strcmp(k, "--tcp-run") == 0) o.tcp_run = (int)num(val, 0, 1024);
     else if (strcmp(k, "--rate") == 0) o.rate = num(val, 0, 1e8);
     else if (strcmp(k, "--count") == 0) o.count = num(val, 1, 1e10);
     else if (strcmp(k, "--seconds") == 0) o.seconds = num(val, 0.001, 600);

@@ -5,8 +5,8 @@
 // (bench/charts.ts), written next to it as docs/bench-*.svg.
 //
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
-//                           [--skip-flows] [--skip-flowtable] [--render RESULTS.json]
-//                           [--baseline DIR]
+//                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk]
+//                           [--render RESULTS.json] [--baseline DIR]
 //
 // --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
@@ -60,6 +60,7 @@ import { flowtable } from './scenarios/flowtable';
 import { rcvbufMetric } from './scenarios/rcvbuf';
 import { SATURATION_SIZES, saturation } from './scenarios/saturation';
 import { workers } from './scenarios/workers';
+import { bulkTcp } from './scenarios/bulk-tcp';
 
 // ---- options -----------------------------------------------------------------------------------
 const { values: opt } = parseArgs({
@@ -71,6 +72,8 @@ const { values: opt } = parseArgs({
     'skip-workers': { type: 'boolean', default: false },
     'skip-flows': { type: 'boolean', default: false },
     'skip-flowtable': { type: 'boolean', default: false },
+    'skip-bulk': { type: 'boolean', default: false },
+    'only-bulk': { type: 'boolean', default: false },
     render: { type: 'string' },
     'sat-seconds': { type: 'string', default: '4' },
     'fixed-seconds': { type: 'string', default: '5' },
@@ -117,7 +120,9 @@ async function main(): Promise<void> {
     log(`topology ${t.gwlbNs} <-> ${t.applianceNs}; ${ROUNDS} rounds`);
     // Main comparison: gwlbtun (1 worker) and the reflector, both pinned to CPU 1, alternating.
     // gwlbtun goes first in each round (see scenarios/ceiling.ts for why).
-    for (let r = 1; r <= ROUNDS; r++) {
+    // Bulk TCP, offloads off and on and the reflector (scenarios/bulk-tcp.ts).
+    if (!opt['skip-bulk']) await bulkTcp(c, ROUNDS);
+    for (let r = 1; r <= ROUNDS && !opt['only-bulk']; r++) {
       bg = await startDaemon(t, 1, true);
       for (const size of SATURATION_SIZES) await saturation(c, bg, r, size);
       await fixedRate(c, bg, r);
@@ -136,13 +141,13 @@ async function main(): Promise<void> {
       }
       await ceiling(c, r);
     }
-    if (!opt['skip-workers']) await workers(c);
+    if (!opt['skip-workers'] && !opt['only-bulk']) await workers(c);
   } finally {
     if (bg !== null) await stopBg(bg);
     destroyTopology(t);
     forgetOnExit(t);
   }
-  if (!opt['skip-flowtable']) flowtable(res);
+  if (!opt['skip-flowtable'] && !opt['only-bulk']) flowtable(res);
   res.seconds = Math.round((Date.now() - t0) / 1000);
   const md = report(res, RENDER);
   process.stdout.write(md.table + '\n');

@@ -12,6 +12,7 @@ import { CHARTS, embed } from './charts';
 import { fmt } from './lib/fmt';
 import { mechanismVars } from './mechanisms';
 import { max, median, min } from './lib/stats';
+import { bulkSection } from './bulk-report';
 
 /** The prose: bench/prose in the repository (this file runs as dist/bench/report.js). */
 export const PROSE_DIR = path.resolve(__dirname, '..', '..', 'bench', 'prose');
@@ -132,6 +133,7 @@ ${para('ceiling-limited')}
 
 ${para('workers')}
 
+${bulkSection(res, (v) => para('bulk-tcp', v))}
 ## Receive-buffer drops
 
 ${para('rcvbuf', { lastRound: res.rcvbufMetric === null ? '' : ` (last round: metric ${fmt(res.rcvbufMetric.metric)}, /proc/<pid>/net/snmp ${fmt(res.rcvbufMetric.proc)})` })}

@@ -50,6 +50,9 @@ Options of this edition:
                         value of -i when -i is given).
   --no-return           Decapsulate only: no gwo- interfaces, no flow table, nothing is sent back
                         to GWLB. Hooks get 'none' as their third argument.
+  --offload on|off      TUN offloads (default off): bulk TCP from GWLB goes to gwi- as super-packets
+                        and super-packets the kernel hands back are cut into segments here, as
+                        Linux GRO/GSO would (docs/operations.md). Counts stay in packets.
   --hook-timeout SECS   Kill a hook that runs longer than SECS (default 30).
   --drain SECS          On SIGTERM/SIGINT, first answer health checks with 503 and keep carrying
                         traffic for SECS (0 to 3600, default 0), then shut down; a second signal
@@ -141,6 +144,12 @@ export function parseCidr(flag: string, s: string): [number, number] {
   return [(ip & mask) >>> 0, mask];
 }
 
+function onOff(flag: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (v === 'on' || v === 'off') return v === 'on';
+  throw new UsageError(`${flag}: '${v}' is not on or off`);
+}
+
 function executable(flag: string, file: string): string {
   try {
     const st = fs.statSync(file);
@@ -179,6 +188,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         logging: { type: 'string' },
         'idle-other': { type: 'string' },
         'no-return': { type: 'boolean' },
+        offload: { type: 'string' },
         'hook-timeout': { type: 'string' },
         drain: { type: 'string' },
         'log-format': { type: 'string' },
@@ -240,6 +250,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     cpus: Array.from({ length: workers }, (_, i) => (aff === undefined ? null : [aff[i]])),
     udpPort: GENEVE_PORT,
     noReturn: values['no-return'] === true,
+    offload: onOff('--offload', s('offload'), false),
     maxEndpoints: int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128,
     maxFlows: int('--max-flows', s('max-flows'), 16, MAX_FLOWS_LIMIT) ?? 1_000_000,
     allow,

@@ -27,6 +27,8 @@ export interface SendOpts {
   settleMs?: number;
   warmupMs?: number;
   spin?: boolean;
+  /** Bulk TCP: runs of this many consecutive segments per flow (gen.c --tcp-run); 0/undefined: UDP. */
+  tcpRun?: number;
 }
 
 export async function genSend(t: Topology, o: SendOpts): Promise<GenResult> {
@@ -35,7 +37,7 @@ export async function genSend(t: Topology, o: SendOpts): Promise<GenResult> {
   const args = ['send', '--eni', ENI, '--src', t.gwlbIp, '--dst', t.applianceIp, '--cpus', GEN_CPU,
     '--flows', String(flows), '--size', String(o.size), '--rate', String(o.rate), '--count', String(count),
     '--seconds', String(o.seconds), '--ttl-dec', String(o.ttlDec), '--settle-ms', String(o.settleMs ?? 500),
-    '--warmup-ms', String(o.warmupMs ?? 500), '--spin', o.spin === true ? '1' : '0'];
+    '--warmup-ms', String(o.warmupMs ?? 500), '--spin', o.spin === true ? '1' : '0', '--tcp-run', String(o.tcpRun ?? 0)];
   const b = startBg(t.gwlbNs, GEN_BIN, args);
   const timer = setTimeout(() => b.proc.kill('SIGKILL'), (o.seconds + 30) * 1000);
   const code = await b.exited;

@@ -32,6 +32,8 @@ export interface DaemonOptions {
   cpus: (number[] | null)[];
   udpPort: number;
   noReturn: boolean;
+  /** --offload on: TUN offloads (virtio headers, coalescing, segmentation; src/io/tun.ts). */
+  offload: boolean;
   maxEndpoints: number;
   maxFlows: number;
   allow: number[];

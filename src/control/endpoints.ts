@@ -13,6 +13,7 @@
 // acknowledgement, a flow) is ever taken for the next one in its slot. Workers are reached
 // only through the WorkerControl given (src/control/workers.ts).
 
+import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
 import { endpointNames } from '../wire/eni';
 import { monoMs } from '../flow/clock';
@@ -259,12 +260,28 @@ export class EndpointLifecycle {
     void this.serial.run(e.hex, () => this.create(e));
   }
 
+  /** --offload on: what the kernel may hand over unfinished, probed per device (src/io/offload.ts);
+   * logged when it first differs from the last endpoint's. */
+  private setOffloads(e: Endpoint): void {
+    for (const fds of [e.gwiFds, e.gwoFds]) {
+      if (fds.length === 0) continue;
+      const got = applyOffloads(this.nat, fds[0]);
+      if (got < 0) throw new Error(`TUNSETOFFLOAD: errno ${-got}`);
+      if (got !== this.offloadsLogged) {
+        this.offloadsLogged = got;
+        this.log.important('tunnel', `offloads on: virtio headers; the kernel hands over unfinished: ${offloadNames(got)}`);
+      }
+    }
+  }
+  private offloadsLogged = -1;
+
   private async create(e: Endpoint): Promise<void> {
     try {
       for (let i = 0; i < this.opts.workers; i++) {
-        e.gwiFds.push(this.nat.tunOpen(e.gwi));
-        if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo));
+        e.gwiFds.push(this.nat.tunOpen(e.gwi, this.opts.offload));
+        if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo, this.opts.offload));
       }
+      if (this.opts.offload) this.setOffloads(e);
       this.sysctls?.apply(e); // before the links go up and before the hook
       this.nat.linkSetup(e.gwi, TUN_MTU, TUN_TXQUEUELEN);
       if (!this.opts.noReturn) this.nat.linkSetup(e.gwo, TUN_MTU, TUN_TXQUEUELEN);

@@ -9,6 +9,7 @@
 // told, so that it detaches the worker's TUN queues and settles the acknowledgements the worker
 // owed. Messages are posted only to live workers. It knows nothing of endpoints itself.
 
+import { openTxTap, type TxTap } from './txtap';
 import * as path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';
@@ -91,8 +92,14 @@ export class WorkerSupervisor {
     } catch (e) {
       throw withCode(e, 'cannot open a raw IPv4 socket (needs CAP_NET_RAW)');
     }
+    // --offload on: the UDP tunnel GSO send tier, when the kernel has it (src/control/txtap.ts).
+    // GWLBTUN_NO_UDP_TUNNEL_GSO=1 leaves it out (tests of the other tier, diagnosis).
+    if (this.opts.offload && !this.opts.noReturn && !this.opts.hexDump && process.env.GWLBTUN_NO_UDP_TUNNEL_GSO !== '1') {
+      this.txTap = openTxTap(this.nat, this.opts.workers, this.log);
+    }
     await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
   }
+  private txTap: TxTap | null = null;
 
   private spawnWorker(index: number): Promise<void> {
     let slot = this.workers[index];
@@ -122,6 +129,9 @@ export class WorkerSupervisor {
       sndbuf: this.opts.sndbuf,
       maxEndpoints: this.opts.maxEndpoints,
       noReturn: this.opts.noReturn,
+      offload: this.opts.offload,
+      txTapFd: this.txTap === null ? -1 : this.txTap.fds[index],
+      txTapMac: this.txTap === null ? [] : this.txTap.mac,
       cpus: this.opts.cpus[index] ?? null,
       holdPackets: this.opts.holdPackets,
       holdMs: this.opts.holdMs,
@@ -288,6 +298,8 @@ export class WorkerSupervisor {
     }
     await Promise.race([Promise.all(exits), sleep(1000)]);
     for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
+    if (this.txTap !== null) for (const fd of this.txTap.fds) this.nat.close(fd);
+    this.txTap = null;
   }
 }
 

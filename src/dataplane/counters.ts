@@ -39,8 +39,19 @@ export const C = {
   FRAG_BY_PAIR: DROP_SLOTS + 20, // returned fragments of an unknown datagram matched by the address pair
   FRAG_EVICTIONS: DROP_SLOTS + 21, // datagram table entries taken over while still live (a flood)
   ICMP_BY_QUOTE: DROP_SLOTS + 22, // ICMP errors returned with the flow of the packet they quote
+  // Offloads (--offload on, src/io/tun.ts): packets from GWLB written inside super-packets, the
+  // super-packets; super-packets read from gwi-/gwo-, the segments cut from them.
+  TUN_COALESCED: DROP_SLOTS + 23,
+  TUN_SUPERS_WRITTEN: DROP_SLOTS + 24,
+  TUN_SUPERS_READ: DROP_SLOTS + 25,
+  TUN_SEGMENTED: DROP_SLOTS + 26,
+  // UDP tunnel GSO (src/control/txtap.ts): super-packets sent whole through the TAP, their
+  // segments, and TAP writes that failed (those super-packets were cut and sent here instead).
+  TUN_SUPERS_TAPPED: DROP_SLOTS + 27,
+  TUN_TAPPED: DROP_SLOTS + 28,
+  TUN_TAP_ERRORS: DROP_SLOTS + 29,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 24;
+export const GLOBAL_CELLS = DROP_SLOTS + 30;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

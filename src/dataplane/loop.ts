@@ -119,12 +119,14 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   };
 
   // ---- receive side ----------------------------------------------------------------------------
-  const rxBuf = new Uint8Array(RX_BATCH * RX_SLOT);
+  // Offloads (cfg.offload): the super-packets of a batch are built behind its slots (src/io/tun.ts).
+  const rxBuf = new Uint8Array(RX_BATCH * RX_SLOT * (cfg.offload ? 2 : 1));
   const rxMeta = new Int32Array(RX_BATCH * U_STRIDE);
   const gi = new GeneveInfo();
   const key = new Uint32Array(KEY_WORDS);
   // Decapsulated packets go to TUN in one write call per batch, each to its endpoint's gwi- queue.
-  const tunOut = new TunWriter(nat, RX_BATCH);
+  const tunOut = new TunWriter(nat, RX_BATCH, cfg.offload);
+  if (cfg.offload) tunOut.setCoalesceArea(rxBuf, RX_BATCH * RX_SLOT, RX_BATCH * RX_SLOT);
   const wTag = tunOut.tag;
   // Entries written to since the last drain (deduplicated by a stamp), so that receive() can read
   // their gwo- queue right after the writes: see drainTouched().
@@ -150,6 +152,11 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
       }
     }
     counters[C.TUN_TX_PACKETS] += n;
+    if (cfg.offload) {
+      counters[C.TUN_COALESCED] += tunOut.coalesced;
+      counters[C.TUN_SUPERS_WRITTEN] += tunOut.supers;
+      tunOut.coalesced = tunOut.supers = 0;
+    }
     tunOut.clear();
   }
 
@@ -301,7 +308,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   }
 
   // ---- return side (src/dataplane/returns.ts) --------------------------------------------------
-  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone);
+  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone, cfg.offload, cfg.txTapFd, cfg.txTapMac);
 
   // ---- control ---------------------------------------------------------------------------------
   let seenSeq = 0;

@@ -13,6 +13,14 @@ export interface WorkerConfig {
   sndbuf: number;
   maxEndpoints: number;
   noReturn: boolean;
+  /** --offload on: the TUN queues carry virtio headers; batches are coalesced into TCP
+   * super-packets and super-packets read are cut into segments (src/io/tun.ts). */
+  offload: boolean;
+  /** --offload on with UDP tunnel GSO (src/control/txtap.ts): this worker's queue of the TAP that
+   * takes whole super-packets back to GWLB, and the TAP's MAC; -1 and [] without. The main thread
+   * owns the queue. */
+  txTapFd: number;
+  txTapMac: number[];
   cpus: number[] | null;
   /** Held packets per endpoint being created, and how long (ms) they may wait. */
   holdPackets: number;

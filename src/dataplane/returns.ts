@@ -12,6 +12,10 @@
 import type { NativeAddon } from '../io/native';
 import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE } from '../io/native';
 import { TunReader } from '../io/tun';
+import { TX_TAP_HDR } from '../control/txtap';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_TUNNEL_IPV4, VNET_HDR_LEN, writeVnetHdr } from '../wire/virtio';
+import { addrSum, setIpv4Checksum, wr16 } from '../wire/offload-common';
+import { fold16 } from '../wire/checksum32';
 import { GENEVE_PORT } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
@@ -39,6 +43,8 @@ const R_STRIDE = RAW_META_STRIDE;
 const R_OFF = RAW_META_OFF;
 const R_LEN = RAW_META_LEN;
 const R_DST = RAW_META_DST;
+/** Drop reason of each segmentPacket error (index: -SEG_*, src/wire/segment.ts). */
+const SEG_REASONS = [0, Drop.GSO_MALFORMED, Drop.GSO_UNSUPPORTED, Drop.GSO_TOO_BIG, Drop.GSO_NO_ROOM];
 
 export class ReturnPath {
   /** Flow ticks and monotonic ms of the current turn (set by the loop). */
@@ -51,6 +57,8 @@ export class ReturnPath {
   private readonly sLen = new Int32Array(TX_BATCH);
   private readonly status = new Int32Array(TX_BATCH);
   private sCount = 0; // packets ready to send
+  private seenSupers = 0;
+  private seenSegmented = 0;
 
   constructor(
     private readonly nat: NativeAddon,
@@ -62,34 +70,171 @@ export class ReturnPath {
     private readonly log: DropLog,
     /** A queue failed (the device is gone): the loop stops polling it and tells the main thread. */
     private readonly onGone: (fd: number, entry: number, errno: number) => void,
+    /** Offloads: the queues carry a virtio header (src/io/tun.ts). */
+    private readonly vnet = false,
+    /** Offloads with UDP tunnel GSO: this worker's TAP queue and the TAP's MAC (-1, []: none). */
+    txTapFd = -1,
+    txTapMac: number[] = [],
   ) {
-    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM);
+    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM, vnet);
+    if (vnet && txTapFd >= 0 && txTapMac.length === 6) {
+      this.tapFd = txTapFd;
+      for (let i = 0; i < 6; i++) this.tapMac[i] = txTapMac[i];
+      this.tunIn.take = (b, off, len) => this.sendWhole(b, off, len);
+    }
+  }
+
+  // ---- offloads: super-packets handed on whole (UDP tunnel GSO, src/control/txtap.ts) ----------
+  private tapFd = -1;
+  private readonly tapMac = new Uint8Array(6);
+  private readonly tapMeta = new Int32Array(3);
+  private readonly savedVnet = new Uint8Array(VNET_HDR_LEN);
+  private li = 0; // the entry of the queue being read (readable())
+
+  /** A TCP super-packet read from a TUN queue of entry this.li, behind its 10-byte virtio header at
+   * b[off]: sent to GWLB as one frame through the TAP, the kernel cutting and sending its segments.
+   * Returns the segments sent, or 0 when it is left to be cut here (anything unusual: the cutting
+   * path then counts it under its reason, or sends it). */
+  private sendWhole(b: Uint8Array, off: number, len: number): number {
+    const flows = this.flows;
+    if (flows === null) return 0;
+    const gso = b[off + 1] & 0x7f;
+    if (gso !== VNET_GSO_TCPV4 && gso !== VNET_GSO_TCPV6) return 0;
+    const p = off + VNET_HDR_LEN;
+    const n = len - VNET_HDR_LEN;
+    const gsoSize = b[off + 4] | (b[off + 5] << 8);
+    if (n < 40 || n + OUTER_HEADER_LEN + FLOW_HEADER_MAX > 65535) return 0;
+    const v6 = b[p] >> 4 === 6;
+    let ip: number;
+    if (v6) {
+      if (gso !== VNET_GSO_TCPV6 || b[p + 6] !== 6 || ((b[p + 4] << 8) | b[p + 5]) + 40 !== n) return 0;
+      ip = 40;
+    } else {
+      if (gso !== VNET_GSO_TCPV4 || b[p] >> 4 !== 4 || b[p + 9] !== 6 || ((b[p + 2] << 8) | b[p + 3]) !== n) return 0;
+      if (((b[p + 6] & 0x3f) | b[p + 7]) !== 0) return 0; // a fragment
+      ip = (b[p] & 15) * 4;
+    }
+    if (ip < 20 || ip + 20 > n) return 0;
+    const th = (b[p + ip + 12] >> 4) * 4;
+    const hl = ip + th;
+    if (th < 20 || hl > n || gsoSize === 0 || hl + gsoSize > GWLB_INNER_MTU) return 0;
+    const payload = n - hl;
+    const segs = payload === 0 ? 1 : Math.ceil(payload / gsoSize);
+    const key = this.key;
+    if (!flowKeyFromIp(b, p, n, key) || key[10] === 0) return 0;
+    key[0] = this.eps.epId[this.li];
+    for (let i = 0; i < VNET_HDR_LEN; i++) this.savedVnet[i] = b[off + i];
+    const h = flows.lookupInto(key, b, p, this.now);
+    if (h < 0) {
+      for (let i = 0; i < VNET_HDR_LEN; i++) b[off + i] = this.savedVnet[i];
+      return 0;
+    }
+    // Outer IPv4/UDP: TTL 65, as the kernel forwards the frame (64 leaves, as from the raw socket).
+    const start = p - h - OUTER_HEADER_LEN;
+    writeOuterIpUdp(b, start, flows.hitLocalIp | 0, flows.hitGwlbIp | 0, flows.hitGwlbPort, GENEVE_PORT, h + n);
+    b[start + 8] = 65;
+    setIpv4Checksum(b, start, 20);
+    const eth = start - 14;
+    for (let i = 0; i < 6; i++) {
+      b[eth + i] = this.tapMac[i];
+      b[eth + 6 + i] = i === 0 ? 2 : 0; // a locally administered source address
+    }
+    b[eth + 12] = 0x08;
+    b[eth + 13] = 0x00;
+    // The inner TCP checksum field: the pseudo-header sum with the super-packet's TCP length.
+    wr16(b, p + ip + 16, fold16(addrSum(b, p, v6) + 6 + (n - ip)));
+    const inner = p - eth;
+    const vh = eth - TX_TAP_HDR;
+    writeVnetHdr(b, vh, VNET_F_NEEDS_CSUM, gso | (b[off + 1] & VNET_GSO_ECN) | VNET_GSO_UDP_TUNNEL_IPV4, inner + hl, gsoSize, inner + ip, 16);
+    for (let i = 10; i < 20; i++) b[vh + i] = 0; // num_buffers, hash value, report, padding
+    b[vh + 20] = 34; // outer_th_offset: Ethernet 14 + outer IPv4 20
+    b[vh + 21] = 0;
+    b[vh + 22] = inner & 0xff; // inner_nh_offset
+    b[vh + 23] = inner >>> 8;
+    // What waits for the raw socket was read before this: it leaves first (a flow stays in order).
+    if (this.sCount !== 0) this.sendRaw();
+    const m = this.tapMeta;
+    m[0] = this.tapFd;
+    m[1] = vh;
+    m[2] = TX_TAP_HDR + 14 + OUTER_HEADER_LEN + h + n;
+    this.nat.tunWrite(b, m, 1);
+    if (m[2] < 0) {
+      for (let i = 0; i < VNET_HDR_LEN; i++) b[off + i] = this.savedVnet[i];
+      this.counters[C.TUN_TAP_ERRORS] += 1;
+      return 0; // cut and sent through the raw socket instead
+    }
+    const c = this.counters;
+    const e = GLOBAL_CELLS + this.eps.slot[this.li] * EP_STRIDE;
+    const bytes = n + (segs - 1) * hl;
+    c[e + EP.TX_PACKETS] += segs;
+    c[e + EP.TX_BYTES] += bytes;
+    c[e + EP.LAST_TX_MS] = this.nowMs;
+    c[C.RAW_TX_PACKETS] += segs;
+    c[C.RAW_TX_BYTES] += bytes + segs * (OUTER_HEADER_LEN + h);
+    c[C.TUN_SUPERS_TAPPED] += 1;
+    c[C.TUN_TAPPED] += segs;
+    return segs;
+  }
+
+  /** Offloads: move the reader's cumulative figures into the counters (and its drops, per endpoint). */
+  private offloadCounts(li: number): void {
+    const r = this.tunIn;
+    const c = this.counters;
+    c[C.TUN_RX_PACKETS] += r.taken;
+    if (r.supers !== this.seenSupers) {
+      c[C.TUN_SUPERS_READ] += r.supers - this.seenSupers;
+      c[C.TUN_SEGMENTED] += r.segmented - this.seenSegmented;
+      this.seenSupers = r.supers;
+      this.seenSegmented = r.segmented;
+    }
+    for (let e = 1; e < SEG_REASONS.length; e++) {
+      const d = r.segErrors[e];
+      if (d === 0) continue;
+      r.segErrors[e] = 0;
+      c[SEG_REASONS[e]] += d;
+      c[GLOBAL_CELLS + this.eps.slot[li] * EP_STRIDE + EP.DROPS] += d;
+    }
   }
 
   /** Read and return up to `limit` packets from a TUN queue of endpoint entry li. */
   readable(fd: number, li: number, limit: number): void {
     const tunIn = this.tunIn;
-    for (let round = 0; round < TX_ROUNDS && limit > 0; round++) {
-      const first = tunIn.used;
+    this.li = li;
+    // Offloads: a super-packet read but waiting for room (tunIn.pending) is always placed before
+    // returning, so nothing of this queue is left in the reader for another queue's turn.
+    for (let round = 0; (round < TX_ROUNDS && limit > 0) || tunIn.pending; round++) {
       const want = tunIn.room < limit ? tunIn.room : limit;
       const n = tunIn.read(fd, want);
+      if (this.vnet) this.offloadCounts(li);
       if (n < 0) {
         this.onGone(fd, li, -n);
         return;
       }
-      if (n === 0) return;
+      if (n === 0) {
+        if (tunIn.pending) this.flush();
+        else if (tunIn.taken === 0) return;
+        limit -= tunIn.taken;
+        continue;
+      }
+      const first = tunIn.first;
       this.counters[C.TUN_RX_PACKETS] += n;
       for (let k = 0; k < n; k++) this.returnOne(first + k, li);
       tunIn.used = first + n;
       this.counters[C.TX_IN_HAND] = this.sCount;
-      limit -= n;
+      limit -= n + tunIn.taken;
       if (tunIn.room === 0) this.flush();
-      if (n < want) return;
+      if (n + tunIn.taken < want && !tunIn.pending) return;
     }
   }
 
   /** Send what is ready (one sendmmsg) and free the slots. */
   flush(): void {
+    this.sendRaw();
+    this.tunIn.reset();
+  }
+
+  /** Send what is ready (one sendmmsg); the slots stay in use. */
+  private sendRaw(): void {
     const counters = this.counters;
     const n = this.sCount;
     if (n !== 0) {
@@ -112,7 +257,6 @@ export class ReturnPath {
       counters[C.TX_IN_HAND] = 0;
     }
     this.sCount = 0;
-    this.tunIn.reset();
   }
 
   private dropEp(reason: number, slot: number): void {

@@ -11,6 +11,11 @@
 //   to `route`, by default one-arm forwarding: what is written to gwi-X comes out of gwo-X, on the
 //   queue that a flow hash of its addresses picks among the attached ones (TUNSETQUEUE detaches
 //   and attaches); deleteDevice() makes its queues fail with EBADFD, as a deleted device does.
+// - Offloads: a device whose queues were opened with vnetHdr carries a 10-byte virtio header in
+//   front of every packet both ways; `written` and `route` see packets as written (header
+//   included) and the default route passes them on unchanged (as the kernel forwards a
+//   super-packet to a device with TSO); deliver() of a plain packet puts a zero header in front.
+//   tunSetOffload records the flags (`offloadRefused` refuses bits, as an older kernel would).
 // - epoll: epollWait returns at once the registered descriptors with something to read (or a
 //   failure to report); it never sleeps.
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
@@ -37,6 +42,8 @@ interface Queue {
 
 interface Device {
   queues: number[];
+  vnet: boolean;
+  offload: number;
   gone: boolean;
   mtu: number;
   up: boolean;
@@ -51,8 +58,10 @@ export class FakeAddon implements NativeAddon {
   rawFault: ((data: Uint8Array, dst: number) => number) | null = null;
   /** Where a packet written to a TUN device goes; by default from gwi-X out of gwo-X. */
   route: (dev: string, pkt: Uint8Array) => void = (dev, pkt) => {
-    if (dev.startsWith('gwi-')) this.deliver('gwo-' + dev.slice(4), pkt);
+    if (dev.startsWith('gwi-')) this.deliverRaw('gwo-' + dev.slice(4), pkt);
   };
+  /** TUNSETOFFLOAD bits this kernel does not know (refused with EINVAL). */
+  offloadRefused = 0;
   readonly devices = new Map<string, Device>();
   private readonly udp = new Map<number, FakeDatagram[]>();
   private readonly raw = new Set<number>();
@@ -67,8 +76,19 @@ export class FakeAddon implements NativeAddon {
     q.push(d);
   }
 
-  /** Make a packet come out of device `name` (as the kernel routing it there would). */
+  /** Make a plain packet come out of device `name` (as the kernel routing it there would). */
   deliver(name: string, pkt: Uint8Array): void {
+    const d = this.devices.get(name);
+    if (d?.vnet === true) {
+      const v = new Uint8Array(10 + pkt.length);
+      v.set(pkt, 10);
+      pkt = v;
+    }
+    this.deliverRaw(name, pkt);
+  }
+
+  /** Make bytes come out of device `name` as they are (behind their virtio header on a vnet device). */
+  deliverRaw(name: string, pkt: Uint8Array): void {
     const d = this.devices.get(name);
     if (d === undefined || d.gone) return;
     const live = d.queues.filter((fd) => this.queues.get(fd)!.attached);
@@ -87,16 +107,36 @@ export class FakeAddon implements NativeAddon {
   }
 
   // ---- NativeAddon -------------------------------------------------------------------------------
-  tunOpen(name: string): number {
+  tunOpen(name: string, vnetHdr = false): number {
     let d = this.devices.get(name);
     if (d === undefined || d.gone) {
-      d = { queues: [], gone: false, mtu: 1500, up: false };
+      d = { queues: [], gone: false, mtu: 1500, up: false, vnet: vnetHdr, offload: 0 };
       this.devices.set(name, d);
     }
+    d.vnet = vnetHdr; // the flags of the last TUNSETIFF are the device's
     const fd = this.nextFd++;
     d.queues.push(fd);
     this.queues.set(fd, { dev: name, rx: [], attached: true });
     return fd;
+  }
+
+  tapOpen(name: string, vnetHdrSize: number): number {
+    if (vnetHdrSize < 10 || vnetHdrSize > 64) throw new RangeError('tapOpen: vnetHdrSize must be 10..64');
+    const fd = this.tunOpen(name, true);
+    this.tapHdr.set(name, vnetHdrSize);
+    return fd;
+  }
+  /** TAP devices and their virtio header sizes (frames written to them are in `written`). */
+  readonly tapHdr = new Map<string, number>();
+
+  tunSetOffload(fd: number, flags: number): number {
+    const q = this.queues.get(fd);
+    const d = q === undefined ? undefined : this.devices.get(q.dev);
+    if (d === undefined) return 9; // EBADF
+    if (!d.vnet && flags !== 0) return 22; // EINVAL
+    if ((flags & this.offloadRefused) !== 0) return 22;
+    d.offload = flags;
+    return 0;
   }
 
   tunSetQueue(fd: number, attach: boolean): void {

@@ -41,8 +41,20 @@ export const TUNW_META_LEN = 2;
 export interface NativeAddon {
   /** Open one queue of the TUN device `name` (IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE), creating
    * the device if it does not exist. Calling it again with the same name attaches another queue.
-   * The device disappears when its last queue is closed (it is never made persistent). */
-  tunOpen(name: string): number;
+   * The device disappears when its last queue is closed (it is never made persistent).
+   * vnetHdr: IFF_VNET_HDR too, so every packet read or written carries a 10-byte virtio_net_hdr
+   * in front (src/wire/virtio.ts; offloads, src/io/offload.ts). Every queue of a device must be
+   * opened alike. */
+  tunOpen(name: string, vnetHdr?: boolean): number;
+  /** TUNSETOFFLOAD(flags) on a queue (the setting is the device's): what the kernel may hand
+   * over unfinished (TUN_F_* in src/wire/virtio.ts). Returns 0, or the errno (EINVAL: a flag this
+   * kernel does not know) -- never throws for that, so features are probed by trying. */
+  tunSetOffload(fd: number, flags: number): number;
+  /** Open one queue of the TAP device `name` (IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE |
+   * IFF_VNET_HDR, creating it), with virtio headers of vnetHdrSize bytes (TUNSETVNETHDRSZ, 10..64).
+   * Frames written to it (tunWrite) enter the kernel as if received on the device. The device
+   * disappears with its last queue. */
+  tapOpen(name: string, vnetHdrSize: number): number;
   /** TUNSETQUEUE: attach (IFF_ATTACH_QUEUE) or detach (IFF_DETACH_QUEUE) the queue `fd`. A
    * detached queue stays open and keeps its device alive, but the kernel queues nothing on it:
    * a dead worker's queues are detached so that its share of returns goes to the live ones. */

@@ -28,6 +28,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,12 +213,23 @@ static napi_value ret_undefined(napi_env env) {
 // ---------------------------------------------------------------------------------------------
 // TUN devices and links
 
-// tunOpen(name): fd of one new queue of TUN device `name`.
+// tunOpen(name[, vnetHdr]): fd of one new queue of TUN device `name`.
 static napi_value TunOpen(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
+  size_t argc = 2;
   char name[IFNAMSIZ], what[48];
-  if (get_args(env, info, 1, argv, "tunOpen") || get_ifname(env, argv[0], "tunOpen", name))
-    return NULL;
+  bool vnet = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1) return throw_type(env, "tunOpen: expected at least 1 argument");
+  if (get_ifname(env, argv[0], "tunOpen", name)) return NULL;
+  if (argc >= 2) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[1], &t) != napi_ok) return NULL;
+    if (t != napi_undefined) {
+      if (t != napi_boolean) return throw_type(env, "tunOpen: vnetHdr must be a boolean");
+      if (napi_get_value_bool(env, argv[1], &vnet) != napi_ok) return NULL;
+    }
+  }
   snprintf(what, sizeof what, "tunOpen(%s)", name);
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, what, "open /dev/net/tun", errno);
@@ -225,7 +237,9 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
   memset(&ifr, 0, sizeof ifr);
   // IFF_NO_PI: packets are bare IP (the version nibble tells v4 from v6).
   // IFF_MULTI_QUEUE: every worker attaches its own queue of the same device.
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+  // IFF_VNET_HDR (offloads): a 10-byte virtio_net_hdr in front of every packet both ways (the
+  // kernel's default header size; src/wire/virtio.ts reads and writes it).
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, IFNAMSIZ);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int e = errno;
@@ -233,6 +247,50 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
     return throw_errno(env, what, "TUNSETIFF", e);
   }
   return ret_int(env, fd);
+}
+
+// tapOpen(name, vnetHdrSize): fd of one new queue of TAP device `name` (IFF_TAP | IFF_NO_PI |
+// IFF_MULTI_QUEUE | IFF_VNET_HDR), its virtio header vnetHdrSize bytes (TUNSETVNETHDRSZ; 24 for
+// the UDP tunnel GSO header). Frames written to it enter the kernel as if received on it.
+static napi_value TapOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t hdr;
+  char name[IFNAMSIZ], what[48];
+  if (get_args(env, info, 2, argv, "tapOpen") || get_ifname(env, argv[0], "tapOpen", name) ||
+      get_i32(env, argv[1], "vnetHdrSize", 10, &hdr))
+    return NULL;
+  if (hdr > 64) return throw_range(env, "tapOpen: vnetHdrSize must be 10..64");
+  snprintf(what, sizeof what, "tapOpen(%s)", name);
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, what, "open /dev/net/tun", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR;
+  memcpy(ifr.ifr_name, name, IFNAMSIZ);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, what, "TUNSETIFF", e);
+  }
+  int sz = hdr;
+  if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, what, "TUNSETVNETHDRSZ", e);
+  }
+  return ret_int(env, fd);
+}
+
+// tunSetOffload(fd, flags): TUNSETOFFLOAD; returns 0 or the errno (EINVAL: a flag this kernel
+// does not know), so that TypeScript probes features without exceptions.
+static napi_value TunSetOffload(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd, flags;
+  if (get_args(env, info, 2, argv, "tunSetOffload") || get_i32(env, argv[0], "fd", 0, &fd) ||
+      get_i32(env, argv[1], "flags", 0, &flags))
+    return NULL;
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)(uint32_t)flags) < 0) return ret_int(env, errno);
+  return ret_int(env, 0);
 }
 
 // tunSetQueue(fd, attach): TUNSETQUEUE with IFF_ATTACH_QUEUE or IFF_DETACH_QUEUE. A detached
@@ -771,6 +829,7 @@ NAPI_MODULE_INIT() {
     FN("epollCreate", EpollCreate), FN("epollAdd", EpollAdd),
     FN("epollDel", EpollDel),       FN("epollWait", EpollWait),
     FN("setAffinity", SetAffinity), FN("tunSetQueue", TunSetQueue),
+    FN("tunSetOffload", TunSetOffload), FN("tapOpen", TapOpen),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

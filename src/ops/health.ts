@@ -134,6 +134,13 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   metric('gwlbtun_udp_packets_total', 'counter', 'Datagrams received on the Geneve port.', [['', c.sum(C.UDP_RX_PACKETS)]]);
   metric('gwlbtun_udp_bytes_total', 'counter', 'Bytes received on the Geneve port.', [['', c.sum(C.UDP_RX_BYTES)]]);
   metric('gwlbtun_tun_packets_read_total', 'counter', 'Packets read from gwi-/gwo- interfaces.', [['', c.sum(C.TUN_RX_PACKETS)]]);
+  metric('gwlbtun_tun_coalesced_packets_total', 'counter', 'Packets from GWLB written to gwi- inside TCP super-packets (--offload on).', [['', c.sum(C.TUN_COALESCED)]]);
+  metric('gwlbtun_tun_superpackets_written_total', 'counter', 'TCP super-packets written to gwi- (--offload on).', [['', c.sum(C.TUN_SUPERS_WRITTEN)]]);
+  metric('gwlbtun_tun_superpackets_read_total', 'counter', 'Super-packets read from gwi-/gwo- and cut into segments (--offload on).', [['', c.sum(C.TUN_SUPERS_READ)]]);
+  metric('gwlbtun_tun_segmented_packets_total', 'counter', 'Segments cut from super-packets read from gwi-/gwo- (--offload on).', [['', c.sum(C.TUN_SEGMENTED)]]);
+  metric('gwlbtun_tun_superpackets_tunneled_total', 'counter', 'Super-packets read from gwi-/gwo- and sent to GWLB whole through the UDP tunnel GSO TAP (--offload on, kernel >= 6.17).', [['', c.sum(C.TUN_SUPERS_TAPPED)]]);
+  metric('gwlbtun_tun_tunneled_packets_total', 'counter', 'Packets (segments) of those super-packets: the kernel cut and sent them.', [['', c.sum(C.TUN_TAPPED)]]);
+  metric('gwlbtun_tun_tap_errors_total', 'counter', 'Writes to the UDP tunnel GSO TAP that failed (those super-packets were cut and sent through the raw socket).', [['', c.sum(C.TUN_TAP_ERRORS)]]);
   metric('gwlbtun_raw_packets_sent_total', 'counter', 'Encapsulated packets sent to GWLB.', [['', c.sum(C.RAW_TX_PACKETS)]]);
   const rcvbufErrors = udpRcvbufErrors();
   if (rcvbufErrors !== null) {

@@ -24,10 +24,64 @@ function viewOf(b: Uint8Array): DataView {
   return cacheView[k];
 }
 
+// Word views (native byte order, 32 bits) of the whole ArrayBuffer of the last few arrays seen.
+const wordArr: (Uint8Array | undefined)[] = [undefined, undefined, undefined, undefined];
+const wordView: Uint32Array[] = [];
+for (let k = 0; k < CACHE; k++) wordView.push(new Uint32Array(0));
+let wordNext = 0;
+
+function wordsOf(b: Uint8Array): Uint32Array {
+  for (let k = 0; k < CACHE; k++) if (wordArr[k] === b) return wordView[k];
+  const k = wordNext;
+  wordNext = (k + 1) % CACHE;
+  wordArr[k] = b;
+  wordView[k] = new Uint32Array(b.buffer, 0, b.buffer.byteLength >>> 2);
+  return wordView[k];
+}
+
+/** Little-endian machines only (every Linux host we run on): the fast path below reads words in
+ * native order. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** Unfolded one's complement sum of buf[off, off+len) read as big-endian 16-bit words (an odd last
  * byte is the high byte of a word padded with zero), added to `sum` (a value below 2^31). The result
- * is below 2^31 and is finished with foldSum (checksum.ts) or fold16. */
+ * is below 2^31 and is finished with foldSum (checksum.ts) or fold16.
+ *
+ * Runs of 64 bytes or more that start 4-byte aligned in their ArrayBuffer (a TCP header behind a
+ * Geneve header and an IPv4/IPv6 header in a receive slot is) take a faster path: 32-bit words in
+ * native (little-endian) order added as doubles (exact: 2^53 is far away), folded to 16 bits, and
+ * the bytes of the result swapped. The one's complement sum does not depend on byte order apart
+ * from that swap (RFC 1071, 2.(B)), and a 32-bit word is congruent to the sum of its two halves
+ * modulo 0xffff. About 3x faster over 1448 bytes (bench/offload.ts). */
 export function sumBytes32(buf: Uint8Array, off: number, len: number, sum: number): number {
+  if (len >= 64 && LITTLE_ENDIAN && ((buf.byteOffset + off) & 3) === 0) {
+    const w = wordsOf(buf);
+    let i = (buf.byteOffset + off) >>> 2;
+    const n = len >>> 2;
+    const end = i + n;
+    let a = 0;
+    let b = 0;
+    for (; i + 4 <= end; i += 4) {
+      a += w[i] + w[i + 1];
+      b += w[i + 2] + w[i + 3];
+    }
+    for (; i < end; i++) a += w[i];
+    a += b;
+    // Fold the (at most 2^48) double to 16 bits, end-around carry; then swap its bytes.
+    let f = (a % 65536) + Math.floor(a / 65536);
+    f = (f % 65536) + Math.floor(f / 65536);
+    f = (f & 0xffff) + (f >>> 16);
+    f = (f & 0xffff) + (f >>> 16);
+    let s = (sum | 0) + (((f & 0xff) << 8) | (f >>> 8));
+    let t = off + (n << 2);
+    const stop = off + len;
+    if (t + 2 <= stop) {
+      s += (buf[t] << 8) | buf[t + 1];
+      t += 2;
+    }
+    if (t < stop) s += buf[t] << 8;
+    return s;
+  }
   const dv = viewOf(buf);
   const end = off + len;
   let s = sum | 0;

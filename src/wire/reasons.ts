@@ -43,12 +43,17 @@ export const Drop = {
   WORKER_DIED: 31, // lost with a data-plane worker that died: held for a new endpoint, in its
   //                  receive batch, or waiting in its UDP socket or TUN queues (counted by main)
   ICMP_QUOTE_MALFORMED: 32, // ICMP error (v4 type 3/11/12, v6 type 1-4) whose quoted packet cannot name a flow
+  // Return side with offloads (--offload on): a packet read from gwi-/gwo- behind its virtio header.
+  GSO_MALFORMED: 33, // the virtio header does not agree with the packet, or the packet is cut short
+  GSO_UNSUPPORTED: 34, // a segmentation type not cut here (UFO, UDP tunnel), IPv6 extension headers
+  GSO_TOO_BIG: 35, // its segments would exceed 8500 bytes (GWLB's inner MTU)
+  GSO_NO_ROOM: 36, // more segments than a whole return batch holds
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 33;
+export const DROP_SLOTS = 37;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -77,6 +77,8 @@ export function segmentPacket(
   dstOff: number,
   stride: number,
   copyPayload: boolean,
+  /** At most this many segments (and at most out.max); more: SEG_NO_ROOM, nothing written. */
+  maxSegs = out.max,
 ): number {
   out.count = 0;
   if ((vnetLen !== 10 && vnetLen !== 12) || off < 0 || len < vnetLen || off + len > buf.length) return SEG_MALFORMED;
@@ -129,7 +131,7 @@ export function segmentPacket(
   if (hl + first > MAX_INNER) return SEG_TOO_BIG;
   const segs = payload === 0 ? 1 : Math.ceil(payload / gsoSize);
   const need = copyPayload ? hl + first : hl;
-  if (segs > out.max || stride < need || dstOff < 0) return SEG_NO_ROOM;
+  if (segs > out.max || segs > maxSegs || stride < need || dstOff < 0) return SEG_NO_ROOM;
   const dstEnd = dstOff + (segs - 1) * stride + need;
   if (dstEnd > buf.length || (dstOff < off + len && off < dstEnd)) return SEG_NO_ROOM;
 

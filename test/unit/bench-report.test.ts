@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { PROSE_DIR, prose, report } from '../../bench/report';
 import type { GenResult, Results, Run } from '../../bench/results';
+import { BULK_MODES, BULK_SIZES, bulkLabel } from '../../bench/scenarios/bulk-tcp';
 
 function run(kind: Run['kind'], label: string, workers: number, pinned: boolean, size: number, rate: number, spin: boolean): Run {
   const gen: GenResult = {
@@ -24,6 +25,9 @@ function results(): Results {
     for (const size of [100, 1400]) runs.push(run('reflector', `round ${r}`, 1, true, size, 0, false));
   }
   for (const w of [1, 2]) for (const rate of [0, 100_000, 150_000]) runs.push(run('gwlbtun', 'workers 1', w, false, 100, rate, false));
+  for (const size of BULK_SIZES) {
+    for (const mode of [...BULK_MODES, 'reflector'] as const) runs.push(run(mode === 'reflector' ? 'reflector' : 'gwlbtun', bulkLabel(mode, 1), 1, true, size, 0, false));
+  }
   return {
     machine: { cpu: 'test CPU', cpus: 2, mhz: '1000', hypervisor: 'no', memoryGiB: 1, uname: 'Linux test', node: 'v0' },
     startedAt: '2026-01-02T03:04:05.000Z', seconds: 180, rounds: 2, runs,
@@ -44,7 +48,7 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   const headings = doc.split('\n').filter((l) => l.startsWith('#'));
   assert.deepEqual(headings, [
     '# Benchmarks', '## Machine', '## Results against the bar (issue #4)', '## Workers on 2 CPUs (daemon unpinned, generator on CPU 0)',
-    '## Receive-buffer drops', '## 1M active flows', '## Flow table micro-benchmark (bench/flowtable.ts)', '## Every run',
+    '## Bulk TCP: offloads (issue 13)', '## Receive-buffer drops', '## 1M active flows', '## Flow table micro-benchmark (bench/flowtable.ts)', '## Every run',
     '## Where the time goes', '## Changes of the performance pass (before -> after, same machine, runs alternating)', '## Measured and not kept',
     '## How to reproduce', '## Method',
   ]);
@@ -54,6 +58,7 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   assert.match(doc, /as fast as it can for 4 s;/);
   assert.match(doc, /Fixed rate: 100 kpps for 5 s,/);
   assert.match(doc, /^Note: a note$/m);
+  assert.match(doc, /\| 1500 \| gwlbtun `--offload on`, UDP tunnel GSO \(kernel >= 6.17\) \| 1.50 \| 7.10 \|/);
 });
 
 test('bench report: a placeholder without a value, or a value without a placeholder, is an error', () => {

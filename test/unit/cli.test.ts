@@ -44,6 +44,10 @@ test('short and long forms of the original flags', () => {
   assert.equal(parseCli(['-i', '60', '--idle-other', '30']).daemon.otherIdleS, 30);
   assert.equal(parseCli([]).daemon.manageSysctls, true, 'interface sysctls are kept by default');
   assert.equal(parseCli(['--no-sysctl']).daemon.manageSysctls, false);
+  assert.equal(parseCli([]).daemon.offload, false, 'offloads are off by default');
+  assert.equal(parseCli(['--offload', 'on']).daemon.offload, true);
+  assert.equal(parseCli(['--offload', 'off']).daemon.offload, false);
+  assert.throws(() => parseCli(['--offload', 'yes']), (e: unknown) => e instanceof UsageError && (e as Error).message === "--offload: 'yes' is not on or off");
 });
 
 test('threads and affinity map onto workers', () => {

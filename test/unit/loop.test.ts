@@ -51,7 +51,7 @@ class Rig {
     this.nat.epollAdd(ep, this.udp);
     const flowSab = createFlowTableBuffer(1000);
     const cfg: WorkerConfig = {
-      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, cpus: null,
+      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, offload: false, txTapFd: -1, txTapMac: [], cpus: null,
       holdPackets: 1024, holdMs: 2500, allow: [], flowSab, counterSab, ctrlSab: this.ctrl.buffer as SharedArrayBuffer,
       hexDump: false, failAfter: -1, failKind: 'crash', startDelayMs: 0, logDrops: false,
       udpFd: this.udp, rawFd: this.nat.rawOpen(0), epFd: ep, ...over,

@@ -68,7 +68,7 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkSetup', 'rawOpen',
-    'rawSend', 'setAffinity', 'tunOpen', 'tunRead', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'setAffinity', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
 });
 

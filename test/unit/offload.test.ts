@@ -80,6 +80,22 @@ test('sumBytes32 agrees with onesSum at every length and alignment', () => {
   }
   const big = new Uint8Array(70000).fill(0xff);
   assert.equal(fold16(sumBytes32(big, 1, 69999, 0)), refFold(refSum(big, 1, 69999)));
+  assert.equal(fold16(sumBytes32(big, 4, 65532, 0)), refFold(refSum(big, 4, 65532)), 'aligned, all ones');
+  const zero = new Uint8Array(4096);
+  assert.equal(fold16(sumBytes32(zero, 8, 4000, 0)), 0, 'aligned, all zero');
+});
+
+test('sumBytes32: the aligned word path agrees with the reference on views at any byte offset', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 64, maxLength: 9100 }), fc.nat(7), fc.nat(64), fc.nat(0x7fff), (data, view, off, sum) => {
+      const backing = new Uint8Array(data.length + 80);
+      const b = backing.subarray(view);
+      b.set(data.subarray(0, Math.min(data.length, b.length - 72)), off);
+      const len = Math.min(data.length, b.length - off);
+      assert.equal(fold16(sumBytes32(b, off, len, sum)), refFold(refSum(b, off, len, sum)));
+    }),
+    { numRuns: 300 },
+  );
 });
 
 // ---- virtio -----------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+// Bulk TCP (issue 13): the load most bytes through a GWLB appliance are. `gen send --tcp-run 32`:
+// 16 flows, each sending runs of 32 consecutive full segments (a TCP window arriving) before the
+// next flow's turn, valid checksums and IP IDs, every returned segment verified byte for byte.
+// gwlbtun pinned to the appliance CPU with --offload off and --offload on, then the reflector on
+// the same load, in each round; inner packets of 1500 and 8500 bytes (the inner MTUs of a
+// standard and a jumbo network). Reported: inner Gbit/s, appliance CPU per returned packet and
+// per GB.
+
+import { spawnSync } from 'node:child_process';
+import { startDaemon, startReflector } from '../lib/appliance';
+import type { SendOpts } from '../lib/gen';
+import { stopBg } from '../lib/bg';
+import { log } from '../lib/env';
+import { measure } from '../lib/measure';
+import type { BenchContext } from './context';
+
+export const BULK_SIZES = [1500, 8500];
+export const BULK_FLOWS = 16;
+export const BULK_RUN = 32;
+/** off; on with super-packets cut in TypeScript (GWLBTUN_NO_UDP_TUNNEL_GSO=1); on (with UDP
+ * tunnel GSO where the kernel has it). */
+export const BULK_MODES = ['off', 'on-cut', 'on'] as const;
+export type BulkMode = (typeof BULK_MODES)[number];
+
+export function bulkLabel(mode: BulkMode | 'reflector', round: number): string {
+  if (mode === 'reflector') return `bulk TCP, round ${round}`;
+  return `bulk TCP, --offload ${mode === 'on-cut' ? 'on (cut in TS)' : mode}, round ${round}`;
+}
+
+/** The appliance's veth as a NIC without tunnel offloads: the kernel cuts UDP (tunnel) GSO packets
+ * and finishes their checksums on the way out, charged to the appliance's CPU. */
+function vethOffloads(c: BenchContext, on: boolean): void {
+  const v = on ? 'on' : 'off';
+  const r = spawnSync('ip', ['netns', 'exec', c.t.applianceNs, 'ethtool', '-K', c.t.applianceIf, 'tx', v, 'tx-udp-segmentation', v, 'tx-gso-list', v, 'tx-udp_tnl-segmentation', v, 'tx-udp_tnl-csum-segmentation', v], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ethtool -K ${c.t.applianceIf} failed (install ethtool): ${r.stderr ?? r.error}`);
+}
+
+export async function bulkTcp(c: BenchContext, rounds: number): Promise<void> {
+  const o = (size: number, ttlDec: number) => ({ size, rate: 0, seconds: c.satS, ttlDec, settleMs: 300, flows: BULK_FLOWS, tcpRun: BULK_RUN });
+  vethOffloads(c, false);
+  try {
+    await rounds_(c, rounds, o);
+  } finally {
+    vethOffloads(c, true);
+  }
+}
+
+async function rounds_(c: BenchContext, rounds: number, o: (size: number, ttlDec: number) => SendOpts): Promise<void> {
+  for (let r = 1; r <= rounds; r++) {
+    for (const mode of BULK_MODES) {
+      // The daemon inherits this process's environment (bench/lib/bg.ts).
+      if (mode === 'on-cut') process.env.GWLBTUN_NO_UDP_TUNNEL_GSO = '1';
+      const bg = await startDaemon(c.t, 1, true, ['--offload', mode === 'off' ? 'off' : 'on']).finally(() => delete process.env.GWLBTUN_NO_UDP_TUNNEL_GSO);
+      try {
+        for (const size of BULK_SIZES) c.res.runs.push(await measure(c.t, 'gwlbtun', bulkLabel(mode, r), bg.pid, 1, true, o(size, 1)));
+      } finally {
+        await stopBg(bg);
+      }
+    }
+    const refl = await startReflector(c.t, 120);
+    try {
+      for (const size of BULK_SIZES) c.res.runs.push(await measure(c.t, 'reflector', bulkLabel('reflector', r), refl.pid, 1, true, o(size, 0)));
+    } finally {
+      await stopBg(refl);
+    }
+    log(`bulk TCP round ${r} done`);
+  }
+}

@@ -1,0 +1,75 @@
+// The send tier of --offload on for super-packets (docs/architecture.md "TUN offloads"): a TAP
+// device, `gwlbtx0`, through which a worker hands the kernel one frame per TCP super-packet read
+// from gwo-/gwi- -- Ethernet, the flow's outer IPv4/UDP and Geneve header, then the inner
+// super-packet -- and the kernel (>= 6.17: UDP tunnel GSO on TUN/TAP) emits every segment as its
+// own Geneve datagram, inner sequence numbers, lengths and checksums computed in C, instead of
+// gwlbtun cutting the segments in TypeScript and sending each through the raw socket.
+//
+// Measured (docs/benchmarks.md, bulk TCP): the segmentation and the per-segment raw sends are the
+// return side's largest costs once the TUN writes and reads come in super-packets.
+//
+// How the kernel treats such a frame: as received on gwlbtx0 (destination MAC = the TAP's own), so
+// it is routed: the source is the appliance's own address (accept_local=1 on the TAP), the
+// destination GWLB (forwarding=1 on the TAP; rp_filter 0), out of the interface towards GWLB.
+// It crosses the FORWARD chain and the outer TTL is decremented (the frame carries 65, so 64
+// leaves, what the raw socket sends). Probed at start: when the kernel refuses the UDP tunnel
+// offload bits the TAP is closed and super-packets are cut into segments here (logged once).
+
+import * as fs from 'node:fs';
+import type { NativeAddon } from '../io/native';
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO } from '../wire/virtio';
+import type { Logger } from '../ops/log';
+
+export const TX_TAP_NAME = 'gwlbtx0';
+/** virtio_net_hdr_v1_hash_tunnel: the 12-byte v1 header, hash 4, report 2, padding 2, outer
+ * transport header offset 2, inner network header offset 2. */
+export const TX_TAP_HDR = 24;
+const TX_TAP_FLAGS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UDP_TUNNEL_GSO;
+
+export interface TxTap {
+  name: string;
+  /** One queue per worker. */
+  fds: number[];
+  /** The TAP's MAC address (the destination of every frame). */
+  mac: number[];
+}
+
+function writeSys(path: string, v: string): void {
+  fs.writeFileSync(path, v);
+}
+
+/** Opens the TAP with one queue per worker and configures it; null (logged) when this kernel has
+ * no UDP tunnel GSO on TAP devices, or the TAP cannot be set up. */
+export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): TxTap | null {
+  const fds: number[] = [];
+  const close = (): void => {
+    for (const fd of fds) nat.close(fd);
+  };
+  try {
+    for (let i = 0; i < workers; i++) fds.push(nat.tapOpen(name, TX_TAP_HDR));
+    const err = nat.tunSetOffload(fds[0], TX_TAP_FLAGS);
+    if (err !== 0) {
+      close();
+      log.important('tunnel', 'offloads: no UDP tunnel GSO in this kernel (6.17 or later has it): super-packets read back are cut into segments here');
+      return null;
+    }
+    const conf = `/proc/sys/net/ipv4/conf/${name}`;
+    writeSys(`${conf}/accept_local`, '1');
+    writeSys(`${conf}/rp_filter`, '0');
+    writeSys(`${conf}/forwarding`, '1');
+    try {
+      writeSys(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
+    } catch {
+      // IPv6 off in this kernel: nothing to quiet
+    }
+    nat.linkSetup(name, 9000, 0);
+    const mac = fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim().split(':').map((h) => parseInt(h, 16));
+    if (mac.length !== 6 || mac.some((b) => !(b >= 0 && b <= 255))) throw new Error(`cannot read the MAC address of ${name}`);
+    log.important('tunnel', `offloads: super-packets go back through ${name} (UDP tunnel GSO: the kernel cuts and sends the segments)`);
+    return { name, fds, mac };
+  } catch (e) {
+    close();
+    log.important('tunnel', `offloads: cannot set up ${name} (${(e as Error).message}): super-packets read back are cut into segments here`);
+    return null;
+  }
+}
