@@ -106,6 +106,7 @@ async function main() {
   }
 
   const summaries = [];
+  const flakyAll = [];
   let passed = 0;
   let failed = 0;
   for (const n of selectNodes()) {
@@ -128,12 +129,31 @@ async function main() {
     console.log(`run-tests: ${files.length} files on ${label}`);
     const t0 = Date.now();
     const r = await runSuite(bin, files, env);
+    // An end-to-end file that failed is run once more, alone: these tests drive real kernels and
+    // timers on a shared 2-core machine, and a rare timing flake should not hide whether the code
+    // works. It counts as passed only if the rerun passes whole, and the summary names it as
+    // flaky, so a flake is reported, never silent; a unit test or a second failure stands.
+    const flaky = [];
+    const rerunnable = r.failedFiles.length > 0 && r.failedFiles.length <= 2 && r.failedFiles.every((f) => f.includes(`${path.sep}e2e${path.sep}`)) && r.failed <= 2;
+    if (rerunnable) {
+      console.log(`run-tests: running again, alone: ${r.failedFiles.map((f) => path.relative(root, f)).join(' ')}`);
+      const again = await runSuite(bin, r.failedFiles, env);
+      if (again.failed === 0 && again.passed > 0 && again.status === 0) {
+        flaky.push(...r.failedNames);
+        r.passed += r.failed;
+        r.failed = 0;
+        r.failedNames = [];
+        r.status = 0;
+      }
+    }
     const secs = Math.round((Date.now() - t0) / 1000);
     const nodeSays = ['tests', 'pass', 'fail', 'cancelled', 'skipped'].map((k) => `${k} ${r.node[k] ?? '?'}`).join(', ');
     summaries.push(
       `run-tests: ${label}: ${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped (top-level tests and suites, hook failures included; node: ${nodeSays}; exit ${r.status}) in ${secs} s` +
-        r.failedNames.map((f) => `\nrun-tests:   failed: ${f}`).join(''),
+        r.failedNames.map((f) => `\nrun-tests:   failed: ${f}`).join('') +
+        flaky.map((f) => `\nrun-tests:   flaky (failed, then passed when run again alone): ${f}`).join(''),
     );
+    flakyAll.push(...flaky.map((f) => `${label}: ${f}`));
     passed += r.passed;
     failed += r.failed;
     if (r.failed === 0 && (r.status !== 0 || r.passed === 0)) problems.push(`${label} exited ${r.status} with ${r.passed} passed`);
@@ -141,6 +161,7 @@ async function main() {
   console.log('');
   for (const s of summaries) console.log(s);
   const ok = failed === 0 && problems.length === 0;
+  if (flakyAll.length > 0) console.log(`run-tests: ${flakyAll.length} flaky (passed when run again alone): ${flakyAll.join('; ')}`);
   console.log(`${passed} passed, ${failed} failed${problems.length ? `; also: ${problems.join('; ')}` : ''}${ok ? '' : ' -- FAILED'}`);
   process.exit(ok ? 0 : 1);
 }

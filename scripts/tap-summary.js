@@ -5,9 +5,20 @@
 'use strict';
 
 function createTapCounter() {
-  const result = { passed: 0, failed: 0, skipped: 0, failedNames: [], node: {} };
+  const result = { passed: 0, failed: 0, skipped: 0, failedNames: [], failedFiles: [], node: {} };
+  let failing = false; // inside the YAML block of an unindented `not ok`
+  const failedFile = (f) => {
+    if (!result.failedFiles.includes(f)) result.failedFiles.push(f);
+  };
   /** Feed one line of the stream (without its newline). */
   function line(l) {
+    // The file of a failed top-level result: the `location:` of its YAML block.
+    const loc = failing ? /^ {2}location: '(.+?\.js):\d+:\d+'$/.exec(l) : null;
+    if (loc) {
+      failedFile(loc[1]);
+      failing = false;
+      return;
+    }
     // Results of nested tests are indented; only the unindented ones are counted.
     const m = /^(not ok|ok) \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$/i.exec(l);
     if (m) {
@@ -17,6 +28,8 @@ function createTapCounter() {
       else {
         result.failed++;
         result.failedNames.push(m[2]);
+        if (/\.js$/.test(m[2])) failedFile(m[2]); // a file that failed to load is named by its path
+        else failing = true;
       }
       return;
     }

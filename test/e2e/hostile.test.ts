@@ -52,6 +52,15 @@ function hookLines(file: string): string[][] {
  * side). */
 const NOT_RECEIVE_SIDE = new Set(['return_malformed', 'no_flow', 'return_too_big', 'raw_send_error', 'raw_send_busy', 'link_local', 'icmp_quote_malformed']);
 
+/** The daemon's non-zero drop, hold and endpoint counters, to explain a lost packet. */
+async function countedNonZero(ns: string, port: number): Promise<string> {
+  const m = await metricsAsync(ns, port);
+  return [...m]
+    .filter(([k, v]) => v !== 0 && /^gwlbtun_(drops_total|endpoint_|hold_|flow_|raw_|tun_)/.test(k))
+    .map(([k, v]) => `  ${k} ${v}`)
+    .join('\n');
+}
+
 /** Receive-side accounting: every datagram received on 6081 is delivered to a gwi- device or
  * counted under exactly one receive-side drop reason. */
 function receiveAccounted(m: Map<string, number>): number {
@@ -123,6 +132,7 @@ describe('hostile input', () => {
         '--rate', '3000', '--size', '200', '--settle-ms', '2000', '--progress-ms', '0',
         '--malformed', 'all', '--malformed-every', '3',
       ])) as Report;
+      if (r.totals.verified !== r.totals.sent) console.error(`hostile (a): what the daemon counted:\n${await countedNonZero(t!.applianceNs, port)}`);
       assertAllVerified(r, 'good traffic among malformed');
       const x = r.extras!;
       assert.ok(x !== undefined, 'report lists the extras');

@@ -83,3 +83,32 @@ test('run-tests.js: a final "N passed, N failed" line that counts hook and load 
     fs.rmSync(f.dir, { recursive: true, force: true });
   }
 });
+
+test('run-tests.js: an end-to-end file that fails once and passes when run again alone is reported as flaky; one that fails again stands', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-runtests-'));
+  try {
+    const e2e = path.join(dir, 'e2e');
+    fs.mkdirSync(e2e);
+    const marker = path.join(dir, 'ran-once');
+    const flaky = path.join(e2e, 'flaky.test.js');
+    fs.writeFileSync(flaky, `const { test } = require('node:test');
+const fs = require('node:fs');
+test('timing-sensitive', () => {
+  if (!fs.existsSync(${JSON.stringify(marker)})) { fs.writeFileSync(${JSON.stringify(marker)}, '1'); throw new Error('first run fails'); }
+});
+`);
+    const r = spawnSync(process.execPath, [RUNNER, '--nodes=current', flaky], { encoding: 'utf8', timeout: 120000, env: ENV });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /running again, alone: .*flaky\.test\.js/);
+    assert.match(r.stdout, /flaky \(failed, then passed when run again alone\): timing-sensitive/);
+    assert.match(r.stdout.trimEnd().split('\n').pop()!, /^1 passed, 0 failed$/);
+
+    const broken = path.join(e2e, 'broken.test.js');
+    fs.writeFileSync(broken, `require('node:test').test('always fails', () => { throw new Error('no'); });\n`);
+    const b = spawnSync(process.execPath, [RUNNER, '--nodes=current', broken], { encoding: 'utf8', timeout: 120000, env: ENV });
+    assert.equal(b.status, 1, b.stdout + b.stderr);
+    assert.match(b.stdout.trimEnd().split('\n').pop()!, /^0 passed, 1 failed\b.*FAILED$/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
