@@ -6,13 +6,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { createLoop, type Loop } from '../../src/dataplane/loop';
-import { C, EP, EP_STRIDE, GLOBAL_CELLS, createCountersBuffer, workerBlock } from '../../src/dataplane/counters';
-import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../src/dataplane/messages';
-import { ip4FromString } from '../../src/io/native';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../../src/dataplane/counters';
 import { FakeAddon } from '../../src/io/fake';
 import { applyOffloads, offloadNames } from '../../src/io/offload';
-import { createFlowTableBuffer, FlowTable } from '../../src/flow/table';
 import { buildInnerPacket, concatBytes } from '../../src/wire/build';
 import { writeGeneveHeader } from '../../src/wire/geneve';
 import { endpointNames } from '../../src/wire/eni';
@@ -20,9 +16,8 @@ import { Drop } from '../../src/wire/reasons';
 import { TUN_F_USO4, TUN_F_USO6, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_UDP_TUNNEL_IPV4, writeVnetHdr } from '../../src/wire/virtio';
 import { stream, buildSeg, checkPacket } from './helpers/tcp';
 import { coalesce } from './helpers/offload-harness';
+import { LoopRig } from './helpers/loop-rig';
 
-const GWLB = ip4FromString('198.18.0.1');
-const APPLIANCE = ip4FromString('198.18.0.2');
 const MAX_EP = 4;
 const ENI = 0x2b8ee1d4db0c51c4n;
 
@@ -32,56 +27,31 @@ function geneve(cookie: number, inner: Uint8Array): Uint8Array {
   return concatBytes(header.subarray(0, n), inner);
 }
 
-class Rig {
-  readonly nat = new FakeAddon();
-  readonly posted: FromWorker[] = [];
-  readonly counters: Float64Array;
-  readonly loop: Loop;
-  readonly udp: number;
-  private readonly inbox: ToWorker[] = [];
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
+class Rig extends LoopRig {
   readonly names = endpointNames(ENI);
-
   tapFd = -1;
 
   constructor(readonly offload: boolean, tap = false) {
-    const counterSab = createCountersBuffer(1, MAX_EP);
-    this.counters = workerBlock(counterSab, 0, MAX_EP);
-    this.udp = this.nat.udpOpen(6081, 0, true);
-    const ep = this.nat.epollCreate();
-    this.nat.epollAdd(ep, this.udp);
-    const flowSab = createFlowTableBuffer(1000);
-    if (tap) this.tapFd = this.nat.tapOpen('gwlbtx0', 24);
-    const cfg: WorkerConfig = {
-      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, offload,
-      txTapFd: this.tapFd, txTapMac: tap ? [2, 0x11, 0x22, 0x33, 0x44, 0x55] : [], cpus: null,
-      holdPackets: 1024, holdMs: 2500, allow: [], flowSab, counterSab, ctrlSab: this.ctrl.buffer as SharedArrayBuffer,
-      hexDump: false, failAfter: -1, failKind: 'crash', startDelayMs: 0, logDrops: false,
-      udpFd: this.udp, rawFd: this.nat.rawOpen(0), epFd: ep,
-    };
-    this.loop = createLoop(cfg, {
-      nat: this.nat, counters: this.counters, ctrl: this.ctrl, flows: new FlowTable(flowSab),
-      post: (m) => this.posted.push(m), receive: () => this.inbox.shift(),
+    let tapFd = -1;
+    super(MAX_EP, (nat) => {
+      if (tap) tapFd = nat.tapOpen('gwlbtx0', 24);
+      return { offload, txTapFd: tapFd, txTapMac: tap ? [2, 0x11, 0x22, 0x33, 0x44, 0x55] : [] };
     });
+    this.tapFd = tapFd;
     const gwi = this.nat.tunOpen(this.names.gwi, offload);
     const gwo = this.nat.tunOpen(this.names.gwo, offload);
     if (offload) {
       assert.ok(applyOffloads(this.nat, gwi) > 0);
       assert.ok(applyOffloads(this.nat, gwo) > 0);
     }
-    this.inbox.push({ t: 'add', hi: Number(ENI >> 32n), lo: Number(ENI & 0xffffffffn), slot: 1, epId: 1 | (1 << 16), gwi, gwo });
-    Atomics.add(this.ctrl, CTRL_MSG_SEQ, 1);
+    this.control({ t: 'add', hi: Number(ENI >> 32n), lo: Number(ENI & 0xffffffffn), slot: 1, epId: 1 | (1 << 16), gwi, gwo });
     this.turns(1);
   }
 
   send(inner: Uint8Array, sport: number, cookie = 0xc0ffee): Uint8Array {
     const d = geneve(cookie, inner);
-    this.nat.injectUdp(this.udp, { data: d, src: GWLB, sport, dst: APPLIANCE });
+    this.fromGwlb(d, sport);
     return d;
-  }
-
-  turns(n = 3): void {
-    for (let i = 0; i < n; i++) this.loop.turn(0);
   }
 
   ep(k: number): number {

@@ -5,22 +5,18 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { createLoop, type Loop } from '../../src/dataplane/loop';
-import { C, createCountersBuffer, workerBlock } from '../../src/dataplane/counters';
-import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../src/dataplane/messages';
+import { C } from '../../src/dataplane/counters';
+import type { WorkerConfig } from '../../src/dataplane/messages';
 import { LocalEndpoints, ST_PENDING, ST_READY } from '../../src/dataplane/endpoints';
 import { HoldRing } from '../../src/dataplane/hold';
-import { ip4FromString } from '../../src/io/native';
 import { EAGAIN } from '../../src/io/constants';
-import { FakeAddon } from '../../src/io/fake';
-import { createFlowTableBuffer, FlowTable } from '../../src/flow/table';
 import { buildInnerPacket, concatBytes } from '../../src/wire/build';
 import { writeGeneveHeader } from '../../src/wire/geneve';
 import { endpointNames } from '../../src/wire/eni';
 import { Drop } from '../../src/wire/reasons';
 
-const GWLB = ip4FromString('198.18.0.1');
-const APPLIANCE = ip4FromString('198.18.0.2');
+import { GWLB, LoopRig } from './helpers/loop-rig';
+
 const MAX_EP = 8;
 
 function geneve(eni: bigint, cookie: number, inner: Uint8Array): { header: Uint8Array; datagram: Uint8Array } {
@@ -34,45 +30,9 @@ function udpInner(sport: number, dport: number, payload = 'hello', src = '192.0.
 }
 
 /** A loop over the fake addon, with the main thread's side played by the test. */
-class Rig {
-  readonly nat = new FakeAddon();
-  readonly posted: FromWorker[] = [];
-  readonly counters: Float64Array;
-  readonly loop: Loop;
-  readonly udp: number;
-  private readonly inbox: ToWorker[] = [];
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
-
+class Rig extends LoopRig {
   constructor(over: Partial<WorkerConfig> = {}) {
-    const counterSab = createCountersBuffer(1, MAX_EP);
-    this.counters = workerBlock(counterSab, 0, MAX_EP);
-    this.udp = this.nat.udpOpen(6081, 0, true);
-    const ep = this.nat.epollCreate();
-    this.nat.epollAdd(ep, this.udp);
-    const flowSab = createFlowTableBuffer(1000);
-    const cfg: WorkerConfig = {
-      index: 0, workers: 1, udpPort: 6081, rcvbuf: 0, sndbuf: 0, maxEndpoints: MAX_EP, noReturn: false, offload: false, txTapFd: -1, txTapMac: [], cpus: null,
-      holdPackets: 1024, holdMs: 2500, allow: [], flowSab, counterSab, ctrlSab: this.ctrl.buffer as SharedArrayBuffer,
-      hexDump: false, failAfter: -1, failKind: 'crash', startDelayMs: 0, logDrops: false,
-      udpFd: this.udp, rawFd: this.nat.rawOpen(0), epFd: ep, ...over,
-    };
-    this.loop = createLoop(cfg, {
-      nat: this.nat,
-      counters: this.counters,
-      ctrl: this.ctrl,
-      flows: new FlowTable(flowSab),
-      post: (m) => this.posted.push(m),
-      receive: () => this.inbox.shift(),
-    });
-  }
-
-  fromGwlb(datagram: Uint8Array, sport = 10000): void {
-    this.nat.injectUdp(this.udp, { data: datagram, src: GWLB, sport, dst: APPLIANCE });
-  }
-
-  control(m: ToWorker): void {
-    this.inbox.push(m);
-    Atomics.add(this.ctrl, CTRL_MSG_SEQ, 1);
+    super(MAX_EP, () => over);
   }
 
   /** What the main thread does once an endpoint's CREATE hook has run. */
@@ -83,10 +43,6 @@ class Rig {
     const epId = (slot | (gen << 16)) >>> 0;
     this.control({ t: 'add', hi: Number(eni >> 32n), lo: Number(eni & 0xffffffffn), slot, epId, gwi, gwo });
     return { gwi, gwo, epId };
-  }
-
-  turns(n = 3): void {
-    for (let i = 0; i < n; i++) this.loop.turn(0);
   }
 }
 
