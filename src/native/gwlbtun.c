@@ -213,6 +213,27 @@ static napi_value ret_undefined(napi_env env) {
 // ---------------------------------------------------------------------------------------------
 // TUN devices and links
 
+// One new queue of TUN/TAP device `name` with these TUNSETIFF flags, non-blocking and close-on-exec;
+// -1 after throwing (the pending exception names `what`).
+static int open_queue(napi_env env, const char *what, const char *name, short flags) {
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    throw_errno(env, what, "open /dev/net/tun", errno);
+    return -1;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = flags;
+  memcpy(ifr.ifr_name, name, IFNAMSIZ);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    throw_errno(env, what, "TUNSETIFF", e);
+    return -1;
+  }
+  return fd;
+}
+
 // tunOpen(name[, vnetHdr]): fd of one new queue of TUN device `name`.
 static napi_value TunOpen(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -231,22 +252,12 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
     }
   }
   snprintf(what, sizeof what, "tunOpen(%s)", name);
-  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, what, "open /dev/net/tun", errno);
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
   // IFF_NO_PI: packets are bare IP (the version nibble tells v4 from v6).
   // IFF_MULTI_QUEUE: every worker attaches its own queue of the same device.
   // IFF_VNET_HDR (offloads): a 10-byte virtio_net_hdr in front of every packet both ways (the
   // kernel's default header size; src/wire/virtio.ts reads and writes it).
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
-  memcpy(ifr.ifr_name, name, IFNAMSIZ);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    int e = errno;
-    close(fd);
-    return throw_errno(env, what, "TUNSETIFF", e);
-  }
-  return ret_int(env, fd);
+  int fd = open_queue(env, what, name, IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0));
+  return fd < 0 ? NULL : ret_int(env, fd);
 }
 
 // tapOpen(name, vnetHdrSize): fd of one new queue of TAP device `name` (IFF_TAP | IFF_NO_PI |
@@ -261,17 +272,8 @@ static napi_value TapOpen(napi_env env, napi_callback_info info) {
     return NULL;
   if (hdr > 64) return throw_range(env, "tapOpen: vnetHdrSize must be 10..64");
   snprintf(what, sizeof what, "tapOpen(%s)", name);
-  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, what, "open /dev/net/tun", errno);
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR;
-  memcpy(ifr.ifr_name, name, IFNAMSIZ);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    int e = errno;
-    close(fd);
-    return throw_errno(env, what, "TUNSETIFF", e);
-  }
+  int fd = open_queue(env, what, name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR);
+  if (fd < 0) return NULL;
   int sz = hdr;
   if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
     int e = errno;
