@@ -50,8 +50,11 @@ export const C = {
   TUN_SUPERS_TAPPED: DROP_SLOTS + 27,
   TUN_TAPPED: DROP_SLOTS + 28,
   TUN_TAP_ERRORS: DROP_SLOTS + 29,
+  // Flow refreshes skipped because the packet repeated the one before it (same flow, header,
+  // addresses and tick: src/dataplane/loop.ts, "Same-flow runs"); also counted in FLOW_REFRESHES.
+  FLOW_RUN_SKIPS: DROP_SLOTS + 30,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 30;
+export const GLOBAL_CELLS = DROP_SLOTS + 31;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

@@ -150,6 +150,7 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
     metric('gwlbtun_flows', 'gauge', 'Flows in the flow table.', [['', d.flows.size()]]);
     metric('gwlbtun_flows_capacity', 'gauge', 'Flow table capacity.', [['', d.flows.capacity]]);
     metric('gwlbtun_flow_inserts_total', 'counter', 'Flows inserted.', [['', c.sum(C.FLOW_INSERTS)]]);
+    metric('gwlbtun_flow_run_skips_total', 'counter', 'Flow refreshes skipped: the packet repeated the flow, header and addresses of the one just before it in its receive batch (same-flow runs).', [['', c.sum(C.FLOW_RUN_SKIPS)]]);
     metric('gwlbtun_flow_evictions_total', 'counter', 'Flows evicted because the table was full.', [['', c.sum(C.FLOW_EVICTIONS)]]);
     metric('gwlbtun_flow_expiries_total', 'counter', 'Flows removed after their idle timeout.', [['', d.flowExpiries]]);
     metric('gwlbtun_fragments_tracked_total', 'counter', 'First fragments whose datagram was recorded in the datagram table.', [['', c.sum(C.FRAG_TRACKED)]]);

@@ -94,6 +94,37 @@ describe('packet loop over the fake addon', () => {
     assert.equal(r.counters[Drop.NO_FLOW], 1);
   });
 
+  test('same-flow runs skip the flow refresh, but never past a change of header, GWLB port or flow', () => {
+    const r = new Rig();
+    r.addEndpoint(1n, 0);
+    r.turns(1);
+    const inner = udpInner(1111, 53);
+    const other = udpInner(2222, 53);
+    // One batch: 4 packets with cookie 0xa, 3 with cookie 0xb, 2 from another GWLB port, then
+    // two flows alternating (nothing to skip there).
+    for (let i = 0; i < 4; i++) r.fromGwlb(geneve(1n, 0xa, inner).datagram, 10001);
+    for (let i = 0; i < 3; i++) r.fromGwlb(geneve(1n, 0xb, inner).datagram, 10001);
+    for (let i = 0; i < 2; i++) r.fromGwlb(geneve(1n, 0xb, inner).datagram, 10009);
+    for (let i = 0; i < 2; i++) {
+      r.fromGwlb(geneve(1n, 0xc, other).datagram, 10002);
+      r.fromGwlb(geneve(1n, 0xb, inner).datagram, 10009);
+    }
+    r.turns();
+    assert.equal(r.counters[C.UDP_RX_PACKETS], 13);
+    assert.equal(r.counters[C.FLOW_INSERTS], 2);
+    assert.equal(r.counters[C.FLOW_REFRESHES], 11);
+    assert.equal(r.counters[C.FLOW_RUN_SKIPS], 3 + 2 + 1, 'skipped: 3 of the first run, 2 of the second, 1 of the third');
+    // Every return went back with the newest header and port of its flow, as without skipping.
+    const got = r.nat.sent.map((x) => splitReturn(x.data));
+    assert.equal(got.length, 13);
+    const want = geneve(1n, 0xb, inner).datagram;
+    const wantOther = geneve(1n, 0xc, other).datagram;
+    for (const g of got) {
+      if (g.sport === 10002) assert.deepEqual(g.rest, wantOther);
+      else assert.deepEqual([g.sport, g.rest], [10009, want]);
+    }
+  });
+
   test('one return refused by the kernel costs only itself; a full send queue drops the rest as raw_send_busy', () => {
     const r = new Rig();
     r.addEndpoint(1n, 0);
