@@ -19,7 +19,8 @@
 //   - valid IPv4 header checksum and valid TCP checksum (GRO validates both; the super-packet's
 //     checksum is left to the kernel, so a corrupt segment merged would come out repaired), and
 //     neither field 0xffff (the non-canonical form of 0; the split would write 0x0000);
-//   - super-packet at most 65535 bytes and within the output area.
+//   - super-packet at most 65535 bytes and within the output area;
+//   - payload at most COALESCE_MAX_PAYLOAD bytes (where merging stops paying, see below).
 // A packet of a flow that does not merge ends that flow's open unit (it is never appended to
 // later), so that a flow's packets leave in the order they came: out-of-order segments are not
 // merged (GRO does not merge them either, and wireguard-go's prepending would reorder). Flows are
@@ -40,6 +41,17 @@ import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_GSO_TCPV6, writeV
 import { rd16, rd32, wr16, sameBytes, setIpv4Checksum, addrSum, TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_URG, TCP_CWR, MAX_SUPER } from './offload-common';
 
 // ---- coalescing -------------------------------------------------------------------------------
+
+/** Segments with more payload than this pass through unmerged (they still end their flow's unit).
+ *
+ * Why (docs/benchmarks.md, "Bulk TCP"): merging saves per-packet kernel work (a TUN write and a
+ * forwarding pass per segment, and on the way back a raw send instead of the kernel's UDP tunnel
+ * segmentation), about the same whatever the size, but costs a JavaScript checksum pass over the
+ * payload here and a software checksum in the kernel's segmentation, both per byte. Measured in one
+ * run with UDP tunnel GSO: 1,448-byte segments merged cost 0.95 us less appliance CPU per packet
+ * than unmerged, 8,448-byte ones 1.66 us more; the line between them crosses zero near 4,000 bytes.
+ * So a standard 1500-byte MTU merges and a 9001-byte jumbo MTU does not. */
+export const COALESCE_MAX_PAYLOAD = 4000;
 
 const K_OTHER = 0; // not a whole TCP packet we can key: passes through, ends nothing
 const K_FLOW = 1; // TCP with a flow key, not mergeable: passes through, ends its flow's unit
@@ -240,7 +252,7 @@ export class TcpCoalescer {
     if ((f & (TCP_SYN | TCP_RST | TCP_URG)) !== 0) cand = false;
     if (rd16(buf, t + 16) === 0xffff) cand = false;
     const pl = n - ip - th;
-    if (pl <= 0) cand = false;
+    if (pl <= 0 || pl > COALESCE_MAX_PAYLOAD) cand = false;
     this.ipLen[i] = ip;
     this.thLen[i] = th;
     this.payLen[i] = cand ? pl : 0;

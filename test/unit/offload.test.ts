@@ -36,6 +36,7 @@ import {
 } from '../../src/wire/virtio';
 import { SegSpec, buildSeg, checkPacket, hex, pattern, refFold, refSum, stream } from './helpers/tcp';
 import { coalesce, split } from './helpers/offload-harness';
+import { COALESCE_MAX_PAYLOAD } from '../../src/wire/coalesce';
 import { runOffloadFuzz } from '../fuzz/offload';
 
 const TS_A = new Uint8Array([1, 1, 8, 10, 0, 0, 0x10, 0, 0, 0, 0x20, 0]); // NOP NOP timestamps
@@ -283,6 +284,12 @@ test('coalesce: super-packets stop at 65535 bytes and at the end of the output a
   const room = 10 + 52 + 3 * 1448;
   assert.deepEqual(members(coalesce(pkts.slice(0, 6), undefined, room)).map((m) => m.length), [3, 1, 1, 1]);
   assert.deepEqual(members(coalesce(pkts.slice(0, 6), undefined, 0)).map((m) => m.length), [1, 1, 1, 1, 1, 1]);
+});
+
+test('coalesce: segments above COALESCE_MAX_PAYLOAD pass through unmerged (jumbo MTUs)', () => {
+  assert.deepEqual(members(coalesce(stream({}, 4, COALESCE_MAX_PAYLOAD))).map((m) => m.length), [4]);
+  assert.deepEqual(members(coalesce(stream({}, 4, COALESCE_MAX_PAYLOAD + 1))).map((m) => m.length), [1, 1, 1, 1]);
+  assert.deepEqual(members(coalesce(stream({}, 4, 8448))).map((m) => m.length), [1, 1, 1, 1]);
 });
 
 test('coalesce: 12-byte v1 header', () => {
