@@ -5,13 +5,18 @@
 // (bench/charts.ts), written next to it as docs/bench-*.svg.
 //
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
-//                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk]
-//                           [--render RESULTS.json] [--baseline DIR]
+//                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk] [--skip-lab-tcp]
+//                           [--render RESULTS.json] [--baseline DIR] [--original BIN]
+//                           [--bulk-modes off,on-cut,on,original,reflector] [--bulk-sizes 1500,8500]
 //
 // --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
 // and the runner prints both side by side with their ratio (bench/baseline.ts): a change's
 // effect measured in one run, on one machine state.
+//
+// --original BIN: the C++ original (aws-samples' gwlbtun v3.0, built outside this repository; see
+// docs/benchmarks.md for how) runs the bulk TCP load in the same rounds as gwlbtun and the
+// reflector, so the bar of issue 13 (CPU per packet against the original's) is a same-run ratio.
 //
 // --render rewrites the document and its charts from saved results without measuring; the
 // results behind the committed document are bench/fixtures/results-<date>.json.
@@ -61,6 +66,7 @@ import { rcvbufMetric } from './scenarios/rcvbuf';
 import { SATURATION_SIZES, saturation } from './scenarios/saturation';
 import { workers } from './scenarios/workers';
 import { bulkTcp } from './scenarios/bulk-tcp';
+import { labTcp } from './scenarios/lab-tcp';
 
 // ---- options -----------------------------------------------------------------------------------
 const { values: opt } = parseArgs({
@@ -74,10 +80,14 @@ const { values: opt } = parseArgs({
     'skip-flowtable': { type: 'boolean', default: false },
     'skip-bulk': { type: 'boolean', default: false },
     'only-bulk': { type: 'boolean', default: false },
+    'skip-lab-tcp': { type: 'boolean', default: false },
     render: { type: 'string' },
     'sat-seconds': { type: 'string', default: '4' },
     'fixed-seconds': { type: 'string', default: '5' },
     baseline: { type: 'string' },
+    original: { type: 'string' },
+    'bulk-modes': { type: 'string' },
+    'bulk-sizes': { type: 'string' },
   },
 });
 const ROUNDS = Math.max(1, Math.min(10, Number(opt.rounds) || 3));
@@ -111,10 +121,14 @@ async function main(): Promise<void> {
     rcvbufMetric: null,
     syscallsPerPacket: null,
     notes: [],
+    labTcp: [],
   };
   const t = createTopology('bench');
   destroyOnExit(t);
-  const c: BenchContext = { t, res, satS: SAT_S, fixedS: FIXED_S };
+  const c: BenchContext = { t, res, satS: SAT_S, fixedS: FIXED_S, original: opt.original === undefined ? undefined : path.resolve(opt.original),
+    bulkModes: opt['bulk-modes']?.split(','),
+    bulkSizes: opt['bulk-sizes']?.split(',').map(Number),
+  };
   let bg: Bg | null = null;
   try {
     log(`topology ${t.gwlbNs} <-> ${t.applianceNs}; ${ROUNDS} rounds`);
@@ -122,6 +136,8 @@ async function main(): Promise<void> {
     // gwlbtun goes first in each round (see scenarios/ceiling.ts for why).
     // Bulk TCP, offloads off and on and the reflector (scenarios/bulk-tcp.ts).
     if (!opt['skip-bulk']) await bulkTcp(c, ROUNDS);
+    // Real TCP through the lab: its own namespaces, made and removed per run (scenarios/lab-tcp.ts).
+    if (!opt['skip-lab-tcp']) await labTcp(c, ROUNDS);
     for (let r = 1; r <= ROUNDS && !opt['only-bulk']; r++) {
       bg = await startDaemon(t, 1, true);
       for (const size of SATURATION_SIZES) await saturation(c, bg, r, size);

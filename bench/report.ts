@@ -12,7 +12,7 @@ import { CHARTS, embed } from './charts';
 import { fmt } from './lib/fmt';
 import { mechanismVars } from './mechanisms';
 import { max, median, min } from './lib/stats';
-import { bulkSection } from './bulk-report';
+import { bulkSection, labTcpSection } from './bulk-report';
 
 /** The prose: bench/prose in the repository (this file runs as dist/bench/report.js). */
 export const PROSE_DIR = path.resolve(__dirname, '..', '..', 'bench', 'prose');
@@ -133,7 +133,8 @@ ${para('ceiling-limited')}
 
 ${para('workers')}
 
-${bulkSection(res, (v) => para('bulk-tcp', v))}
+${bulkSection(res, para)}
+${labTcpSection(res, para)}
 ## Receive-buffer drops
 
 ${para('rcvbuf', { lastRound: res.rcvbufMetric === null ? '' : ` (last round: metric ${fmt(res.rcvbufMetric.metric)}, /proc/<pid>/net/snmp ${fmt(res.rcvbufMetric.proc)})` })}

@@ -22,8 +22,9 @@ export interface GenResult {
 
 /** One measured run (bench/lib/measure.ts). */
 export interface Run {
-  /** 'baseline': gwlbtun from another checkout (--baseline), measured in the same rounds. */
-  kind: 'reflector' | 'gwlbtun' | 'baseline';
+  /** 'baseline': gwlbtun from another checkout (--baseline), measured in the same rounds;
+   * 'original': the C++ original (--original BIN), in the bulk TCP rounds. */
+  kind: 'reflector' | 'gwlbtun' | 'baseline' | 'original';
   label: string;
   workers: number;
   pinned: boolean;
@@ -43,6 +44,18 @@ export interface Run {
   bad: number;
 }
 
+/** One real-TCP transfer through the lab (bench/scenarios/lab-tcp.ts). */
+export interface LabTcpRun {
+  mode: 'off' | 'on' | 'original';
+  round: number;
+  ok: boolean;
+  /** Payload bytes received intact, and how long the transfer took. */
+  bytes: number;
+  ms: number;
+  /** CPU seconds of the appliance process over the transfer. */
+  applCpuS: number;
+}
+
 export interface Results {
   machine: Record<string, string | number>;
   startedAt: string;
@@ -54,4 +67,6 @@ export interface Results {
   rcvbufMetric: null | { metric: number; proc: number };
   syscallsPerPacket: null | Record<string, number>;
   notes: string[];
+  /** Real TCP through the lab (older results: absent). */
+  labTcp?: LabTcpRun[];
 }

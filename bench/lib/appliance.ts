@@ -4,8 +4,8 @@
 
 import { metricsInNs } from '../../src/sim/nshttp';
 import type { Topology } from '../../src/sim/topology';
-import { startBg, waitOutput, type Bg } from './bg';
-import { APPL_CPU, DAEMON, GEN_BIN, HEALTH_PORT, HOOK } from './env';
+import { startBg, stopBg, waitOutput, type Bg } from './bg';
+import { APPL_CPU, DAEMON, GEN_BIN, HEALTH_PORT, HOOK, log } from './env';
 import { genSend } from './gen';
 
 export async function startReflector(t: Topology, seconds: number): Promise<Bg> {
@@ -34,6 +34,35 @@ export async function startDaemon(t: Topology, workers: number, pinned: boolean,
   if (m !== null) gwo = m[2];
   await genSend(t, { size: 100, rate: 0, seconds: 2, ttlDec: 1, settleMs: 300 });
   return b;
+}
+
+/** The C++ original (aws-samples' gwlbtun v3.0, built outside this repository and passed as
+ * `--original BIN`): same hook, one UDP and one tunnel thread, pinned like gwlbtun, warmed up the
+ * same way. It stops on SIGINT only (stopOriginal). */
+export async function startOriginal(t: Topology, bin: string): Promise<Bg> {
+  const args = [bin, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT), '--udpthreads', '1', '--tunthreads', '1'];
+  let b = startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', ...args]);
+  try {
+    await waitOutput(b, 'started', 15000, 'original gwlbtun');
+  } catch (e) {
+    // Seen once in ten starts: it exited at once, printing nothing. One more try, then give up.
+    await b.exited;
+    log(`original gwlbtun exited at start (code ${b.proc.exitCode}, signal ${b.proc.signalCode}); starting it again`);
+    b = startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', ...args]);
+    await waitOutput(b, 'started', 15000, 'original gwlbtun');
+    void e;
+  }
+  await genSend(t, { size: 100, rate: 2000, seconds: 1, count: 2000, ttlDec: 1, settleMs: 1000, warmupMs: 0 });
+  const m = /New interface (gwi-\S+) and (gwo-\S+)/.exec(b.out());
+  if (m !== null) gwo = m[2];
+  await genSend(t, { size: 100, rate: 0, seconds: 2, ttlDec: 1, settleMs: 300 });
+  return b;
+}
+
+/** SIGINT (the original's only clean stop: its destroy hook runs), then SIGKILL. */
+export async function stopOriginal(b: Bg): Promise<void> {
+  if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGINT');
+  await stopBg(b, 8000);
 }
 
 /** GET /metrics inside the appliance namespace. */

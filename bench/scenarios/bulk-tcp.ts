@@ -7,7 +7,7 @@
 // per GB.
 
 import { spawnSync } from 'node:child_process';
-import { startDaemon, startReflector } from '../lib/appliance';
+import { startDaemon, startOriginal, startReflector, stopOriginal } from '../lib/appliance';
 import type { SendOpts } from '../lib/gen';
 import { stopBg } from '../lib/bg';
 import { log } from '../lib/env';
@@ -22,8 +22,9 @@ export const BULK_RUN = 32;
 export const BULK_MODES = ['off', 'on-cut', 'on'] as const;
 export type BulkMode = (typeof BULK_MODES)[number];
 
-export function bulkLabel(mode: BulkMode | 'reflector', round: number): string {
+export function bulkLabel(mode: BulkMode | 'reflector' | 'original', round: number): string {
   if (mode === 'reflector') return `bulk TCP, round ${round}`;
+  if (mode === 'original') return `bulk TCP, C++ original, round ${round}`;
   return `bulk TCP, --offload ${mode === 'on-cut' ? 'on (cut in TS)' : mode}, round ${round}`;
 }
 
@@ -33,6 +34,10 @@ function vethOffloads(c: BenchContext, on: boolean): void {
   const v = on ? 'on' : 'off';
   const r = spawnSync('ip', ['netns', 'exec', c.t.applianceNs, 'ethtool', '-K', c.t.applianceIf, 'tx', v, 'tx-udp-segmentation', v, 'tx-gso-list', v, 'tx-udp_tnl-segmentation', v, 'tx-udp_tnl-csum-segmentation', v], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ethtool -K ${c.t.applianceIf} failed (install ethtool): ${r.stderr ?? r.error}`);
+}
+
+function sizes(c: BenchContext): number[] {
+  return c.bulkSizes ?? BULK_SIZES;
 }
 
 export async function bulkTcp(c: BenchContext, rounds: number): Promise<void> {
@@ -48,20 +53,31 @@ export async function bulkTcp(c: BenchContext, rounds: number): Promise<void> {
 async function rounds_(c: BenchContext, rounds: number, o: (size: number, ttlDec: number) => SendOpts): Promise<void> {
   for (let r = 1; r <= rounds; r++) {
     for (const mode of BULK_MODES) {
+      if (c.bulkModes !== undefined && !c.bulkModes.includes(mode)) continue;
       // The daemon inherits this process's environment (bench/lib/bg.ts).
       if (mode === 'on-cut') process.env.GWLBTUN_NO_UDP_TUNNEL_GSO = '1';
       const bg = await startDaemon(c.t, 1, true, ['--offload', mode === 'off' ? 'off' : 'on']).finally(() => delete process.env.GWLBTUN_NO_UDP_TUNNEL_GSO);
       try {
-        for (const size of BULK_SIZES) c.res.runs.push(await measure(c.t, 'gwlbtun', bulkLabel(mode, r), bg.pid, 1, true, o(size, 1)));
+        for (const size of sizes(c)) c.res.runs.push(await measure(c.t, 'gwlbtun', bulkLabel(mode, r), bg.pid, 1, true, o(size, 1)));
       } finally {
         await stopBg(bg);
       }
     }
-    const refl = await startReflector(c.t, 120);
-    try {
-      for (const size of BULK_SIZES) c.res.runs.push(await measure(c.t, 'reflector', bulkLabel('reflector', r), refl.pid, 1, true, o(size, 0)));
-    } finally {
-      await stopBg(refl);
+    if (c.original !== undefined && (c.bulkModes === undefined || c.bulkModes.includes('original'))) {
+      const orig = await startOriginal(c.t, c.original);
+      try {
+        for (const size of sizes(c)) c.res.runs.push(await measure(c.t, 'original', bulkLabel('original', r), orig.pid, 1, true, o(size, 1)));
+      } finally {
+        await stopOriginal(orig);
+      }
+    }
+    if (c.bulkModes === undefined || c.bulkModes.includes('reflector')) {
+      const refl = await startReflector(c.t, 120);
+      try {
+        for (const size of sizes(c)) c.res.runs.push(await measure(c.t, 'reflector', bulkLabel('reflector', r), refl.pid, 1, true, o(size, 0)));
+      } finally {
+        await stopBg(refl);
+      }
     }
     log(`bulk TCP round ${r} done`);
   }

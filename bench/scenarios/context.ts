@@ -11,4 +11,9 @@ export interface BenchContext {
   satS: number;
   /** Seconds of each fixed-rate run. */
   fixedS: number;
+  /** The C++ original's binary (--original BIN), measured in the bulk TCP rounds; undefined: not run. */
+  original?: string;
+  /** --bulk-modes / --bulk-sizes: a subset of the bulk TCP runs (for profiling one of them). */
+  bulkModes?: string[];
+  bulkSizes?: number[];
 }

@@ -128,6 +128,10 @@ export interface LabOptions {
   daemonArgs: string[];
   /** Each line gwlbtun (and its hooks) print. */
   onDaemonLine?: (line: string) => void;
+  /** Another appliance program in place of `node bin/gwlbtun` (the benchmark runs the C++
+   * original this way), given the same hook and flags, and the text it prints once started. */
+  daemonCmd?: string[];
+  readyText?: string;
 }
 
 export type GwlbStats = Record<string, number>;
@@ -169,7 +173,7 @@ export class Lab {
       await this.server.until('the lab server', () => this.server!.lines.find((l) => l.type === 'ready'), 15000);
       const args = [BIN, '-c', this.hook, '-r', this.hook, ...(this.o.daemonArgs.includes('-p') ? [] : ['-p', String(this.healthPort)]), ...this.o.daemonArgs];
       let out = '';
-      this.daemon = new Child(t.appliance, [process.execPath, ...args], {
+      this.daemon = new Child(t.appliance, this.o.daemonCmd !== undefined ? [...this.o.daemonCmd, ...args.slice(1)] : [process.execPath, ...args], {
         ...process.env,
         GWLBTUN_EGRESS_IF: LAB.egressIf,
         GWLBTUN_EGRESS_GW: LAB.serverEgress4,
@@ -179,7 +183,8 @@ export class Lab {
         if (out.length < 100_000) out += l + '\n';
         this.o.onDaemonLine?.(l);
       });
-      await this.daemon.until('gwlbtun', () => (out.includes('gwlbtun started') ? true : undefined), 20000);
+      const ready = this.o.readyText ?? 'gwlbtun started';
+      await this.daemon.until('gwlbtun', () => (out.includes(ready) ? true : undefined), 20000);
     } catch (e) {
       await this.stop();
       throw e;
@@ -189,6 +194,11 @@ export class Lab {
   /** Everything gwlbtun printed so far (stderr). */
   daemonOutput(): string {
     return this.daemon?.stderr() ?? '';
+  }
+
+  /** The appliance process's PID (for its CPU time), or -1 before start(). */
+  get daemonPid(): number {
+    return this.daemon?.proc.pid ?? -1;
   }
 
   /** gwlbtun's /metrics (empty when it does not answer). */

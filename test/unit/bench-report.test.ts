@@ -27,6 +27,8 @@ function results(): Results {
   for (const w of [1, 2]) for (const rate of [0, 100_000, 150_000]) runs.push(run('gwlbtun', 'workers 1', w, false, 100, rate, false));
   for (const size of BULK_SIZES) {
     for (const mode of [...BULK_MODES, 'reflector'] as const) runs.push(run(mode === 'reflector' ? 'reflector' : 'gwlbtun', bulkLabel(mode, 1), 1, true, size, 0, false));
+    const o = run('original', bulkLabel('original', 1), 1, true, size, 0, false);
+    runs.push({ ...o, usPerPacket: 14.2 });
   }
   return {
     machine: { cpu: 'test CPU', cpus: 2, mhz: '1000', hypervisor: 'no', memoryGiB: 1, uname: 'Linux test', node: 'v0' },
@@ -34,6 +36,7 @@ function results(): Results {
     flows1M: { flows: 1_000_000, sent: 1_000_000, verified: 1_000_000, lost: 0, tableFlows: 1_000_000, evictions: 0, rssIdleMB: 60, rssMB: 200, hwmMB: 201, seconds: 11 },
     flowtable: { nsPerOp: { insert: 480, lookupFwd: 280, lookupRev: 275, lookupHot: 76.5, memLatency: 170.4 }, tableMB: 138.5, evicted: 0 },
     rcvbufMetric: { metric: 12_345, proc: 12_345 }, syscallsPerPacket: null, notes: ['a note'],
+    labTcp: (['original', 'off', 'on'] as const).map((mode, i) => ({ mode, round: 1, ok: true, bytes: 6 * 2 ** 26, ms: 4000, applCpuS: 3 - i * 0.5 })),
   };
 }
 
@@ -48,7 +51,7 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   const headings = doc.split('\n').filter((l) => l.startsWith('#'));
   assert.deepEqual(headings, [
     '# Benchmarks', '## Machine', '## Results against the bar (issue #4)', '## Workers on 2 CPUs (daemon unpinned, generator on CPU 0)',
-    '## Bulk TCP: offloads (issue 13)', '## Receive-buffer drops', '## 1M active flows', '## Flow table micro-benchmark (bench/flowtable.ts)', '## Every run',
+    '## Bulk TCP: offloads (issue 13)', '## Real TCP through the lab (issue 13)', '## Receive-buffer drops', '## 1M active flows', '## Flow table micro-benchmark (bench/flowtable.ts)', '## Every run',
     '## Where the time goes', '## Changes of the performance pass (before -> after, same machine, runs alternating)', '## Measured and not kept',
     '## How to reproduce', '## Method',
   ]);
@@ -58,7 +61,8 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   assert.match(doc, /as fast as it can for 4 s;/);
   assert.match(doc, /Fixed rate: 100 kpps for 5 s,/);
   assert.match(doc, /^Note: a note$/m);
-  assert.match(doc, /\| 1500 \| gwlbtun `--offload on`, UDP tunnel GSO \(kernel >= 6.17\) \| 1.50 \| 7.10 \|/);
+  assert.match(doc, /\| 1500 \| gwlbtun `--offload on`, UDP tunnel GSO \(kernel >= 6.17\) \| 1.50 \| 7.10 \| 4.73 \| 50% \/ 100% \|/);
+  assert.match(doc, /\| gwlbtun `--offload on` \| 0.81 \| 4.97 \| 67% \| 1 of 1 \|/);
 });
 
 test('bench report: a placeholder without a value, or a value without a placeholder, is an error', () => {
