@@ -12,7 +12,7 @@ import { report } from '../../bench/report';
 import type { Results } from '../../bench/results';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const FIXTURE = path.join(ROOT, 'bench', 'fixtures', 'results-2026-11-26.json');
+const FIXTURE = path.join(ROOT, 'bench', 'fixtures', 'results-2026-12-01.json');
 const fixture = (): Results => JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as Results;
 
 /** A small XML well-formedness check: one root element, every tag closed in order, attributes
