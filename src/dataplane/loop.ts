@@ -233,7 +233,9 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     } else if (flows !== null) {
       runOff = -1;
       if (buf === rxBuf && key[10] !== 0) {
-        runKey.set(key); // before upsert(), which rewrites key into its canonical order
+        // Copied before upsert(), which rewrites key into its canonical order (a loop: cheaper
+        // than TypedArray.prototype.set for 11 words, and this runs for every packet).
+        for (let w = 0; w < KEY_WORDS; w++) runKey[w] = key[w];
         runLen = gi.headerLen;
         runSrc = src;
         runDst = dst;
