@@ -14,7 +14,8 @@ function fmt(n: number, digits = 0): string {
 const NAMES: Record<BulkMode | 'reflector' | 'original', string> = {
   original: 'C++ original (v3.0)',
   off: 'gwlbtun `--offload off` (before)',
-  'on-cut': 'gwlbtun `--offload on`, segments cut in TypeScript (kernels < 6.17)',
+  'on-cut': 'gwlbtun `--offload on`, segments cut in TypeScript, sent through the raw socket (kernels < 6.2)',
+  'on-uso': 'gwlbtun `--offload on`, segments cut in TypeScript, sent with USO (kernels 6.2 to 6.16)',
   on: 'gwlbtun `--offload on`, UDP tunnel GSO (kernel >= 6.17)',
   reflector: 'reflector (ceiling)',
 };
