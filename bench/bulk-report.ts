@@ -40,7 +40,15 @@ export function bulkSection(res: Results, para: (name: string, vars: Record<stri
     const reflG = best('reflector').g;
     for (const mode of ['original', ...BULK_MODES, 'reflector'] as const) {
       const rs = runsOf(mode, size);
-      if (rs.length === 0) continue;
+      if (rs.length === 0) {
+        // Not run (results from before a mode existed, --bulk-modes, --bulk-sizes): its figures n/a.
+        const k = mode.replace('-', '');
+        if (mode === 'original' && hasOriginal) origFigures[`original${size}Gbps`] = origFigures[`original${size}Us`] = 'n/a';
+        if (mode === 'reflector' || mode === 'original') continue;
+        figures[`${k}${size}Gbps`] = figures[`${k}${size}Us`] = 'n/a';
+        if (hasOriginal) origFigures[`${k}${size}VsOriginal`] = origFigures[`${k}${size}VsOriginalMedian`] = 'n/a';
+        continue;
+      }
       const { us, g, medUs } = best(mode);
       const perGB = (us * 1000) / size; // CPU seconds per GB of inner bytes
       const bad = rs.reduce((a, r) => a + r.bad, 0);
