@@ -14,7 +14,8 @@ function fmt(n: number, digits = 0): string {
 const NAMES: Record<BulkMode | 'reflector' | 'original', string> = {
   original: 'C++ original (v3.0)',
   off: 'gwlbtun `--offload off` (before)',
-  'on-cut': 'gwlbtun `--offload on`, segments cut in TypeScript (kernels < 6.17)',
+  'on-cut': 'gwlbtun `--offload on`, segments cut in TypeScript, sent through the raw socket (kernels < 6.2)',
+  'on-uso': 'gwlbtun `--offload on`, segments cut in TypeScript, sent with USO (kernels 6.2 to 6.16)',
   on: 'gwlbtun `--offload on`, UDP tunnel GSO (kernel >= 6.17)',
   reflector: 'reflector (ceiling)',
 };
@@ -39,7 +40,15 @@ export function bulkSection(res: Results, para: (name: string, vars: Record<stri
     const reflG = best('reflector').g;
     for (const mode of ['original', ...BULK_MODES, 'reflector'] as const) {
       const rs = runsOf(mode, size);
-      if (rs.length === 0) continue;
+      if (rs.length === 0) {
+        // Not run (results from before a mode existed, --bulk-modes, --bulk-sizes): its figures n/a.
+        const k = mode.replace('-', '');
+        if (mode === 'original' && hasOriginal) origFigures[`original${size}Gbps`] = origFigures[`original${size}Us`] = 'n/a';
+        if (mode === 'reflector' || mode === 'original') continue;
+        figures[`${k}${size}Gbps`] = figures[`${k}${size}Us`] = 'n/a';
+        if (hasOriginal) origFigures[`${k}${size}VsOriginal`] = origFigures[`${k}${size}VsOriginalMedian`] = 'n/a';
+        continue;
+      }
       const { us, g, medUs } = best(mode);
       const perGB = (us * 1000) / size; // CPU seconds per GB of inner bytes
       const bad = rs.reduce((a, r) => a + r.bad, 0);

@@ -7,7 +7,7 @@
 //   node dist/bench/main.js [--rounds N] [--no-write] [--out FILE] [--json FILE] [--skip-workers]
 //                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk] [--skip-lab-tcp]
 //                           [--render RESULTS.json] [--baseline DIR] [--original BIN]
-//                           [--bulk-modes off,on-cut,on,original,reflector] [--bulk-sizes 1500,8500]
+//                           [--bulk-modes off,on-cut,on-uso,on,original,reflector] [--bulk-sizes 1500,8500]
 //
 // --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,

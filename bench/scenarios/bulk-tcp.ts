@@ -17,15 +17,16 @@ import type { BenchContext } from './context';
 export const BULK_SIZES = [1500, 8500];
 export const BULK_FLOWS = 16;
 export const BULK_RUN = 32;
-/** off; on with super-packets cut in TypeScript (GWLBTUN_NO_UDP_TUNNEL_GSO=1); on (with UDP
- * tunnel GSO where the kernel has it). */
-export const BULK_MODES = ['off', 'on-cut', 'on'] as const;
+/** off; on with super-packets cut in TypeScript and sent through the raw socket
+ * (GWLBTUN_NO_UDP_TUNNEL_GSO=1 GWLBTUN_NO_USO=1); on with them cut in TypeScript and sent with USO
+ * (GWLBTUN_NO_UDP_TUNNEL_GSO=1); on (with UDP tunnel GSO where the kernel has it). */
+export const BULK_MODES = ['off', 'on-cut', 'on-uso', 'on'] as const;
 export type BulkMode = (typeof BULK_MODES)[number];
 
 export function bulkLabel(mode: BulkMode | 'reflector' | 'original', round: number): string {
   if (mode === 'reflector') return `bulk TCP, round ${round}`;
   if (mode === 'original') return `bulk TCP, C++ original, round ${round}`;
-  return `bulk TCP, --offload ${mode === 'on-cut' ? 'on (cut in TS)' : mode}, round ${round}`;
+  return `bulk TCP, --offload ${mode === 'on-cut' ? 'on (cut in TS)' : mode === 'on-uso' ? 'on (cut in TS, USO)' : mode}, round ${round}`;
 }
 
 /** The appliance's veth as a NIC without tunnel offloads: the kernel cuts UDP (tunnel) GSO packets
@@ -55,8 +56,12 @@ async function rounds_(c: BenchContext, rounds: number, o: (size: number, ttlDec
     for (const mode of BULK_MODES) {
       if (c.bulkModes !== undefined && !c.bulkModes.includes(mode)) continue;
       // The daemon inherits this process's environment (bench/lib/bg.ts).
-      if (mode === 'on-cut') process.env.GWLBTUN_NO_UDP_TUNNEL_GSO = '1';
-      const bg = await startDaemon(c.t, 1, true, ['--offload', mode === 'off' ? 'off' : 'on']).finally(() => delete process.env.GWLBTUN_NO_UDP_TUNNEL_GSO);
+      if (mode === 'on-cut' || mode === 'on-uso') process.env.GWLBTUN_NO_UDP_TUNNEL_GSO = '1';
+      if (mode === 'on-cut') process.env.GWLBTUN_NO_USO = '1';
+      const bg = await startDaemon(c.t, 1, true, ['--offload', mode === 'off' ? 'off' : 'on']).finally(() => {
+        delete process.env.GWLBTUN_NO_UDP_TUNNEL_GSO;
+        delete process.env.GWLBTUN_NO_USO;
+      });
       try {
         for (const size of sizes(c)) c.res.runs.push(await measure(c.t, 'gwlbtun', bulkLabel(mode, r), bg.pid, 1, true, o(size, 1)));
       } finally {

@@ -13,7 +13,7 @@
 // destination GWLB (forwarding=1 on the TAP; rp_filter 0), out of the interface towards GWLB.
 // It crosses the FORWARD chain and the outer TTL is decremented (the frame carries 65, so 64
 // leaves, what the raw socket sends). Probed at start: when the kernel refuses the UDP tunnel
-// offload bits the TAP is closed and super-packets are cut into segments here (logged once).
+// offload bits the TAP is closed and the next tier is tried (USO, src/control/usotun.ts).
 
 import * as fs from 'node:fs';
 import type { NativeAddon } from '../io/native';
@@ -50,7 +50,7 @@ export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name =
     const err = nat.tunSetOffload(fds[0], TX_TAP_FLAGS);
     if (err !== 0) {
       close();
-      log.important('tunnel', 'offloads: no UDP tunnel GSO in this kernel (6.17 or later has it): super-packets read back are cut into segments here');
+      log.important('tunnel', 'offloads: no UDP tunnel GSO in this kernel (6.17 or later has it)');
       return null;
     }
     const conf = `/proc/sys/net/ipv4/conf/${name}`;
@@ -69,7 +69,7 @@ export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name =
     return { name, fds, mac };
   } catch (e) {
     close();
-    log.important('tunnel', `offloads: cannot set up ${name} (${(e as Error).message}): super-packets read back are cut into segments here`);
+    log.important('tunnel', `offloads: cannot set up ${name} (${(e as Error).message})`);
     return null;
   }
 }

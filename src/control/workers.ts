@@ -10,6 +10,7 @@
 // owed. Messages are posted only to live workers. It knows nothing of endpoints itself.
 
 import { openTxTap, type TxTap } from './txtap';
+import { openUsoTun, type UsoTun } from './usotun';
 import * as path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';
@@ -92,14 +93,18 @@ export class WorkerSupervisor {
     } catch (e) {
       throw withCode(e, 'cannot open a raw IPv4 socket (needs CAP_NET_RAW)');
     }
-    // --offload on: the UDP tunnel GSO send tier, when the kernel has it (src/control/txtap.ts).
-    // GWLBTUN_NO_UDP_TUNNEL_GSO=1 leaves it out (tests of the other tier, diagnosis).
-    if (this.opts.offload && !this.opts.noReturn && !this.opts.hexDump && process.env.GWLBTUN_NO_UDP_TUNNEL_GSO !== '1') {
-      this.txTap = openTxTap(this.nat, this.opts.workers, this.log);
+    // --offload on: the UDP tunnel GSO send tier, when the kernel has it (src/control/txtap.ts),
+    // else the USO tier (src/control/usotun.ts), else the raw socket. GWLBTUN_NO_UDP_TUNNEL_GSO=1
+    // leaves the first out, GWLBTUN_NO_USO=1 the second (tests of the other tiers, diagnosis).
+    if (this.opts.offload && !this.opts.noReturn && !this.opts.hexDump) {
+      if (process.env.GWLBTUN_NO_UDP_TUNNEL_GSO !== '1') this.txTap = openTxTap(this.nat, this.opts.workers, this.log);
+      if (this.txTap === null && process.env.GWLBTUN_NO_USO !== '1') this.txUso = openUsoTun(this.nat, this.opts.workers, this.log);
+      else if (this.txTap === null) this.log.important('tunnel', 'offloads: super-packets read back are cut into segments here and sent through the raw socket (GWLBTUN_NO_USO=1)');
     }
     await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
   }
   private txTap: TxTap | null = null;
+  private txUso: UsoTun | null = null;
 
   private spawnWorker(index: number): Promise<void> {
     let slot = this.workers[index];
@@ -132,6 +137,7 @@ export class WorkerSupervisor {
       offload: this.opts.offload,
       txTapFd: this.txTap === null ? -1 : this.txTap.fds[index],
       txTapMac: this.txTap === null ? [] : this.txTap.mac,
+      txUsoFd: this.txUso === null ? -1 : this.txUso.fds[index],
       cpus: this.opts.cpus[index] ?? null,
       holdPackets: this.opts.holdPackets,
       holdMs: this.opts.holdMs,
@@ -300,6 +306,8 @@ export class WorkerSupervisor {
     for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
     if (this.txTap !== null) for (const fd of this.txTap.fds) this.nat.close(fd);
     this.txTap = null;
+    if (this.txUso !== null) for (const fd of this.txUso.fds) this.nat.close(fd);
+    this.txUso = null;
   }
 }
 

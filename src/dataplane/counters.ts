@@ -53,8 +53,13 @@ export const C = {
   // Flow refreshes skipped because the packet repeated the one before it (same flow, header,
   // addresses and tick: src/dataplane/loop.ts, "Same-flow runs"); also counted in FLOW_REFRESHES.
   FLOW_RUN_SKIPS: DROP_SLOTS + 30,
+  // USO (src/dataplane/uso.ts): super-packets cut here for the USO device, the segments that went
+  // out in its writes, and writes that failed (the rest of that super-packet went out raw).
+  TUN_SUPERS_USO: DROP_SLOTS + 31,
+  TUN_USO: DROP_SLOTS + 32,
+  TUN_USO_ERRORS: DROP_SLOTS + 33,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 31;
+export const GLOBAL_CELLS = DROP_SLOTS + 34;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

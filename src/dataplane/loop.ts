@@ -347,7 +347,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   }
 
   // ---- return side (src/dataplane/returns.ts) --------------------------------------------------
-  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone, cfg.offload, cfg.txTapFd, cfg.txTapMac);
+  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone, cfg.offload, cfg.txTapFd, cfg.txTapMac, cfg.txUsoFd ?? -1);
 
   // ---- control ---------------------------------------------------------------------------------
   let seenSeq = 0;

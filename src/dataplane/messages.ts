@@ -21,6 +21,9 @@ export interface WorkerConfig {
    * owns the queue. */
   txTapFd: number;
   txTapMac: number[];
+  /** --offload on with USO but no UDP tunnel GSO (src/control/usotun.ts): this worker's queue of
+   * the USO device; -1 or absent without. The main thread owns the queue. */
+  txUsoFd?: number;
   cpus: number[] | null;
   /** Held packets per endpoint being created, and how long (ms) they may wait. */
   holdPackets: number;

@@ -26,6 +26,7 @@ import { LOOKUP_BAD_QUOTE, type Related } from './related';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
 import type { LocalEndpoints } from './endpoints';
 import type { DropLog } from './droplog';
+import { UsoSender, USO_AREA } from './uso';
 
 /** Slots per batch of returns (one sendmmsg). */
 export const TX_BATCH = 64;
@@ -75,12 +76,19 @@ export class ReturnPath {
     /** Offloads with UDP tunnel GSO: this worker's TAP queue and the TAP's MAC (-1, []: none). */
     txTapFd = -1,
     txTapMac: number[] = [],
+    /** Offloads with USO (no UDP tunnel GSO): this worker's queue of the USO device (-1: none). */
+    txUsoFd = -1,
   ) {
-    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM, vnet);
-    if (vnet && txTapFd >= 0 && txTapMac.length === 6) {
+    const tap = vnet && txTapFd >= 0 && txTapMac.length === 6;
+    const uso = vnet && !tap && txUsoFd >= 0 && flows !== null;
+    this.tunIn = new TunReader(nat, TX_BATCH, TX_SLOT, HEADROOM, vnet, uso ? USO_AREA : 0);
+    if (tap) {
       this.tapFd = txTapFd;
       for (let i = 0; i < 6; i++) this.tapMac[i] = txTapMac[i];
       this.tunIn.take = (b, off, len) => this.sendWhole(b, off, len);
+    } else if (uso) {
+      const u = new UsoSender(nat, txUsoFd, rawFd, counters, flows, this.tunIn.areaOff, () => this.sendRaw());
+      this.tunIn.take = (b, off, len) => u.send(b, off, len, this.eps.epId[this.li], this.eps.slot[this.li], this.now, this.nowMs);
     }
   }
 

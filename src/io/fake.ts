@@ -16,6 +16,8 @@
 //   included) and the default route passes them on unchanged (as the kernel forwards a
 //   super-packet to a device with TSO); deliver() of a plain packet puts a zero header in front.
 //   tunSetOffload records the flags (`offloadRefused` refuses bits, as an older kernel would).
+//   Any other vnet TUN (the USO device) routes what is written to it out: a UDP GSO packet is cut
+//   into datagrams that land in `sent` like raw sends (routeOut). `tunFault` may refuse a write.
 // - epoll: epollWait returns at once the registered descriptors with something to read (or a
 //   failure to report); it never sleeps.
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
@@ -59,7 +61,10 @@ export class FakeAddon implements NativeAddon {
   /** Where a packet written to a TUN device goes; by default from gwi-X out of gwo-X. */
   route: (dev: string, pkt: Uint8Array) => void = (dev, pkt) => {
     if (dev.startsWith('gwi-')) this.deliverRaw('gwo-' + dev.slice(4), pkt);
+    else if (!dev.startsWith('gwo-') && this.devices.get(dev)?.vnet === true && !this.tapHdr.has(dev)) this.routeOut(pkt);
   };
+  /** An errno to refuse a TUN write with (that packet only), or 0 to write it. */
+  tunFault: ((dev: string, data: Uint8Array) => number) | null = null;
   /** TUNSETOFFLOAD bits this kernel does not know (refused with EINVAL). */
   offloadRefused = 0;
   readonly devices = new Map<string, Device>();
@@ -260,11 +265,64 @@ export class FakeAddon implements NativeAddon {
         continue;
       }
       const pkt = buf.slice(off, off + len);
+      const e = this.tunFault === null ? 0 : this.tunFault(q!.dev, pkt);
+      if (e !== 0) {
+        meta[m + TUNW_META_LEN] = -e;
+        continue;
+      }
       this.written.push({ dev: q!.dev, data: pkt });
       this.route(q!.dev, pkt);
       written++;
     }
     return written;
+  }
+
+  /** What the kernel does with an IPv4 UDP packet written to a vnet TUN that routes it out (the USO
+   * device, src/control/usotun.ts): forwarded (TTL - 1), a GSO_UDP_L4 packet cut at gso_size into
+   * datagrams, each with a copy of the IPv4/UDP header, its lengths, an IPv4 ID incremented per
+   * datagram and its UDP checksum completed (NEEDS_CSUM); each goes to `sent` like a raw send.
+   * Anything else written there is dropped, as a kernel would refuse it. */
+  private routeOut(pkt: Uint8Array): void {
+    const gso = pkt[1] & 0x7f;
+    const gsoSize = pkt[4] | (pkt[5] << 8);
+    const ip = 10;
+    if (pkt.length < ip + 28 || pkt[ip] !== 0x45 || pkt[ip + 9] !== 17 || pkt[ip + 8] < 2) return;
+    if (((pkt[ip + 2] << 8) | pkt[ip + 3]) !== pkt.length - ip || ((pkt[ip + 24] << 8) | pkt[ip + 25]) !== pkt.length - ip - 20) return;
+    const payload = pkt.length - ip - 28;
+    const size = gso === 5 ? gsoSize : gso === 0 ? payload : -1;
+    if (size <= 0 || (gso === 5 && payload <= gsoSize)) return;
+    const id0 = (pkt[ip + 4] << 8) | pkt[ip + 5];
+    for (let k = 0, at = ip + 28; at < pkt.length; k++, at += size) {
+      const n = Math.min(size, pkt.length - at);
+      const d = new Uint8Array(28 + n);
+      d.set(pkt.subarray(ip, ip + 28), 0);
+      d.set(pkt.subarray(at, at + n), 28);
+      d[2] = (28 + n) >> 8;
+      d[3] = (28 + n) & 0xff;
+      d[4] = ((id0 + k) >> 8) & 0xff;
+      d[5] = (id0 + k) & 0xff;
+      d[8] -= 1;
+      d[10] = 0;
+      d[11] = 0;
+      const ic = ~sum16(d, 0, 20, 0) & 0xffff;
+      d[10] = ic >> 8;
+      d[11] = ic & 0xff;
+      d[24] = (8 + n) >> 8;
+      d[25] = (8 + n) & 0xff;
+      if ((pkt[0] & 1) !== 0) {
+        // As the kernel does: the field's pseudo-header sum moved from the whole UDP length to
+        // this datagram's, then the checksum completed over the UDP header and payload.
+        const whole = (pkt[ip + 24] << 8) | pkt[ip + 25];
+        const adj = sum16(d, 0, 0, ((d[26] << 8) | d[27]) + (~whole & 0xffff) + 8 + n);
+        d[26] = adj >> 8;
+        d[27] = adj & 0xff;
+        let c = ~sum16(d, 20, 8 + n, 0) & 0xffff;
+        if (c === 0) c = 0xffff;
+        d[26] = c >> 8;
+        d[27] = c & 0xff;
+      }
+      this.sent.push({ data: d, dst: ((d[16] << 24) | (d[17] << 16) | (d[18] << 8) | d[19]) >>> 0 });
+    }
   }
 
   epollCreate(): number {
@@ -303,4 +361,12 @@ function flowHash(p: Uint8Array): number {
   let h = 0;
   for (let i = 0; i < w; i++) h = (h + p[a + i] + p[b + i]) | 0;
   return h >>> 0;
+}
+
+/** The folded 16-bit one's complement sum of b[off, off+len), added to `init`. */
+function sum16(b: Uint8Array, off: number, len: number, init: number): number {
+  let s = init;
+  for (let i = 0; i < len; i += 2) s += (b[off + i] << 8) | (i + 1 < len ? b[off + i + 1] : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
 }

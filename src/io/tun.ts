@@ -188,6 +188,8 @@ export class TunReader {
   private readonly bigFirst: number;
   private readonly bigLens: Int32Array;
   private readonly segs: Segments;
+  /** Where the caller's room (the constructor's `area`) starts in buf. */
+  readonly areaOff: number;
 
   constructor(
     private readonly nat: NativeAddon,
@@ -196,10 +198,13 @@ export class TunReader {
     readonly headroom: number,
     /** The queues carry a virtio header (opened with IFF_VNET_HDR). */
     readonly vnet = false,
+    /** Bytes of room after everything else, for the caller (areaOff): USO, src/dataplane/uso.ts. */
+    area = 0,
   ) {
     // Offloads: the big slots follow the slots, at a multiple of BIG_SLOT (tunRead's slot layout).
     this.bigFirst = vnet ? Math.ceil((slots * slotSize) / BIG_SLOT) : 0;
-    this.buf = new Uint8Array(vnet ? (this.bigFirst + BIG_SLOTS) * BIG_SLOT : slots * slotSize);
+    this.areaOff = vnet ? (this.bigFirst + BIG_SLOTS) * BIG_SLOT : slots * slotSize;
+    this.buf = new Uint8Array(this.areaOff + area);
     this.lens = new Int32Array(slots);
     this.bigLens = new Int32Array(vnet ? this.bigFirst + BIG_SLOTS : 0);
     this.segs = new Segments(vnet ? slots : 0);

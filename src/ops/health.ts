@@ -141,6 +141,9 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   metric('gwlbtun_tun_superpackets_tunneled_total', 'counter', 'Super-packets read from gwi-/gwo- and sent to GWLB whole through the UDP tunnel GSO TAP (--offload on, kernel >= 6.17).', [['', c.sum(C.TUN_SUPERS_TAPPED)]]);
   metric('gwlbtun_tun_tunneled_packets_total', 'counter', 'Packets (segments) of those super-packets: the kernel cut and sent them.', [['', c.sum(C.TUN_TAPPED)]]);
   metric('gwlbtun_tun_tap_errors_total', 'counter', 'Writes to the UDP tunnel GSO TAP that failed (those super-packets were cut and sent through the raw socket).', [['', c.sum(C.TUN_TAP_ERRORS)]]);
+  metric('gwlbtun_tun_superpackets_uso_total', 'counter', 'Super-packets read from gwi-/gwo-, cut into segments here and sent to GWLB as UDP GSO packets through the USO device (--offload on, kernels with USO but without UDP tunnel GSO).', [['', c.sum(C.TUN_SUPERS_USO)]]);
+  metric('gwlbtun_tun_uso_packets_total', 'counter', 'Packets (segments) of those super-packets that went out in USO writes.', [['', c.sum(C.TUN_USO)]]);
+  metric('gwlbtun_tun_uso_errors_total', 'counter', 'Writes to the USO device that failed (their segments and the rest of the super-packet were sent through the raw socket).', [['', c.sum(C.TUN_USO_ERRORS)]]);
   metric('gwlbtun_raw_packets_sent_total', 'counter', 'Encapsulated packets sent to GWLB.', [['', c.sum(C.RAW_TX_PACKETS)]]);
   const rcvbufErrors = udpRcvbufErrors();
   if (rcvbufErrors !== null) {

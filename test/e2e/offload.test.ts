@@ -128,17 +128,20 @@ async function exchange(env: Env, runs: Sent[][], expect: number): Promise<Uint8
   return text === '' ? [] : text.split('\n').map((h) => new Uint8Array(Buffer.from(h, 'hex')));
 }
 
-// 'on': super-packets read back go whole to the UDP tunnel GSO TAP where the kernel has it (6.17
-// and later; else they are cut here); 'on, cut here': that tier left out, so they are cut in
-// TypeScript and sent through the raw socket; 'off': packet by packet.
+// 'on' (tier 'tunnel'): super-packets read back go whole to the UDP tunnel GSO TAP where the
+// kernel has it (6.17 and later; else the next tier); tier 'uso' (GWLBTUN_NO_UDP_TUNNEL_GSO=1):
+// they are cut in TypeScript and go out as UDP GSO packets through the USO device (kernels 6.2 and
+// later); tier 'raw' (GWLBTUN_NO_USO=1 too): cut in TypeScript and sent through the raw socket;
+// 'off': packet by packet.
 // With two workers, the returns of a flow may be read by the other worker (its own TUN and TAP
 // queues).
-for (const [mode, tunnel, workers] of [['on', true, 1], ['on', false, 1], ['off', false, 1], ['on', true, 2]] as const) {
-  describe(`bulk TCP through the daemon with --offload ${mode}${mode === 'on' && !tunnel ? ', cut here' : ''}${workers > 1 ? `, ${workers} workers` : ''}`, () => {
-    const PORT = workers > 1 ? 8216 : mode === 'off' ? 8214 : tunnel ? 8213 : 8215;
-    const env = useEnv(`off${mode}${tunnel ? 't' : ''}${workers}`, {
+for (const [mode, tier, workers] of [['on', 'tunnel', 1], ['on', 'uso', 1], ['on', 'raw', 1], ['off', 'raw', 1], ['on', 'tunnel', 2]] as const) {
+  const tunnel = tier === 'tunnel';
+  describe(`bulk TCP through the daemon with --offload ${mode}${mode === 'on' && tier === 'uso' ? ', cut here, sent with USO' : ''}${mode === 'on' && tier === 'raw' ? ', cut here, sent raw' : ''}${workers > 1 ? `, ${workers} workers` : ''}`, () => {
+    const PORT = workers > 1 ? 8216 : mode === 'off' ? 8214 : tunnel ? 8213 : tier === 'uso' ? 8215 : 8217;
+    const env = useEnv(`off${mode}${tier[0]}${workers}`, {
       args: ['-p', String(PORT), '--offload', mode, '--udpthreads', String(workers), '-c', HOOK, '-r', HOOK],
-      env: tunnel ? {} : { GWLBTUN_NO_UDP_TUNNEL_GSO: '1' },
+      env: tunnel ? {} : tier === 'uso' ? { GWLBTUN_NO_UDP_TUNNEL_GSO: '1' } : { GWLBTUN_NO_UDP_TUNNEL_GSO: '1', GWLBTUN_NO_USO: '1' },
     });
 
     test('every returned inner packet is the one sent (TTL - 1), once, in order per flow', { timeout: 90_000 }, async () => {
@@ -146,7 +149,8 @@ for (const [mode, tunnel, workers] of [['on', true, 1], ['on', false, 1], ['off'
       // GWLB namespace's socket would take a super-packet as one datagram, and the inner TCP
       // checksums as the kernel left them for a NIC to finish); as a NIC without tunnel offloads
       // would have it, the kernel cuts them and finishes the checksums on the way out.
-      const k = nsRun(env.t.applianceNs, 'ethtool', ['-K', env.t.applianceIf, 'tx', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off']);
+      // The same for UDP GSO packets (USO tier).
+      const k = nsRun(env.t.applianceNs, 'ethtool', ['-K', env.t.applianceIf, 'tx', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off', 'tx-udp-segmentation', 'off']);
       assert.equal(k.status, 0, `ethtool: ${k.stderr}`);
       const runs = workload();
       // One packet first: the endpoint and its CREATE hook, so that the runs meet a ready endpoint.
@@ -179,10 +183,16 @@ for (const [mode, tunnel, workers] of [['on', true, 1], ['on', false, 1], ['off'
       assert.equal(matched, all.length, `all ${all.length} packets came back (drops: ${[...m].filter(([k, v]) => k.startsWith('gwlbtun_drops_total') && v > 0).join(' ')})`);
       const coalesced = mv(m, 'gwlbtun_tun_coalesced_packets_total');
       const segmented = mv(m, 'gwlbtun_tun_segmented_packets_total');
+      const usoSent = mv(m, 'gwlbtun_tun_uso_packets_total');
       if (mode === 'on' && !tunnel) assert.equal(mv(m, 'gwlbtun_tun_tunneled_packets_total'), 0, 'no tunnel GSO');
+      if (tier === 'uso') {
+        assert.ok(mv(m, 'gwlbtun_tun_superpackets_uso_total') > 0, 'super-packets went out through USO');
+        assert.ok(usoSent >= coalesced * 0.9, `their segments went out in USO writes (${usoSent} of ${coalesced})`);
+        assert.equal(mv(m, 'gwlbtun_tun_uso_errors_total'), 0, 'no USO write failed');
+      } else assert.equal(usoSent + mv(m, 'gwlbtun_tun_superpackets_uso_total'), 0, 'no USO');
       if (mode === 'on') {
         assert.ok(coalesced > all.length / 2, `most segments went to gwi- in super-packets (${coalesced} of ${all.length})`);
-        assert.ok(segmented + mv(m, 'gwlbtun_tun_tunneled_packets_total') >= coalesced, `super-packets came back out of gwo- and were cut (${segmented})`);
+        assert.ok(segmented + mv(m, 'gwlbtun_tun_tunneled_packets_total') + usoSent >= coalesced, `super-packets came back out of gwo- and were cut (${segmented})`);
       } else {
         assert.equal(coalesced + segmented, 0);
       }
@@ -191,7 +201,7 @@ for (const [mode, tunnel, workers] of [['on', true, 1], ['on', false, 1], ['off'
       assert.equal(mv(m, 'gwlbtun_tun_packets_read_total') - drop(m, 'link_local'), all.length, 'counted in packets');
       assert.equal(mv(m, 'gwlbtun_endpoint_packets_from_gwlb_total{eni="' + names.hex + '",interface="' + names.gwi + '"}'), all.length);
       const tunneled = mv(m, 'gwlbtun_tun_tunneled_packets_total');
-      console.log(`--offload ${mode}: ${all.length} packets, ${coalesced} coalesced into ${mv(m, 'gwlbtun_tun_superpackets_written_total')} super-packets; back: ${segmented} cut here from ${mv(m, 'gwlbtun_tun_superpackets_read_total')}, ${tunneled} cut by the kernel from ${mv(m, 'gwlbtun_tun_superpackets_tunneled_total')}`);
+      console.log(`--offload ${mode}: ${all.length} packets, ${coalesced} coalesced into ${mv(m, 'gwlbtun_tun_superpackets_written_total')} super-packets; back: ${segmented} cut here from ${mv(m, 'gwlbtun_tun_superpackets_read_total')}, ${tunneled} cut by the kernel from ${mv(m, 'gwlbtun_tun_superpackets_tunneled_total')}, ${usoSent} sent with USO from ${mv(m, 'gwlbtun_tun_superpackets_uso_total')}`);
     });
   });
 }

@@ -31,9 +31,11 @@ class Rig extends LoopRig {
   readonly names = endpointNames(ENI);
   tapFd = -1;
 
-  constructor(readonly offload: boolean, tap = false) {
+  /** tap: the UDP tunnel GSO TAP; 'uso': the USO device (both named gwlbtx0). */
+  constructor(readonly offload: boolean, tap: boolean | 'uso' = false) {
     let tapFd = -1;
     super(MAX_EP, (nat) => {
+      if (tap === 'uso') return { offload, txTapFd: -1, txTapMac: [], txUsoFd: nat.tunOpen('gwlbtx0', true) };
       if (tap) tapFd = nat.tapOpen('gwlbtx0', 24);
       return { offload, txTapFd: tapFd, txTapMac: tap ? [2, 0x11, 0x22, 0x33, 0x44, 0x55] : [] };
     });
@@ -216,12 +218,85 @@ describe('packet loop with offloads over the fake addon', () => {
     assert.equal(r.counters[C.TUN_RX_PACKETS], 20);
   });
 
+  // The USO tier: segments cut here as in the raw tier, sent as UDP GSO packets through the USO
+  // device (the fake cuts them into datagrams as the kernel does, into `sent`).
+  /** One flow per family: a 45-segment super-packet (more than one USO write holds) and a 20-segment
+   * one ending short with PSH, returned through a rig of the given tier. */
+  function usoWorkload(r: Rig): void {
+    const a = stream({ src: 21, dst: 22, sport: 4300, dport: 443, seq: 77, id: 5 }, 45, 1448);
+    const b = stream({ v6: true, src: 23, dst: 24, sport: 4301, dport: 443 }, 20, 1448, 300, 0x18);
+    for (const p of a) r.send(p, 30010, 0xabc001);
+    for (const p of b) r.send(p, 30011, 0xabc002);
+    r.turns();
+  }
+  /** A non-zero outer UDP checksum that verifies. */
+  function udpChecksumOk(d: Uint8Array): boolean {
+    let s = 17 + d.length - 20;
+    for (let i = 12; i < 20; i += 2) s += (d[i] << 8) | d[i + 1];
+    for (let i = 20; i < d.length; i += 2) s += (d[i] << 8) | (i + 1 < d.length ? d[i + 1] : 0);
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    return ((d[26] << 8) | d[27]) !== 0 && s === 0xffff;
+  }
+  const outer = (d: Uint8Array): string => Buffer.from([...d.subarray(0, 4), ...d.subarray(6, 10), ...d.subarray(12, 26)]).toString('hex');
+
+  test('USO: the datagrams GWLB gets are those of the raw tier (Geneve header and inner packet byte for byte; outer addresses, ports, lengths, TTL)', () => {
+    const raw = new Rig(true);
+    usoWorkload(raw);
+    const uso = new Rig(true, 'uso');
+    usoWorkload(uso);
+    assert.equal(raw.nat.sent.length, 65);
+    assert.equal(uso.nat.sent.length, 65);
+    for (let i = 0; i < 65; i++) {
+      const a = raw.nat.sent[i];
+      const b = uso.nat.sent[i];
+      assert.deepEqual(b.data.subarray(28), a.data.subarray(28), `datagram ${i}: Geneve header and inner packet`);
+      assert.equal(outer(b.data), outer(a.data), `datagram ${i}: outer version, length, flags, TTL, protocol, addresses, ports, UDP length`);
+      assert.equal(b.dst, a.dst);
+      if (i < 64) assert.equal(udpChecksumOk(b.data), true, `datagram ${i}: the UDP checksum the kernel completed from the pseudo-header sum`);
+    }
+    const w = uso.nat.written.filter((x) => x.dev === 'gwlbtx0');
+    assert.equal(w.length, 3, 'two writes for the 45 segments, one for the 19 of the other flow');
+    for (const x of w) {
+      assert.equal(x.data[1], 5, 'GSO_UDP_L4');
+      assert.equal(x.data[10 + 8], 65, 'TTL 65: the kernel forwards it');
+    }
+    assert.equal(uso.counters[C.TUN_SUPERS_USO], 2);
+    // A receive batch is 64 packets: the IPv6 flow's last segment comes alone, a plain packet.
+    assert.equal(uso.counters[C.TUN_USO], 64);
+    assert.equal(uso.counters[C.TUN_SEGMENTED], 0, 'nothing cut for the raw socket');
+    assert.equal(uso.counters[C.TUN_USO_ERRORS], 0);
+    assert.equal(uso.counters[C.RAW_TX_PACKETS], 65, 'counted in packets');
+    assert.equal(uso.counters[C.RAW_TX_BYTES], raw.counters[C.RAW_TX_BYTES]);
+    assert.equal(uso.ep(EP.TX_PACKETS), 65);
+    assert.equal(uso.ep(EP.TX_BYTES), raw.ep(EP.TX_BYTES));
+    assert.equal(uso.counters[C.TUN_RX_PACKETS], 65);
+  });
+
+  for (const failAt of [0, 1]) {
+    test(`USO: a failed ${failAt === 0 ? 'first' : 'second'} write sends the rest of the super-packet through the raw socket, once each and in order`, () => {
+      const raw = new Rig(true);
+      usoWorkload(raw);
+      const uso = new Rig(true, 'uso');
+      let writes = 0;
+      uso.nat.tunFault = (dev) => (dev === 'gwlbtx0' && writes++ === failAt ? 5 : 0);
+      usoWorkload(uso);
+      assert.deepEqual(uso.nat.sent.map((x) => Buffer.from(x.data.subarray(28)).toString('hex')), raw.nat.sent.map((x) => Buffer.from(x.data.subarray(28)).toString('hex')));
+      for (let i = 0; i < 65; i++) assert.equal(outer(uso.nat.sent[i].data), outer(raw.nat.sent[i].data));
+      const viaUso = failAt === 0 ? 19 : 42 + 19; // 42 segments fit in the first write
+      assert.equal(uso.counters[C.TUN_USO_ERRORS], 1);
+      assert.equal(uso.counters[C.TUN_USO], viaUso);
+      assert.equal(uso.counters[C.RAW_TX_PACKETS], 65);
+      assert.equal(uso.ep(EP.TX_PACKETS), 65);
+      assert.equal(uso.ep(EP.DROPS), 0);
+    });
+  }
+
   test('random virtio headers and packets from gwo- never break the loop; each is sent or counted', () => {
     fc.assert(
       fc.property(
         fc.array(fc.record({ flags: fc.nat(3), gso: fc.constantFrom(0, 1, 3, 4, 5, 0x21, 0x81), hdrLen: fc.nat(200), gsoSize: fc.nat(3000), start: fc.nat(80), off: fc.nat(24), segs: fc.integer({ min: 1, max: 50 }), cut: fc.nat(100) }), { minLength: 1, maxLength: 6 }),
         (items) => {
-          for (const tap of [false, true]) {
+          for (const tap of [false, true, 'uso'] as const) {
             const r = new Rig(true, tap);
             const s = stream({ src: 11, dst: 12, sport: 5555, dport: 80 }, 50, 700);
             r.send(s[0], 30004);

@@ -1,0 +1,149 @@
+// The USO send tier of --offload on (docs/architecture.md "TUN offloads"; the device:
+// src/control/usotun.ts): a super-packet read from gwo-/gwi- is cut here into complete segments,
+// byte for byte those the raw-socket tier sends (segmentPacket, src/wire/segment.ts), but laid out
+// back to back, each behind a copy of its flow's Geneve header, in an area of the reader's buffer:
+//
+//   [USO header][Geneve][segment 1][Geneve][segment 2] ... [Geneve][segment n]
+//
+// so that the whole run goes to the USO device as one UDP GSO packet (src/wire/uso.ts) and the
+// kernel sends each [Geneve][segment] as its own datagram. A super-packet with more than fit in
+// 64 KiB goes in several such writes: the header of the next write is put over the tail of the
+// segment before it, which the previous write has already handed to the kernel.
+//
+// If a write fails, its segments and all the following ones go through the raw socket one at a
+// time (their outer headers put the same way over the tail of the segment before), counted in
+// TUN_USO_ERRORS: nothing is lost or sent twice and the flow stays in order. Nothing is allocated.
+
+import type { NativeAddon } from '../io/native';
+import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE } from '../io/native';
+import { segmentPacket, Segments } from '../wire/segment';
+import { USO_HDR_LEN, USO_MAX_PAYLOAD, writeUsoHeader } from '../wire/uso';
+import { VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, VNET_HDR_LEN } from '../wire/virtio';
+import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
+import { GENEVE_PORT } from '../wire/geneve';
+import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
+import { Drop } from '../wire/reasons';
+import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
+
+/** Segments of one super-packet at most (as many as the raw tier's slots). */
+export const USO_MAX_SEGS = 64;
+/** Largest inner IP + transport headers of a segment (IPv4 with options 60 + TCP 60). */
+const MAX_SEG_HEADERS = 120;
+/** Bytes of the area a super-packet is laid out in: the first header and Geneve header, a copy of
+ * the Geneve and inner headers per segment, and the payload of a 64 KiB super-packet. */
+export const USO_AREA = USO_HDR_LEN + FLOW_HEADER_MAX + USO_MAX_SEGS * (FLOW_HEADER_MAX + MAX_SEG_HEADERS) + 65536;
+
+export class UsoSender {
+  private readonly segs = new Segments(USO_MAX_SEGS);
+  private readonly key = new Uint32Array(KEY_WORDS);
+  private readonly wMeta = new Int32Array(TUNW_META_STRIDE);
+  private readonly rMeta = new Int32Array(RAW_META_STRIDE);
+  private readonly rStatus = new Int32Array(1);
+  /** Where segment 1 goes: room for the first USO header and the longest Geneve header before it. */
+  private readonly first: number;
+
+  constructor(
+    private readonly nat: NativeAddon,
+    /** This worker's queue of the USO device. */
+    private readonly fd: number,
+    private readonly rawFd: number,
+    private readonly counters: Float64Array,
+    private readonly flows: FlowTable,
+    /** The area: buf[area, area + USO_AREA) of the buffer passed to send(). */
+    area: number,
+    /** Sends what waits for the raw socket (read before this super-packet: it leaves first). */
+    private readonly flushRaw: () => void,
+  ) {
+    this.first = area + USO_HDR_LEN + FLOW_HEADER_MAX;
+  }
+
+  /** A super-packet behind its virtio header at b[off, off+len), read from a queue of the endpoint
+   * epId (counter slot `slot`). Returns its segments, every one sent or counted as dropped, or 0
+   * to leave it to the raw-socket tier (not a flow we know, not one we can cut: that tier then
+   * counts it under its reason, or sends it). */
+  send(b: Uint8Array, off: number, len: number, epId: number, slot: number, now: number, nowMs: number): number {
+    const gso = b[off + 1] & ~VNET_GSO_ECN & 0xff;
+    if (gso !== VNET_GSO_TCPV4 && gso !== VNET_GSO_TCPV6 && gso !== VNET_GSO_UDP_L4) return 0;
+    const p = off + VNET_HDR_LEN;
+    const n = len - VNET_HDR_LEN;
+    const key = this.key;
+    if (n < 20 || !flowKeyFromIp(b, p, n, key) || key[10] === 0) return 0;
+    key[0] = epId;
+    const x = this.first;
+    const flows = this.flows;
+    const h = flows.lookupInto(key, b, x, now);
+    if (h < 0) return 0;
+    const local = flows.hitLocalIp | 0;
+    const gwlb = flows.hitGwlbIp | 0;
+    const port = flows.hitGwlbPort;
+    // The inner headers' length: what segmentPacket copies in front of every segment.
+    const v6 = b[p] >> 4 === 6;
+    const ip = v6 ? 40 : (b[p] & 15) * 4;
+    const hl = ip + (gso === VNET_GSO_UDP_L4 ? 8 : (b[p + ip + 12] >> 4) * 4);
+    const gsoSize = b[off + 4] | (b[off + 5] << 8);
+    const stride = h + hl + gsoSize;
+    const r = segmentPacket(b, off, len, VNET_HDR_LEN, this.segs, x, stride, true, USO_MAX_SEGS);
+    // One segment gains nothing here; an error is counted by the raw tier's cut.
+    if (r < 2 || this.segs.len[0] !== hl + gsoSize) return 0;
+    const segs = this.segs;
+    for (let k = 1; k < r; k++) b.copyWithin(x + k * stride - h, x - h, x);
+    this.flushRaw();
+    const c = this.counters;
+    const e = GLOBAL_CELLS + slot * EP_STRIDE;
+    const per = Math.min(USO_MAX_SEGS, Math.floor(USO_MAX_PAYLOAD / stride));
+    const m = this.wMeta;
+    c[C.TUN_SUPERS_USO] += 1;
+    for (let i = 0; i < r; i += per) {
+      const j = i + per < r ? i + per : r;
+      const payload = (j - i - 1) * stride + h + segs.len[j - 1];
+      const at = x - h + i * stride - USO_HDR_LEN;
+      writeUsoHeader(b, at, local, gwlb, port, GENEVE_PORT, payload, stride);
+      m[TUNW_META_FD] = this.fd;
+      m[TUNW_META_OFF] = at;
+      m[TUNW_META_LEN] = USO_HDR_LEN + payload;
+      this.nat.tunWrite(b, m, 1);
+      if (m[TUNW_META_LEN] < 0) {
+        c[C.TUN_USO_ERRORS] += 1;
+        this.sendRawFrom(b, i, r, h, local, gwlb, port, e, nowMs);
+        return r;
+      }
+      let bytes = 0;
+      for (let k = i; k < j; k++) bytes += segs.len[k];
+      c[e + EP.TX_PACKETS] += j - i;
+      c[e + EP.TX_BYTES] += bytes;
+      c[e + EP.LAST_TX_MS] = nowMs;
+      c[C.RAW_TX_PACKETS] += j - i;
+      c[C.RAW_TX_BYTES] += bytes + (j - i) * (OUTER_HEADER_LEN + h);
+      c[C.TUN_USO] += j - i;
+    }
+    return r;
+  }
+
+  /** Segments i..r-1 through the raw socket, one datagram at a time, in order. */
+  private sendRawFrom(b: Uint8Array, i: number, r: number, h: number, local: number, gwlb: number, port: number, e: number, nowMs: number): void {
+    const c = this.counters;
+    const segs = this.segs;
+    const m = this.rMeta;
+    for (let k = i; k < r; k++) {
+      const start = segs.off[k] - h - OUTER_HEADER_LEN;
+      writeOuterIpUdp(b, start, local, gwlb, port, GENEVE_PORT, h + segs.len[k]);
+      m[RAW_META_OFF] = start;
+      m[RAW_META_LEN] = OUTER_HEADER_LEN + h + segs.len[k];
+      m[RAW_META_DST] = gwlb;
+      const done = this.nat.rawSend(this.rawFd, b, m, 1, this.rStatus);
+      const st = this.rStatus[0];
+      if (done === 1 && st === 0) {
+        c[e + EP.TX_PACKETS] += 1;
+        c[e + EP.TX_BYTES] += segs.len[k];
+        c[e + EP.LAST_TX_MS] = nowMs;
+        c[C.RAW_TX_PACKETS] += 1;
+        c[C.RAW_TX_BYTES] += m[RAW_META_LEN];
+      } else {
+        const reason = done === 1 ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY; // refused alone, or the queue was full
+        c[reason] += 1;
+        c[e + EP.DROPS] += 1;
+      }
+    }
+  }
+}
