@@ -96,7 +96,8 @@ ${para('bulk-tcp', figures)}
 const LAB_NAMES: Record<LabTcpRun['mode'], string> = {
   original: 'C++ original (v3.0)',
   off: 'gwlbtun `--offload off`',
-  on: 'gwlbtun `--offload on`',
+  'on-uso': 'gwlbtun `--offload on`, USO (kernels 6.2 to 6.16)',
+  on: 'gwlbtun `--offload on`, UDP tunnel GSO (kernel >= 6.17)',
 };
 
 /** The "Real TCP through the lab" section (bench/scenarios/lab-tcp.ts), or '' without such runs. */
@@ -111,7 +112,7 @@ export function labTcpSection(res: Results, para: (name: string, vars: Record<st
   };
   const orig = best('original');
   const rows: string[] = [];
-  for (const mode of ['original', 'off', 'on'] as const) {
+  for (const mode of ['original', 'off', 'on-uso', 'on'] as const) {
     const b = best(mode);
     if (b.n === 0) continue;
     const vs = mode !== 'original' && orig.n > 0 ? `${fmt((100 * b.cpu) / orig.cpu)}%` : '';

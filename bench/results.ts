@@ -46,7 +46,7 @@ export interface Run {
 
 /** One real-TCP transfer through the lab (bench/scenarios/lab-tcp.ts). */
 export interface LabTcpRun {
-  mode: 'off' | 'on' | 'original';
+  mode: 'off' | 'on-uso' | 'on' | 'original';
   round: number;
   ok: boolean;
   /** Payload bytes received intact, and how long the transfer took. */

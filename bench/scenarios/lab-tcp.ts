@@ -19,7 +19,8 @@ import type { LabTcpRun } from '../results';
 /** Transfers of 64 MiB (the lab client's largest), one after another. */
 export const LAB_TCP_TRANSFERS = 6;
 const TRANSFER = 64 << 20;
-export const LAB_TCP_MODES = ['off', 'on', 'original'] as const;
+/** on-uso: --offload on with the USO send tier (GWLBTUN_NO_UDP_TUNNEL_GSO=1), as on kernels 6.2 to 6.16. */
+export const LAB_TCP_MODES = ['off', 'on-uso', 'on', 'original'] as const;
 
 function vethSoftware(ns: string): void {
   const r = spawnSync('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'tx', 'off', 'tx-udp-segmentation', 'off', 'tx-gso-list', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off'], { encoding: 'utf8' });
@@ -32,12 +33,14 @@ export async function labTcp(c: BenchContext, rounds: number): Promise<void> {
       if (mode === 'original' && c.original === undefined) continue;
       const lab = new Lab({
         hook: 'one-arm',
-        daemonArgs: mode === 'original' ? ['--udpthreads', '1', '--tunthreads', '1'] : ['--udpthreads', '1', '--offload', mode],
+        daemonArgs: mode === 'original' ? ['--udpthreads', '1', '--tunthreads', '1'] : ['--udpthreads', '1', '--offload', mode === 'off' ? 'off' : 'on'],
         daemonCmd: mode === 'original' ? [c.original!] : undefined,
         readyText: mode === 'original' ? 'started' : undefined,
       });
+      // The daemon inherits this process's environment (src/lab/lab.ts).
+      if (mode === 'on-uso') process.env.GWLBTUN_NO_UDP_TUNNEL_GSO = '1';
       try {
-        await lab.start();
+        await lab.start().finally(() => delete process.env.GWLBTUN_NO_UDP_TUNNEL_GSO);
         vethSoftware(lab.topo!.appliance);
         // The endpoint comes up with the first packets: a small transfer first.
         await lab.client([{ op: 'bulk', host: LAB.server4, port: LAB_PORTS.http, bytes: 1 << 20 }]);
