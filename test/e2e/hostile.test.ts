@@ -14,7 +14,7 @@ import { createTopology, destroyTopology, type Topology } from '../../src/sim/to
 import { endpointNames } from '../../src/wire/eni';
 import { DROP_NAMES, DROP_SLOTS } from '../../src/wire/reasons';
 import { RECORD_HOOK, requireRoot, runEmulator, sleep, startDaemon, stopDaemon, tmpDir, type Daemon, type EmuReport } from './lib';
-import { drop, httpGetAsync, linkNamesAsync, metricsAsync, mv, nsRunAsync, rssKiB } from './probe';
+import { countedNonZero, drop, httpGetAsync, linkNamesAsync, metricsAsync, mv, nsRunAsync, rssKiB } from './probe';
 
 interface ExtrasReport {
   every: number;
@@ -53,14 +53,6 @@ function hookLines(file: string): string[][] {
 const NOT_RECEIVE_SIDE = new Set(['return_malformed', 'no_flow', 'return_too_big', 'raw_send_error', 'raw_send_busy', 'link_local', 'icmp_quote_malformed']);
 
 /** The daemon's non-zero drop, hold and endpoint counters, to explain a lost packet. */
-async function countedNonZero(ns: string, port: number): Promise<string> {
-  const m = await metricsAsync(ns, port);
-  return [...m]
-    .filter(([k, v]) => v !== 0 && /^gwlbtun_(drops_total|endpoint_|hold_|flow_|raw_|tun_)/.test(k))
-    .map(([k, v]) => `  ${k} ${v}`)
-    .join('\n');
-}
-
 /** Receive-side accounting: every datagram received on 6081 is delivered to a gwi- device or
  * counted under exactly one receive-side drop reason. */
 function receiveAccounted(m: Map<string, number>): number {

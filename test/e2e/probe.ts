@@ -77,3 +77,30 @@ export function mv(m: Map<string, number>, key: string): number {
 export function drop(m: Map<string, number>, reason: string): number {
   return mv(m, `gwlbtun_drops_total{reason="${reason}"}`);
 }
+
+/** The daemon's non-zero drop, endpoint, hold, flow, raw and TUN counters, one per line: printed
+ * when a test finds a packet missing, so that the next occurrence of a rare loss says where. */
+export async function countedNonZero(ns: string, port: number): Promise<string> {
+  const m = await metricsAsync(ns, port);
+  return [...m]
+    .filter(([k, v]) => v !== 0 && /^gwlbtun_(drops_total|endpoint_|hold_|flow_|raw_|tun_|udp_)/.test(k))
+    .map(([k, v]) => `  ${k} ${v}`)
+    .join('\n');
+}
+
+/** What the kernel counted in a namespace where packets can vanish without the daemon seeing
+ * them: interface drops and the IP/UDP error counters of /proc/net/snmp (non-zero ones). */
+export async function kernelDrops(ns: string): Promise<string> {
+  const links = await nsRunAsync(ns, 'ip', ['-s', '-o', 'link']);
+  const snmp = await nsRunAsync(ns, 'cat', ['/proc/net/snmp']);
+  const out: string[] = [];
+  for (const l of links.stdout.split('\n')) if (/dropped|errors/.test(l) && l.trim() !== '') out.push('  ' + l.replace(/\s+/g, ' ').slice(0, 400));
+  const lines = snmp.stdout.split('\n');
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const keys = lines[i].split(/\s+/);
+    const vals = lines[i + 1].split(/\s+/);
+    const nz = keys.slice(1).map((k, j) => [k, vals[j + 1]] as const).filter(([k, v]) => v !== '0' && /Err|Discard|Drop|NoRoutes|NoPorts|Fail/.test(k));
+    if (nz.length > 0) out.push(`  ${keys[0]} ${nz.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
+  return out.join('\n');
+}

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import type { Topology } from '../../src/sim/topology';
 import { httpGetInNs, metrics, RECORD_HOOK, ROOT, runEmulator, startDaemon, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
+import { countedNonZero, kernelDrops } from './probe';
 
 const HEALTH_PORT = 8082;
 const ONE_ARM = path.join(ROOT, 'examples', 'hooks', 'one-arm.sh');
@@ -63,6 +64,11 @@ describe('two workers: shared flow table, returns through either worker', () => 
         '--ttl-decrement', '1',
         '--settle-ms', '2000',
       ]);
+      if (r.totals.verified !== r.totals.sent) {
+        // A rare loss of one packet under load (seen once in ~10 loaded runs): say where it went.
+        console.error(`two workers: ${r.totals.sent - r.totals.verified} lost; the daemon counted:\n${await countedNonZero(ctx.t.applianceNs, HEALTH_PORT)}\n` +
+          `kernel, appliance side:\n${await kernelDrops(ctx.t.applianceNs)}\nkernel, GWLB side:\n${await kernelDrops(ctx.t.gwlbNs)}\nemulator: ${JSON.stringify(r.totals)}`);
+      }
       assertAllVerifiedInOrder(r, `${flowsPerKind * 4} flows`);
       sent += r.totals.sent;
       ws = workerHealth(ctx.t);
