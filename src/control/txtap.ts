@@ -38,6 +38,21 @@ function writeSys(path: string, v: string): void {
   fs.writeFileSync(path, v);
 }
 
+/** The sysctls of a send device (this TAP, or the USO TUN of src/control/usotun.ts) whose frames
+ * the kernel routes out as if received on it: the appliance's own address as source
+ * (accept_local), no reverse-path check, forwarding on; IPv6 off, so that it stays quiet. */
+export function sendDeviceSysctls(name: string): void {
+  const conf = `/proc/sys/net/ipv4/conf/${name}`;
+  writeSys(`${conf}/accept_local`, '1');
+  writeSys(`${conf}/rp_filter`, '0');
+  writeSys(`${conf}/forwarding`, '1');
+  try {
+    writeSys(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
+  } catch {
+    // IPv6 off in this kernel: nothing to quiet
+  }
+}
+
 /** Opens the TAP with one queue per worker and configures it; null (logged) when this kernel has
  * no UDP tunnel GSO on TAP devices, or the TAP cannot be set up. */
 export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): TxTap | null {
@@ -53,15 +68,7 @@ export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name =
       log.important('tunnel', 'offloads: no UDP tunnel GSO in this kernel (6.17 or later has it)');
       return null;
     }
-    const conf = `/proc/sys/net/ipv4/conf/${name}`;
-    writeSys(`${conf}/accept_local`, '1');
-    writeSys(`${conf}/rp_filter`, '0');
-    writeSys(`${conf}/forwarding`, '1');
-    try {
-      writeSys(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
-    } catch {
-      // IPv6 off in this kernel: nothing to quiet
-    }
+    sendDeviceSysctls(name);
     nat.linkSetup(name, 9000, 0);
     const mac = fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim().split(':').map((h) => parseInt(h, 16));
     if (mac.length !== 6 || mac.some((b) => !(b >= 0 && b <= 255))) throw new Error(`cannot read the MAC address of ${name}`);

@@ -12,11 +12,10 @@
 // like the TAP's frames. Probed at start: when the kernel refuses the USO bits the device is
 // closed (it disappears with its last queue) and the raw-socket tier is used.
 
-import * as fs from 'node:fs';
 import type { NativeAddon } from '../io/native';
 import { TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6 } from '../wire/virtio';
 import type { Logger } from '../ops/log';
-import { TX_TAP_NAME } from './txtap';
+import { sendDeviceSysctls, TX_TAP_NAME } from './txtap';
 
 /** The kernel takes USO only for both families at once (USO4 alone is refused). */
 const USO_FLAGS = TUN_F_CSUM | TUN_F_USO4 | TUN_F_USO6;
@@ -45,15 +44,7 @@ export function openUsoTun(nat: NativeAddon, workers: number, log: Logger, name 
       log.important('tunnel', 'offloads: no UDP tunnel GSO nor USO on TUN devices in this kernel (6.2 or later has USO): super-packets read back are cut into segments here and sent through the raw socket');
       return null;
     }
-    const conf = `/proc/sys/net/ipv4/conf/${name}`;
-    fs.writeFileSync(`${conf}/accept_local`, '1');
-    fs.writeFileSync(`${conf}/rp_filter`, '0');
-    fs.writeFileSync(`${conf}/forwarding`, '1');
-    try {
-      fs.writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
-    } catch {
-      // IPv6 off in this kernel: nothing to quiet
-    }
+    sendDeviceSysctls(name);
     let mtuErr: Error | null = null;
     for (const mtu of USO_MTUS) {
       try {
