@@ -19,14 +19,14 @@ import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { ConnGuard, HEALTH_CONN_LIMITS, type ConnGuardStats, type ConnLimits } from './connguard';
 import { monoMs } from '../flow/clock';
 import { StatusCollector } from './status';
+import { dropsByReason, endpointTotals } from './totals';
 
 export type HealthStyle = 'html' | 'json' | 'simple';
 
 export function healthSnapshot(d: Daemon): Record<string, unknown> {
   const now = monoMs();
   const c = d.counters;
-  const drops: Record<string, number> = {};
-  for (let r = 1; r < DROP_SLOTS; r++) drops[DROP_NAMES[r]] = c.sum(r);
+  const drops = dropsByReason(c);
   return {
     healthy: d.healthy(),
     shuttingDown: d.shuttingDown,
@@ -40,21 +40,7 @@ export function healthSnapshot(d: Daemon): Record<string, unknown> {
       tunPacketsIn: c.of(w.index, C.TUN_RX_PACKETS),
       rawPacketsOut: c.of(w.index, C.RAW_TX_PACKETS),
     })),
-    endpoints: [...d.endpoints.values()].map((e) => {
-      const last = Math.max(c.epMax(e.slot, EP.LAST_RX_MS), c.epMax(e.slot, EP.LAST_TX_MS));
-      return {
-        eni: e.hex,
-        gwi: e.gwi,
-        gwo: d.opts.noReturn ? null : e.gwo,
-        state: e.state,
-        packetsFromGwlb: c.epSum(e.slot, EP.RX_PACKETS),
-        bytesFromGwlb: c.epSum(e.slot, EP.RX_BYTES),
-        packetsToGwlb: c.epSum(e.slot, EP.TX_PACKETS),
-        bytesToGwlb: c.epSum(e.slot, EP.TX_BYTES),
-        drops: c.epSum(e.slot, EP.DROPS),
-        secondsSinceLastPacket: last === 0 ? null : Math.round((now - last) / 100) / 10,
-      };
-    }),
+    endpoints: [...d.endpoints.values()].map((e) => endpointTotals(d, e, now)),
     flows:
       d.flows === null
         ? null

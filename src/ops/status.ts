@@ -12,9 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Daemon, Endpoint } from '../control/daemon';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../dataplane/counters';
-import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { monoMs } from '../flow/clock';
 import { statusPage, type StatusJson } from './status-page';
+import { dropsByReason, endpointTotals } from './totals';
 
 /** Sampling period of the rates (ms). */
 export const SAMPLE_MS = 1000;
@@ -178,8 +178,7 @@ export class StatusCollector {
     const c = d.counters;
     const now = monoMs();
     const census = this.flowCensus();
-    const drops: Record<string, number> = {};
-    for (let r = 1; r < DROP_SLOTS; r++) drops[DROP_NAMES[r]] = c.sum(r);
+    const drops = dropsByReason(c);
     const totalSocketDrops = this.socketDrops === null ? null : [...this.socketDrops.values()].reduce((a, b) => a + b, 0);
     return {
       version: VERSION,
@@ -209,25 +208,17 @@ export class StatusCollector {
       geneveSocketDrops: totalSocketDrops,
       endpoints: [...d.endpoints.values()].map((e) => {
         const s = this.eps.get(e.epId);
-        const last = Math.max(c.epMax(e.slot, EP.LAST_RX_MS), c.epMax(e.slot, EP.LAST_TX_MS));
+        const t = endpointTotals(d, e, now);
         return {
-          eni: e.hex,
-          gwi: e.gwi,
-          gwo: d.opts.noReturn ? null : e.gwo,
-          state: e.state,
+          ...t,
           hook: this.hookState(e),
-          packetsFromGwlb: c.epSum(e.slot, EP.RX_PACKETS),
-          bytesFromGwlb: c.epSum(e.slot, EP.RX_BYTES),
-          packetsToGwlb: c.epSum(e.slot, EP.TX_PACKETS),
-          bytesToGwlb: c.epSum(e.slot, EP.TX_BYTES),
           ppsFromGwlb: s === undefined ? 0 : Math.round(s.rate[0]),
           bitsPerSecondFromGwlb: s === undefined ? 0 : Math.round(s.rate[1] * 8),
           ppsToGwlb: s === undefined ? 0 : Math.round(s.rate[2]),
           bitsPerSecondToGwlb: s === undefined ? 0 : Math.round(s.rate[3] * 8),
-          drops: c.epSum(e.slot, EP.DROPS),
           flowsV4: census.get(e.epId * 2) ?? 0,
           flowsV6: census.get(e.epId * 2 + 1) ?? 0,
-          secondsSinceLastPacket: last === 0 ? null : Math.max(0, Math.round((now - last) / 100) / 10),
+          secondsSinceLastPacket: t.secondsSinceLastPacket === null ? null : Math.max(0, t.secondsSinceLastPacket),
         };
       }),
       flows:
