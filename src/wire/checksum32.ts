@@ -7,37 +7,34 @@
 // Runs of any length and alignment. No allocation, except one DataView when an array is not
 // among the last four seen (the data plane passes the same few buffers every time).
 
-// The views of the last few arrays seen (the receive and the transmit buffer of a worker, and a
+// Views of the last few arrays seen (the receive and the transmit buffer of a worker, and a
 // spare), so that alternating between buffers allocates nothing.
-const CACHE = 4;
-const cacheArr: (Uint8Array | undefined)[] = [undefined, undefined, undefined, undefined];
-const cacheView: DataView[] = [];
-for (let k = 0; k < CACHE; k++) cacheView.push(new DataView(new ArrayBuffer(0)));
-let cacheNext = 0;
+class LastViews<V> {
+  private readonly arr: (Uint8Array | undefined)[] = [undefined, undefined, undefined, undefined];
+  private readonly view: V[];
+  private next = 0;
 
-function viewOf(b: Uint8Array): DataView {
-  for (let k = 0; k < CACHE; k++) if (cacheArr[k] === b) return cacheView[k];
-  const k = cacheNext;
-  cacheNext = (k + 1) % CACHE;
-  cacheArr[k] = b;
-  cacheView[k] = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return cacheView[k];
+  constructor(
+    private readonly make: (b: Uint8Array) => V,
+    empty: V,
+  ) {
+    this.view = [empty, empty, empty, empty];
+  }
+
+  of(b: Uint8Array): V {
+    for (let k = 0; k < 4; k++) if (this.arr[k] === b) return this.view[k];
+    const k = this.next;
+    this.next = (k + 1) & 3;
+    this.arr[k] = b;
+    this.view[k] = this.make(b);
+    return this.view[k];
+  }
 }
 
-// Word views (native byte order, 32 bits) of the whole ArrayBuffer of the last few arrays seen.
-const wordArr: (Uint8Array | undefined)[] = [undefined, undefined, undefined, undefined];
-const wordView: Uint32Array[] = [];
-for (let k = 0; k < CACHE; k++) wordView.push(new Uint32Array(0));
-let wordNext = 0;
-
-function wordsOf(b: Uint8Array): Uint32Array {
-  for (let k = 0; k < CACHE; k++) if (wordArr[k] === b) return wordView[k];
-  const k = wordNext;
-  wordNext = (k + 1) % CACHE;
-  wordArr[k] = b;
-  wordView[k] = new Uint32Array(b.buffer, 0, b.buffer.byteLength >>> 2);
-  return wordView[k];
-}
+/** DataViews of the arrays themselves. */
+const views = new LastViews<DataView>((b) => new DataView(b.buffer, b.byteOffset, b.byteLength), new DataView(new ArrayBuffer(0)));
+/** Word views (native byte order, 32 bits) of the whole ArrayBuffer of each array. */
+const words = new LastViews<Uint32Array>((b) => new Uint32Array(b.buffer, 0, b.buffer.byteLength >>> 2), new Uint32Array(0));
 
 /** Little-endian machines only (every Linux host we run on): the fast path below reads words in
  * native order. */
@@ -55,7 +52,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  * modulo 0xffff. About 3x faster over 1448 bytes (bench/offload.ts). */
 export function sumBytes32(buf: Uint8Array, off: number, len: number, sum: number): number {
   if (len >= 64 && LITTLE_ENDIAN && ((buf.byteOffset + off) & 3) === 0) {
-    const w = wordsOf(buf);
+    const w = words.of(buf);
     let i = (buf.byteOffset + off) >>> 2;
     const n = len >>> 2;
     const end = i + n;
@@ -82,7 +79,7 @@ export function sumBytes32(buf: Uint8Array, off: number, len: number, sum: numbe
     if (t < stop) s += buf[t] << 8;
     return s;
   }
-  const dv = viewOf(buf);
+  const dv = views.of(buf);
   const end = off + len;
   let s = sum | 0;
   let i = off;
