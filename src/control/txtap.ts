@@ -41,7 +41,7 @@ function writeSys(path: string, v: string): void {
 /** The sysctls of a send device (this TAP, or the USO TUN of src/control/usotun.ts) whose frames
  * the kernel routes out as if received on it: the appliance's own address as source
  * (accept_local), no reverse-path check, forwarding on; IPv6 off, so that it stays quiet. */
-export function sendDeviceSysctls(name: string): void {
+function sendDeviceSysctls(name: string): void {
   const conf = `/proc/sys/net/ipv4/conf/${name}`;
   writeSys(`${conf}/accept_local`, '1');
   writeSys(`${conf}/rp_filter`, '0');
@@ -53,30 +53,63 @@ export function sendDeviceSysctls(name: string): void {
   }
 }
 
-/** Opens the TAP with one queue per worker and configures it; null (logged) when this kernel has
- * no UDP tunnel GSO on TAP devices, or the TAP cannot be set up. */
-export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): TxTap | null {
+/** Opens a send device (the TAP here, or the USO TUN of src/control/usotun.ts): one queue per
+ * worker with open(), the offload bits `flags` asked for on the first, and, when the kernel takes
+ * them, its sysctls (sendDeviceSysctls) and then setup(). Returns the queues, or null with every
+ * queue closed and one line logged: `refused` when the kernel refuses the bits, failed(reason)
+ * when anything else fails. */
+export function openSendDevice(
+  nat: NativeAddon,
+  workers: number,
+  log: Logger,
+  name: string,
+  open: () => number,
+  flags: number,
+  refused: string,
+  setup: () => void,
+  failed: (reason: string) => string,
+): number[] | null {
   const fds: number[] = [];
   const close = (): void => {
     for (const fd of fds) nat.close(fd);
   };
   try {
-    for (let i = 0; i < workers; i++) fds.push(nat.tapOpen(name, TX_TAP_HDR));
-    const err = nat.tunSetOffload(fds[0], TX_TAP_FLAGS);
-    if (err !== 0) {
+    for (let i = 0; i < workers; i++) fds.push(open());
+    if (nat.tunSetOffload(fds[0], flags) !== 0) {
       close();
-      log.important('tunnel', 'offloads: no UDP tunnel GSO in this kernel (6.17 or later has it)');
+      log.important('tunnel', refused);
       return null;
     }
     sendDeviceSysctls(name);
-    nat.linkSetup(name, 9000, 0);
-    const mac = fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim().split(':').map((h) => parseInt(h, 16));
-    if (mac.length !== 6 || mac.some((b) => !(b >= 0 && b <= 255))) throw new Error(`cannot read the MAC address of ${name}`);
-    log.important('tunnel', `offloads: super-packets go back through ${name} (UDP tunnel GSO: the kernel cuts and sends the segments)`);
-    return { name, fds, mac };
+    setup();
+    return fds;
   } catch (e) {
     close();
-    log.important('tunnel', `offloads: cannot set up ${name} (${(e as Error).message})`);
+    log.important('tunnel', failed((e as Error).message));
     return null;
   }
+}
+
+/** Opens the TAP with one queue per worker and configures it; null (logged) when this kernel has
+ * no UDP tunnel GSO on TAP devices, or the TAP cannot be set up. */
+export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): TxTap | null {
+  const mac: number[] = [];
+  const fds = openSendDevice(
+    nat,
+    workers,
+    log,
+    name,
+    () => nat.tapOpen(name, TX_TAP_HDR),
+    TX_TAP_FLAGS,
+    'offloads: no UDP tunnel GSO in this kernel (6.17 or later has it)',
+    () => {
+      nat.linkSetup(name, 9000, 0);
+      mac.push(...fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim().split(':').map((h) => parseInt(h, 16)));
+      if (mac.length !== 6 || mac.some((b) => !(b >= 0 && b <= 255))) throw new Error(`cannot read the MAC address of ${name}`);
+    },
+    (why) => `offloads: cannot set up ${name} (${why})`,
+  );
+  if (fds === null) return null;
+  log.important('tunnel', `offloads: super-packets go back through ${name} (UDP tunnel GSO: the kernel cuts and sends the segments)`);
+  return { name, fds, mac };
 }

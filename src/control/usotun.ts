@@ -15,7 +15,7 @@
 import type { NativeAddon } from '../io/native';
 import { TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6 } from '../wire/virtio';
 import type { Logger } from '../ops/log';
-import { sendDeviceSysctls, TX_TAP_NAME } from './txtap';
+import { openSendDevice, TX_TAP_NAME } from './txtap';
 
 /** The kernel takes USO only for both families at once (USO4 alone is refused). */
 const USO_FLAGS = TUN_F_CSUM | TUN_F_USO4 | TUN_F_USO6;
@@ -32,35 +32,29 @@ export interface UsoTun {
 /** Opens the USO device with one queue per worker and configures it; null (logged) when this
  * kernel has no USO on TUN devices, or the device cannot be set up. */
 export function openUsoTun(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): UsoTun | null {
-  const fds: number[] = [];
-  const close = (): void => {
-    for (const fd of fds) nat.close(fd);
-  };
-  try {
-    for (let i = 0; i < workers; i++) fds.push(nat.tunOpen(name, true));
-    const err = nat.tunSetOffload(fds[0], USO_FLAGS);
-    if (err !== 0) {
-      close();
-      log.important('tunnel', 'offloads: no UDP tunnel GSO nor USO on TUN devices in this kernel (6.2 or later has USO): super-packets read back are cut into segments here and sent through the raw socket');
-      return null;
-    }
-    sendDeviceSysctls(name);
-    let mtuErr: Error | null = null;
-    for (const mtu of USO_MTUS) {
-      try {
-        nat.linkSetup(name, mtu, 0);
-        mtuErr = null;
-        break;
-      } catch (e) {
-        mtuErr = e as Error;
+  const fds = openSendDevice(
+    nat,
+    workers,
+    log,
+    name,
+    () => nat.tunOpen(name, true),
+    USO_FLAGS,
+    'offloads: no UDP tunnel GSO nor USO on TUN devices in this kernel (6.2 or later has USO): super-packets read back are cut into segments here and sent through the raw socket',
+    () => {
+      let mtuErr: Error | null = null;
+      for (const mtu of USO_MTUS) {
+        try {
+          nat.linkSetup(name, mtu, 0);
+          return;
+        } catch (e) {
+          mtuErr = e as Error;
+        }
       }
-    }
-    if (mtuErr !== null) throw mtuErr;
-    log.important('tunnel', `offloads: super-packets read back are cut into segments here and go back through ${name} as UDP GSO packets (USO: the kernel sends the datagrams)`);
-    return { name, fds };
-  } catch (e) {
-    close();
-    log.important('tunnel', `offloads: cannot set up ${name} for USO (${(e as Error).message}): super-packets read back are cut into segments here and sent through the raw socket`);
-    return null;
-  }
+      if (mtuErr !== null) throw mtuErr;
+    },
+    (why) => `offloads: cannot set up ${name} for USO (${why}): super-packets read back are cut into segments here and sent through the raw socket`,
+  );
+  if (fds === null) return null;
+  log.important('tunnel', `offloads: super-packets read back are cut into segments here and go back through ${name} as UDP GSO packets (USO: the kernel sends the datagrams)`);
+  return { name, fds };
 }
