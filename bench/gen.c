@@ -7,7 +7,8 @@
 //   gen reflect [options]   in the appliance namespace: the ceiling. recvmmsg on UDP 6081, outer
 //                           IPv4+UDP written in front of each payload, sendmmsg on a raw socket
 //                           back to the sender: what any appliance must do at the least, without
-//                           TUN devices or kernel forwarding.
+//                           TUN devices or kernel forwarding. --gro 1: UDP_GRO on the socket, each
+//                           merged train sent back datagram by datagram (bench/lib/rxgro.ts).
 //   gen exec --cpus LIST -- CMD ARGS...
 //                           set the CPU affinity, then exec CMD (the PID stays the same, so the
 //                           caller can read /proc/<pid>/stat of CMD).
@@ -27,6 +28,8 @@
 //   turn: packet k of flow f has IP ID (7f + k), sequence number seed(f) + k * payload, valid IP
 //   and TCP checksums, and carries magic, f, k in its first payload bytes -- what Linux GRO would
 //   coalesce. Returned packets are checked byte for byte the same way (headers recomputed).
+//   --udp-csum 1 (bulk TCP only): the outer UDP checksum is set (once per flow: it does not change
+//   from segment to segment), since Linux's UDP GRO merges only checksummed datagrams.
 // Verification of every returned datagram: from the appliance address, source port = the flow's
 // GWLB port, length = 40 + inner size, Geneve header byte-identical to the flow's, inner IPv4 and
 // UDP header as sent with the TTL decremented --ttl-dec times (checksum recomputed), magic, flow,
@@ -80,8 +83,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: gen send --eni HEX [--src IP] [--dst IP] [--flows N] [--size BYTES] [--rate PPS]\n"
           "                [--count N] [--seconds S] [--warmup-ms N] [--settle-ms N] [--batch N]\n"
-          "                [--ttl-dec N] [--spin 0|1] [--cpus LIST] [--tcp-run N]\n"
-          "       gen reflect [--seconds S] [--cpus LIST] [--batch N]\n"
+          "                [--ttl-dec N] [--spin 0|1] [--cpus LIST] [--tcp-run N] [--udp-csum 0|1]\n"
+          "       gen reflect [--seconds S] [--cpus LIST] [--batch N] [--gro 0|1]\n"
           "       gen exec --cpus LIST -- CMD [ARGS...]\n");
   exit(2);
 }
@@ -158,6 +161,7 @@ typedef struct {
   int size;  // inner IPv4 packet length
   int hdr;   // inner IPv4 + UDP/TCP header bytes: 28, or 40 with --tcp-run
   int tcp_run;  // 0: UDP; else bulk TCP in runs of this many segments per flow
+  int udp_csum;  // --udp-csum 1 (bulk TCP only): outer UDP checksum set, as the kernel needs for GRO
   uint32_t filler_sum;  // TCP: the 16-bit word sum of the filler
   uint32_t gwlb_ip, appl_ip;
   uint8_t filler[MAX_INNER];
@@ -234,6 +238,19 @@ static int build_packet(const plan_t *pl, uint32_t f, uint8_t *p) {
   put32(in + pl->hdr + 4, f);
   put32(in + pl->hdr + 8, 0);
   memcpy(in + pl->hdr + PAYLOAD_MIN, pl->filler, (size_t)(pl->size - pl->hdr - PAYLOAD_MIN));
+  if (pl->udp_csum) {
+    // Outer UDP checksum over pseudo-header + UDP + Geneve + inner. With bulk TCP it stays right
+    // for every segment of the flow: the inner IPv4 header and TCP segment each sum to a constant
+    // (their own checksums make them so), whatever the ID, sequence number and payload.
+    uint64_t sum = (pl->gwlb_ip >> 16) + (pl->gwlb_ip & 0xffff) + (pl->appl_ip >> 16) +
+                   (pl->appl_ip & 0xffff) + 17 + (uint32_t)udp_len;
+    const uint8_t *u = p + 20;
+    for (int i = 0; i + 1 < udp_len; i += 2) sum += (uint32_t)(u[i] << 8 | u[i + 1]);
+    if (udp_len & 1) sum += (uint32_t)u[udp_len - 1] << 8;
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    uint32_t c = ~sum & 0xffff;
+    put16(p + 26, c == 0 ? 0xffff : c);
+  }
   return OUTER_LEN + GENEVE_LEN + pl->size;
 }
 
@@ -303,7 +320,7 @@ typedef struct {
   const char *src, *dst, *cpus;
   uint64_t eni;
   uint32_t flows;
-  int size, batch, ttl_dec, spin, tcp_run;
+  int size, batch, ttl_dec, spin, tcp_run, udp_csum;
   double rate, seconds, count, warmup_ms, settle_ms;
 } send_opts_t;
 
@@ -363,6 +380,8 @@ static int run_send(send_opts_t *o) {
   pl.nflows = o->flows;
   pl.size = o->size;
   pl.tcp_run = o->tcp_run;
+  pl.udp_csum = o->udp_csum;
+  if (pl.udp_csum && !pl.tcp_run) usage();
   pl.hdr = o->tcp_run ? 40 : INNER_HDR;
   if (pl.size < pl.hdr + PAYLOAD_MIN) usage();
   pl.gwlb_ip = parse_ip(o->src);
@@ -535,12 +554,41 @@ static int run_send(send_opts_t *o) {
 // ---------------------------------------------------------------------------------------------
 // reflect mode
 
-static int run_reflect(double seconds, const char *cpus, int batch) {
+#ifndef UDP_GRO
+#define UDP_GRO 104  // linux/udp.h: receive trains of same-flow datagrams as one, with a gso_size cmsg
+#endif
+#define GRO_SLOT 65536
+#define GRO_MAX_SEGS 64  // the kernel merges at most 64 datagrams (UDP_GRO_CNT_MAX)
+
+// Sends out[0..n) (each already addressed) on the raw socket; returns how many went.
+static int send_all(int raw, struct mmsghdr *tx, int out) {
+  int done = 0, tries = 0;
+  while (done < out) {
+    int k = sendmmsg(raw, tx + done, (unsigned)(out - done), 0);
+    if (k < 0) {
+      if ((errno == EAGAIN || errno == ENOBUFS) && ++tries < 200) {
+        struct pollfd pf = {.fd = raw, .events = POLLOUT};
+        poll(&pf, 1, 1);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      break;
+    }
+    done += k;
+  }
+  return done;
+}
+
+// --gro 1: the socket asks for UDP GRO; a read may then hold a train of same-flow datagrams of
+// gso_size bytes each (the last one shorter), which are sent back one by one, each with its own
+// outer header (two iovecs: header, payload in place).
+static int run_reflect(double seconds, const char *cpus, int batch, int gro) {
   set_cpus(cpus);
   int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (udp < 0) die("socket(udp)");
   int one = 1;
   if (setsockopt(udp, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) die("IP_PKTINFO");
+  if (gro && setsockopt(udp, IPPROTO_UDP, UDP_GRO, &one, sizeof one) < 0) die("UDP_GRO");
   set_buf(udp, SO_RCVBUFFORCE, SO_RCVBUF, 8 << 20);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(GENEVE_PORT)};
   if (bind(udp, (struct sockaddr *)&a, sizeof a) < 0) die("bind(6081)");
@@ -551,17 +599,28 @@ static int run_reflect(double seconds, const char *cpus, int batch) {
   fflush(stdout);
 
   // Slot i: 28 bytes of room for the outer headers, then the received payload.
-  static uint8_t buf[MAX_BATCH][OUTER_LEN + RX_SLOT];
-  static struct mmsghdr rx[MAX_BATCH], tx[MAX_BATCH];
-  static struct iovec riov[MAX_BATCH], tiov[MAX_BATCH];
-  static struct sockaddr_in from[MAX_BATCH], to[MAX_BATCH];
-  static union { char b[CMSG_SPACE(sizeof(struct in_pktinfo))]; struct cmsghdr al; } ctl[MAX_BATCH];
-  double received = 0, reflected = 0, dropped = 0;
+  const int slot = gro ? GRO_SLOT : RX_SLOT;
+  const size_t stride = (size_t)(OUTER_LEN + slot);
+  uint8_t *buf = malloc(stride * (size_t)batch);
+  const int max_out = gro ? batch * GRO_MAX_SEGS : batch;
+  struct mmsghdr *tx = calloc((size_t)max_out, sizeof *tx);
+  struct iovec *tiov = calloc((size_t)max_out * 2, sizeof *tiov);
+  struct sockaddr_in *to = calloc((size_t)max_out, sizeof *to);
+  uint8_t *hdrs = malloc((size_t)max_out * OUTER_LEN);
+  if (!buf || !tx || !tiov || !to || !hdrs) die("malloc");
+  static struct mmsghdr rx[MAX_BATCH];
+  static struct iovec riov[MAX_BATCH];
+  static struct sockaddr_in from[MAX_BATCH];
+  static union {
+    char b[CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(int))];
+    struct cmsghdr al;
+  } ctl[MAX_BATCH];
+  double received = 0, reflected = 0, dropped = 0, reads = 0;
   double t0 = now_s(), end = t0 + seconds;
   while (!stop_flag && now_s() < end) {
     for (int i = 0; i < batch; i++) {
-      riov[i].iov_base = buf[i] + OUTER_LEN;
-      riov[i].iov_len = RX_SLOT;
+      riov[i].iov_base = buf + (size_t)i * stride + OUTER_LEN;
+      riov[i].iov_len = (size_t)slot;
       memset(&rx[i].msg_hdr, 0, sizeof rx[i].msg_hdr);
       rx[i].msg_hdr.msg_name = &from[i];
       rx[i].msg_hdr.msg_namelen = sizeof from[i];
@@ -577,56 +636,75 @@ static int run_reflect(double seconds, const char *cpus, int batch) {
       poll(&pf, 1, 50);
       continue;
     }
-    received += n;
+    reads += n;
     int out = 0;
     for (int i = 0; i < n; i++) {
       int len = (int)rx[i].msg_len;
-      if ((rx[i].msg_hdr.msg_flags & MSG_TRUNC) || len > RX_SLOT) { dropped++; continue; }
+      if ((rx[i].msg_hdr.msg_flags & MSG_TRUNC) || len > slot) { dropped++; received++; continue; }
       uint32_t local = 0;
+      int seg = len;
       for (struct cmsghdr *c = CMSG_FIRSTHDR(&rx[i].msg_hdr); c; c = CMSG_NXTHDR(&rx[i].msg_hdr, c)) {
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
           struct in_pktinfo pi;
           memcpy(&pi, CMSG_DATA(c), sizeof pi);
           local = ntohl(pi.ipi_addr.s_addr);
+        } else if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO) {
+          int g;
+          memcpy(&g, CMSG_DATA(c), sizeof g);
+          if (g > 0 && g < seg) seg = g;
         }
       }
       uint32_t peer = ntohl(from[i].sin_addr.s_addr);
-      uint8_t *p = buf[i];
-      ip4_header(p, OUTER_LEN + len, 64, 17, local, peer);
-      put16(p + 20, ntohs(from[i].sin_port));
-      put16(p + 22, GENEVE_PORT);
-      put16(p + 24, (uint32_t)(8 + len));
-      put16(p + 26, 0);
-      tiov[out].iov_base = p;
-      tiov[out].iov_len = (size_t)(OUTER_LEN + len);
-      to[out] = from[i];
-      to[out].sin_port = 0;
-      memset(&tx[out].msg_hdr, 0, sizeof tx[out].msg_hdr);
-      tx[out].msg_hdr.msg_name = &to[out];
-      tx[out].msg_hdr.msg_namelen = sizeof to[out];
-      tx[out].msg_hdr.msg_iov = &tiov[out];
-      tx[out].msg_hdr.msg_iovlen = 1;
-      out++;
-    }
-    int done = 0, tries = 0;
-    while (done < out) {
-      int k = sendmmsg(raw, tx + done, (unsigned)(out - done), 0);
-      if (k < 0) {
-        if ((errno == EAGAIN || errno == ENOBUFS) && ++tries < 200) {
-          struct pollfd pf = {.fd = raw, .events = POLLOUT};
-          poll(&pf, 1, 1);
-          continue;
-        }
-        if (errno == EINTR) continue;
-        dropped += out - done;
-        break;
+      uint8_t *payload = buf + (size_t)i * stride + OUTER_LEN;
+      if (!gro) {
+        received++;
+        uint8_t *p = payload - OUTER_LEN;
+        ip4_header(p, OUTER_LEN + len, 64, 17, local, peer);
+        put16(p + 20, ntohs(from[i].sin_port));
+        put16(p + 22, GENEVE_PORT);
+        put16(p + 24, (uint32_t)(8 + len));
+        put16(p + 26, 0);
+        tiov[out].iov_base = p;
+        tiov[out].iov_len = (size_t)(OUTER_LEN + len);
+        to[out] = from[i];
+        to[out].sin_port = 0;
+        memset(&tx[out].msg_hdr, 0, sizeof tx[out].msg_hdr);
+        tx[out].msg_hdr.msg_name = &to[out];
+        tx[out].msg_hdr.msg_namelen = sizeof to[out];
+        tx[out].msg_hdr.msg_iov = &tiov[out];
+        tx[out].msg_hdr.msg_iovlen = 1;
+        out++;
+        continue;
       }
-      done += k;
+      for (int off = 0; off < len && out < max_out; off += seg) {
+        int l = len - off < seg ? len - off : seg;
+        received++;
+        uint8_t *h = hdrs + (size_t)out * OUTER_LEN;
+        ip4_header(h, OUTER_LEN + l, 64, 17, local, peer);
+        put16(h + 20, ntohs(from[i].sin_port));
+        put16(h + 22, GENEVE_PORT);
+        put16(h + 24, (uint32_t)(8 + l));
+        put16(h + 26, 0);
+        tiov[2 * out].iov_base = h;
+        tiov[2 * out].iov_len = OUTER_LEN;
+        tiov[2 * out + 1].iov_base = payload + off;
+        tiov[2 * out + 1].iov_len = (size_t)l;
+        to[out] = from[i];
+        to[out].sin_port = 0;
+        memset(&tx[out].msg_hdr, 0, sizeof tx[out].msg_hdr);
+        tx[out].msg_hdr.msg_name = &to[out];
+        tx[out].msg_hdr.msg_namelen = sizeof to[out];
+        tx[out].msg_hdr.msg_iov = &tiov[2 * out];
+        tx[out].msg_hdr.msg_iovlen = 2;
+        out++;
+      }
     }
+    int done = send_all(raw, tx, out);
+    dropped += out - done;
     reflected += done;
   }
-  printf("{\"mode\":\"reflect\",\"received\":%.0f,\"reflected\":%.0f,\"dropped\":%.0f,\"seconds\":%.3f}\n",
-         received, reflected, dropped, now_s() - t0);
+  printf("{\"mode\":\"reflect\",\"received\":%.0f,\"reads\":%.0f,\"reflected\":%.0f,\"dropped\":%.0f,\"seconds\":%.3f}\n",
+         received, reads, reflected, dropped, now_s() - t0);
   return 0;
 }
 
@@ -663,15 +741,16 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "reflect") == 0) {
     double seconds = 10;
     const char *cpus = NULL;
-    int batch = 64;
+    int batch = 64, gro = 0;
     for (int i = 2; i < argc; i++) {
       if (i + 1 >= argc) usage();
       if (strcmp(argv[i], "--seconds") == 0) seconds = num(argv[++i], 0.001, 3600);
       else if (strcmp(argv[i], "--cpus") == 0) cpus = argv[++i];
       else if (strcmp(argv[i], "--batch") == 0) batch = (int)num(argv[++i], 1, MAX_BATCH);
+      else if (strcmp(argv[i], "--gro") == 0) gro = (int)num(argv[++i], 0, 1);
       else usage();
     }
-    return run_reflect(seconds, cpus, batch);
+    return run_reflect(seconds, cpus, batch, gro);
   }
   if (strcmp(mode, "send") != 0) usage();
   send_opts_t o = {.src = "198.18.0.1", .dst = "198.18.0.2", .cpus = NULL, .eni = 0, .flows = 64,
@@ -693,6 +772,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(k, "--flows") == 0) o.flows = (uint32_t)num(val, 1, 12700000);
     else if (strcmp(k, "--size") == 0) o.size = (int)num(val, INNER_HDR + PAYLOAD_MIN, MAX_INNER);
     else if (strcmp(k, "--tcp-run") == 0) o.tcp_run = (int)num(val, 0, 1024);
+    else if (strcmp(k, "--udp-csum") == 0) o.udp_csum = (int)num(val, 0, 1);
     else if (strcmp(k, "--rate") == 0) o.rate = num(val, 0, 1e8);
     else if (strcmp(k, "--count") == 0) o.count = num(val, 1, 1e10);
     else if (strcmp(k, "--seconds") == 0) o.seconds = num(val, 0.001, 600);

@@ -8,11 +8,15 @@
 //                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk] [--skip-lab-tcp]
 //                           [--render RESULTS.json] [--baseline DIR] [--original BIN]
 //                           [--bulk-modes off,on-cut,on-uso,on,original,reflector] [--bulk-sizes 1500,8500]
+//                           [--rx-gro threaded|flush]
 //
 // --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
 // and the runner prints both side by side with their ratio (bench/baseline.ts): a change's
 // effect measured in one run, on one machine state.
+//
+// --rx-gro MODE: the bulk TCP rounds with the kernel's UDP GRO on the appliance's receive side, an
+// experiment (bench/lib/rxgro.ts); its runs are logged and saved (--json), not put in the document.
 //
 // --original BIN: the C++ original (aws-samples' gwlbtun v3.0, built outside this repository; see
 // docs/benchmarks.md for how) runs the bulk TCP load in the same rounds as gwlbtun and the
@@ -67,6 +71,7 @@ import { SATURATION_SIZES, saturation } from './scenarios/saturation';
 import { workers } from './scenarios/workers';
 import { bulkTcp } from './scenarios/bulk-tcp';
 import { labTcp } from './scenarios/lab-tcp';
+import { RX_GRO_MODES, type RxGroMode } from './lib/rxgro';
 
 // ---- options -----------------------------------------------------------------------------------
 const { values: opt } = parseArgs({
@@ -88,8 +93,15 @@ const { values: opt } = parseArgs({
     original: { type: 'string' },
     'bulk-modes': { type: 'string' },
     'bulk-sizes': { type: 'string' },
+    'rx-gro': { type: 'string' },
   },
 });
+function rxGroMode(v: string | undefined): RxGroMode | undefined {
+  if (v === undefined) return undefined;
+  if (!(RX_GRO_MODES as readonly string[]).includes(v)) throw new Error(`--rx-gro: one of ${RX_GRO_MODES.join(', ')}`);
+  return v as RxGroMode;
+}
+
 const ROUNDS = Math.max(1, Math.min(10, Number(opt.rounds) || 3));
 const SAT_S = Math.max(1, Math.min(30, Number(opt['sat-seconds']) || 4));
 const FIXED_S = Math.max(1, Math.min(60, Number(opt['fixed-seconds']) || 5));
@@ -128,6 +140,7 @@ async function main(): Promise<void> {
   const c: BenchContext = { t, res, satS: SAT_S, fixedS: FIXED_S, original: opt.original === undefined ? undefined : path.resolve(opt.original),
     bulkModes: opt['bulk-modes']?.split(','),
     bulkSizes: opt['bulk-sizes']?.split(',').map(Number),
+    rxGro: rxGroMode(opt['rx-gro']),
   };
   let bg: Bg | null = null;
   try {

@@ -8,8 +8,8 @@ import { startBg, stopBg, waitOutput, type Bg } from './bg';
 import { APPL_CPU, DAEMON, GEN_BIN, HEALTH_PORT, HOOK, log } from './env';
 import { genSend } from './gen';
 
-export async function startReflector(t: Topology, seconds: number): Promise<Bg> {
-  const b = startBg(t.applianceNs, GEN_BIN, ['reflect', '--cpus', APPL_CPU, '--seconds', String(seconds)]);
+export async function startReflector(t: Topology, seconds: number, gro = false): Promise<Bg> {
+  const b = startBg(t.applianceNs, GEN_BIN, ['reflect', '--cpus', APPL_CPU, '--seconds', String(seconds), '--gro', gro ? '1' : '0']);
   await waitOutput(b, '"ready":true', 5000, 'reflector');
   return b;
 }

@@ -29,6 +29,8 @@ export interface SendOpts {
   spin?: boolean;
   /** Bulk TCP: runs of this many consecutive segments per flow (gen.c --tcp-run); 0/undefined: UDP. */
   tcpRun?: number;
+  /** Bulk TCP: outer UDP checksums set (gen.c --udp-csum), which the kernel's UDP GRO requires. */
+  udpCsum?: boolean;
 }
 
 export async function genSend(t: Topology, o: SendOpts): Promise<GenResult> {
@@ -38,6 +40,7 @@ export async function genSend(t: Topology, o: SendOpts): Promise<GenResult> {
     '--flows', String(flows), '--size', String(o.size), '--rate', String(o.rate), '--count', String(count),
     '--seconds', String(o.seconds), '--ttl-dec', String(o.ttlDec), '--settle-ms', String(o.settleMs ?? 500),
     '--warmup-ms', String(o.warmupMs ?? 500), '--spin', o.spin === true ? '1' : '0', '--tcp-run', String(o.tcpRun ?? 0)];
+  if (o.udpCsum === true) args.push('--udp-csum', '1');
   const b = startBg(t.gwlbNs, GEN_BIN, args);
   const timer = setTimeout(() => b.proc.kill('SIGKILL'), (o.seconds + 30) * 1000);
   const code = await b.exited;

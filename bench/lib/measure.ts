@@ -9,9 +9,11 @@ import { CLK_TCK, log } from './env';
 import { badCount, genSend, type SendOpts } from './gen';
 import { cpuTotals, ksoftirqdCpu, linkTxDropped, procCpu, rcvbufErrors, waitQuiet } from './system';
 
-export async function measure(t: Topology, kind: Run['kind'], label: string, pid: number, workers: number, pinned: boolean, o: SendOpts): Promise<Run> {
+/** `alsoCharged`: more threads whose CPU is the appliance's (the veth's NAPI thread with --rx-gro). */
+export async function measure(t: Topology, kind: Run['kind'], label: string, pid: number, workers: number, pinned: boolean, o: SendOpts, alsoCharged: number[] = []): Promise<Run> {
   const idleBefore = await waitQuiet();
-  const c0 = procCpu(pid);
+  const charged = (): number => alsoCharged.reduce((s, p) => s + procCpu(p), procCpu(pid));
+  const c0 = charged();
   const r0 = rcvbufErrors(pid);
   const d0 = kind !== 'reflector' ? linkTxDropped(t.applianceNs, gwoName()) : 0;
   const m0 = cpuTotals();
@@ -19,7 +21,7 @@ export async function measure(t: Topology, kind: Run['kind'], label: string, pid
   const gen = await genSend(t, o);
   const m1 = cpuTotals();
   const k1 = ksoftirqdCpu();
-  const c1 = procCpu(pid);
+  const c1 = charged();
   const applCpuS = c1 - c0;
   const run: Run = {
     kind,

@@ -2,6 +2,7 @@
 // the run lengths chosen on the command line.
 
 import type { Topology } from '../../src/sim/topology';
+import type { RxGroMode } from '../lib/rxgro';
 import type { Results } from '../results';
 
 export interface BenchContext {
@@ -16,4 +17,6 @@ export interface BenchContext {
   /** --bulk-modes / --bulk-sizes: a subset of the bulk TCP runs (for profiling one of them). */
   bulkModes?: string[];
   bulkSizes?: number[];
+  /** --rx-gro MODE: the bulk TCP rounds with receive-side GRO (bench/lib/rxgro.ts). */
+  rxGro?: RxGroMode;
 }
