@@ -560,7 +560,7 @@ static int run_send(send_opts_t *o) {
 #define GRO_SLOT 65536
 #define GRO_MAX_SEGS 64  // the kernel merges at most 64 datagrams (UDP_GRO_CNT_MAX)
 
-// Sends out[0..n) (each already addressed) on the raw socket; returns how many went.
+// Sends tx[0..out) (each already addressed) on the raw socket; returns how many went.
 static int send_all(int raw, struct mmsghdr *tx, int out) {
   int done = 0, tries = 0;
   while (done < out) {
