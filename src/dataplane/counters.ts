@@ -73,6 +73,26 @@ export const EP = {
 } as const;
 export const EP_STRIDE = 8;
 
+// ---- write side (a worker, in its own block) ----------------------------------------------------
+
+/** `packets` returned to GWLB for the endpoint in counter slot `slot`: `bytes` inner bytes, and
+ * `wireBytes` handed to the kernel with their outer headers (every send tier counts as the raw
+ * socket would have: RAW_TX_*). */
+export function countReturned(c: Float64Array, slot: number, packets: number, bytes: number, wireBytes: number, nowMs: number): void {
+  const e = GLOBAL_CELLS + slot * EP_STRIDE;
+  c[e + EP.TX_PACKETS] += packets;
+  c[e + EP.TX_BYTES] += bytes;
+  c[e + EP.LAST_TX_MS] = nowMs;
+  c[C.RAW_TX_PACKETS] += packets;
+  c[C.RAW_TX_BYTES] += wireBytes;
+}
+
+/** One packet of the endpoint in counter slot `slot` dropped for `reason`. */
+export function countEpDrop(c: Float64Array, reason: number, slot: number): void {
+  c[reason] += 1;
+  c[GLOBAL_CELLS + slot * EP_STRIDE + EP.DROPS] += 1;
+}
+
 export function blockCells(maxEndpoints: number): number {
   return GLOBAL_CELLS + maxEndpoints * EP_STRIDE;
 }

@@ -29,7 +29,7 @@ import { FlowTable, UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED } fr
 import { monoMs, nowTicks } from '../flow/clock';
 import { Related } from './related';
 import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
-import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS, countEpDrop } from './counters';
 import { CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 import { LocalEndpoints, ST_PENDING, ST_READY, ST_REJECTED } from './endpoints';
 import { HoldRing } from './hold';
@@ -101,10 +101,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   const drop = (reason: number): void => {
     counters[reason] += 1;
   };
-  const dropEp = (reason: number, slot: number): void => {
-    counters[reason] += 1;
-    counters[GLOBAL_CELLS + slot * EP_STRIDE + EP.DROPS] += 1;
-  };
+  const dropEp = (reason: number, slot: number): void => countEpDrop(counters, reason, slot);
 
   const allowN = cfg.allow.length >> 1;
   const allowNet = new Uint32Array(allowN);
@@ -225,39 +222,43 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: number, li: number): void {
     const slot = lSlot[li];
     const innerOff = off + gi.headerLen;
-    if (flows !== null && ((key[0] = lEpId[li]), sameAsLast(buf, off, gi.headerLen, src, dst, sport))) {
-      // key[1..10] were read by inbound(); key[0] is the endpoint's.
-      counters[C.FLOW_REFRESHES] += 1;
-      counters[C.FLOW_RUN_SKIPS] += 1;
-      runOff = off;
-    } else if (flows !== null) {
-      runOff = -1;
-      if (buf === rxBuf && key[10] !== 0) {
-        // Copied before upsert(), which rewrites key into its canonical order (a loop: cheaper
-        // than TypedArray.prototype.set for 11 words, and this runs for every packet).
-        for (let w = 0; w < KEY_WORDS; w++) runKey[w] = key[w];
-        runLen = gi.headerLen;
-        runSrc = src;
-        runDst = dst;
-        runSport = sport;
+    if (flows !== null) {
+      key[0] = lEpId[li]; // key[1..10] were read by inbound()
+      if (sameAsLast(buf, off, gi.headerLen, src, dst, sport)) {
+        counters[C.FLOW_REFRESHES] += 1;
+        counters[C.FLOW_RUN_SKIPS] += 1;
+        runOff = off;
+      } else {
+        // May start a run: from the receive buffer, with ports (see sameAsLast).
+        const runs = buf === rxBuf && key[10] !== 0;
+        runOff = -1;
+        if (runs) {
+          // Copied before upsert(), which rewrites key into its canonical order (a loop: cheaper
+          // than TypedArray.prototype.set for 11 words, and this runs for every packet).
+          for (let w = 0; w < KEY_WORDS; w++) runKey[w] = key[w];
+          runLen = gi.headerLen;
+          runSrc = src;
+          runDst = dst;
+          runSport = sport;
+        }
+        // Fragments: also the 5-tuple of a first fragment, or the datagram of a reordered later one.
+        if (key[10] === 0) related!.inbound(buf, innerOff, gi.innerLen, key, off, gi.headerLen, src, dst, sport, now);
+        // Every inbound packet refreshes the stored header: GWLB issues a new cookie when a
+        // 5-tuple is reused as a new flow (docs/protocol.md section 1).
+        const u = flows.upsert(key, buf, off, gi.headerLen, src, dst, sport, now);
+        if (u === UPSERT_INSERTED) counters[C.FLOW_INSERTS] += 1;
+        else if (u === UPSERT_EVICTED) {
+          counters[C.FLOW_INSERTS] += 1;
+          counters[C.FLOW_EVICTIONS] += 1;
+        } else if (u === UPSERT_HEADER_TOO_LONG) {
+          // Its returns could not be sent back (the table removed the flow's old header): dropped
+          // here, counted once (docs/security.md, "stored Geneve header").
+          dropEp(Drop.FLOW_HEADER_TOO_LONG, slot);
+          log.dropped(nowMs, Drop.FLOW_HEADER_TOO_LONG, 'geneve', buf, off, gi.headerLen + gi.innerLen);
+          return;
+        } else counters[C.FLOW_REFRESHES] += 1;
+        if (runs) runOff = off;
       }
-      // Fragments: also the 5-tuple of a first fragment, or the datagram of a reordered later one.
-      if (key[10] === 0) related!.inbound(buf, innerOff, gi.innerLen, key, off, gi.headerLen, src, dst, sport, now);
-      // Every inbound packet refreshes the stored header: GWLB issues a new cookie when a
-      // 5-tuple is reused as a new flow (docs/protocol.md section 1).
-      const u = flows.upsert(key, buf, off, gi.headerLen, src, dst, sport, now);
-      if (u === UPSERT_INSERTED) counters[C.FLOW_INSERTS] += 1;
-      else if (u === UPSERT_EVICTED) {
-        counters[C.FLOW_INSERTS] += 1;
-        counters[C.FLOW_EVICTIONS] += 1;
-      } else if (u === UPSERT_HEADER_TOO_LONG) {
-        // Its returns could not be sent back (the table removed the flow's old header): dropped
-        // here, counted once (docs/security.md, "stored Geneve header").
-        dropEp(Drop.FLOW_HEADER_TOO_LONG, slot);
-        log.dropped(nowMs, Drop.FLOW_HEADER_TOO_LONG, 'geneve', buf, off, gi.headerLen + gi.innerLen);
-        return;
-      } else counters[C.FLOW_REFRESHES] += 1;
-      if (buf === rxBuf && key[10] !== 0) runOff = off;
     }
     if (HEX_DUMP) log.carried(nowMs, 'geneve', buf, off, gi.headerLen + gi.innerLen);
     if (!tunOut.accepts(buf)) flushWrites();

@@ -23,7 +23,7 @@ import { Drop } from '../wire/reasons';
 import { RX_SLOT } from '../wire/sizes';
 import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
 import { LOOKUP_BAD_QUOTE, type Related } from './related';
-import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS, countEpDrop, countReturned } from './counters';
 import type { LocalEndpoints } from './endpoints';
 import type { DropLog } from './droplog';
 import { UsoSender, USO_AREA } from './uso';
@@ -172,13 +172,8 @@ export class ReturnPath {
       return 0; // cut and sent through the raw socket instead
     }
     const c = this.counters;
-    const e = GLOBAL_CELLS + this.eps.slot[this.li] * EP_STRIDE;
     const bytes = n + (segs - 1) * hl;
-    c[e + EP.TX_PACKETS] += segs;
-    c[e + EP.TX_BYTES] += bytes;
-    c[e + EP.LAST_TX_MS] = this.nowMs;
-    c[C.RAW_TX_PACKETS] += segs;
-    c[C.RAW_TX_BYTES] += bytes + segs * (OUTER_HEADER_LEN + h);
+    countReturned(c, this.eps.slot[this.li], segs, bytes, bytes + segs * (OUTER_HEADER_LEN + h), this.nowMs);
     c[C.TUN_SUPERS_TAPPED] += 1;
     c[C.TUN_TAPPED] += segs;
     return segs;
@@ -249,27 +244,14 @@ export class ReturnPath {
       // A datagram refused alone costs only itself (RAW_SEND_ERROR); a full send queue stops the
       // batch and the rest counts as RAW_SEND_BUSY (see rawSend in src/io/native.ts).
       const done = this.nat.rawSend(this.rawFd, this.tunIn.buf, this.sMeta, n, this.status);
-      let sent = 0;
       for (let i = 0; i < n; i++) {
         const slot = this.sSlot[i];
-        if (i < done && this.status[i] === 0) {
-          const e = GLOBAL_CELLS + slot * EP_STRIDE;
-          counters[e + EP.TX_PACKETS] += 1;
-          counters[e + EP.TX_BYTES] += this.sLen[i];
-          counters[e + EP.LAST_TX_MS] = this.nowMs;
-          counters[C.RAW_TX_BYTES] += this.sMeta[i * R_STRIDE + R_LEN];
-          sent++;
-        } else this.dropEp(i < done ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot);
+        if (i < done && this.status[i] === 0) countReturned(counters, slot, 1, this.sLen[i], this.sMeta[i * R_STRIDE + R_LEN], this.nowMs);
+        else countEpDrop(counters, i < done ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot);
       }
-      counters[C.RAW_TX_PACKETS] += sent;
       counters[C.TX_IN_HAND] = 0;
     }
     this.sCount = 0;
-  }
-
-  private dropEp(reason: number, slot: number): void {
-    this.counters[reason] += 1;
-    this.counters[GLOBAL_CELLS + slot * EP_STRIDE + EP.DROPS] += 1;
   }
 
   /** Encapsulate the packet in slot `t` (read from a TUN queue of entry li) in place. */
@@ -281,15 +263,15 @@ export class ReturnPath {
     const base = this.tunIn.offset(t);
     const len = this.tunIn.lens[t];
     if (flows === null) {
-      this.dropEp(Drop.NO_FLOW, slot);
+      countEpDrop(this.counters, Drop.NO_FLOW, slot);
       return;
     }
     if (len > GWLB_INNER_MTU) {
-      this.dropEp(Drop.RETURN_TOO_BIG, slot);
+      countEpDrop(this.counters, Drop.RETURN_TOO_BIG, slot);
       return;
     }
     if (!flowKeyFromIp(txBuf, base, len, key)) {
-      this.dropEp(Drop.RETURN_MALFORMED, slot);
+      countEpDrop(this.counters, Drop.RETURN_MALFORMED, slot);
       return;
     }
     key[0] = this.eps.epId[li];
@@ -298,7 +280,7 @@ export class ReturnPath {
     if (h < 0) {
       // Only on a miss: tell the kernel's own IPv6 link-local chatter apart from real strays.
       const reason = h === LOOKUP_BAD_QUOTE ? Drop.ICMP_QUOTE_MALFORMED : isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
-      this.dropEp(reason, slot);
+      countEpDrop(this.counters, reason, slot);
       this.log.dropped(this.nowMs, reason, 'tunnel', txBuf, base, len);
       return;
     }

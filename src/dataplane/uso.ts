@@ -24,7 +24,7 @@ import { GENEVE_PORT } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { Drop } from '../wire/reasons';
 import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
-import { C, EP, EP_STRIDE, GLOBAL_CELLS } from './counters';
+import { C, countEpDrop, countReturned } from './counters';
 
 /** Segments of one super-packet at most (as many as the raw tier's slots). */
 export const USO_MAX_SEGS = 64;
@@ -90,7 +90,6 @@ export class UsoSender {
     for (let k = 1; k < r; k++) b.copyWithin(x + k * stride - h, x - h, x);
     this.flushRaw();
     const c = this.counters;
-    const e = GLOBAL_CELLS + slot * EP_STRIDE;
     const per = Math.min(USO_MAX_SEGS, Math.floor(USO_MAX_PAYLOAD / stride));
     const m = this.wMeta;
     c[C.TUN_SUPERS_USO] += 1;
@@ -105,23 +104,19 @@ export class UsoSender {
       this.nat.tunWrite(b, m, 1);
       if (m[TUNW_META_LEN] < 0) {
         c[C.TUN_USO_ERRORS] += 1;
-        this.sendRawFrom(b, i, r, h, local, gwlb, port, e, nowMs);
+        this.sendRawFrom(b, i, r, h, local, gwlb, port, slot, nowMs);
         return r;
       }
       let bytes = 0;
       for (let k = i; k < j; k++) bytes += segs.len[k];
-      c[e + EP.TX_PACKETS] += j - i;
-      c[e + EP.TX_BYTES] += bytes;
-      c[e + EP.LAST_TX_MS] = nowMs;
-      c[C.RAW_TX_PACKETS] += j - i;
-      c[C.RAW_TX_BYTES] += bytes + (j - i) * (OUTER_HEADER_LEN + h);
+      countReturned(c, slot, j - i, bytes, bytes + (j - i) * (OUTER_HEADER_LEN + h), nowMs);
       c[C.TUN_USO] += j - i;
     }
     return r;
   }
 
   /** Segments i..r-1 through the raw socket, one datagram at a time, in order. */
-  private sendRawFrom(b: Uint8Array, i: number, r: number, h: number, local: number, gwlb: number, port: number, e: number, nowMs: number): void {
+  private sendRawFrom(b: Uint8Array, i: number, r: number, h: number, local: number, gwlb: number, port: number, slot: number, nowMs: number): void {
     const c = this.counters;
     const segs = this.segs;
     const m = this.rMeta;
@@ -133,17 +128,8 @@ export class UsoSender {
       m[RAW_META_DST] = gwlb;
       const done = this.nat.rawSend(this.rawFd, b, m, 1, this.rStatus);
       const st = this.rStatus[0];
-      if (done === 1 && st === 0) {
-        c[e + EP.TX_PACKETS] += 1;
-        c[e + EP.TX_BYTES] += segs.len[k];
-        c[e + EP.LAST_TX_MS] = nowMs;
-        c[C.RAW_TX_PACKETS] += 1;
-        c[C.RAW_TX_BYTES] += m[RAW_META_LEN];
-      } else {
-        const reason = done === 1 ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY; // refused alone, or the queue was full
-        c[reason] += 1;
-        c[e + EP.DROPS] += 1;
-      }
+      if (done === 1 && st === 0) countReturned(c, slot, 1, segs.len[k], m[RAW_META_LEN], nowMs);
+      else countEpDrop(c, done === 1 ? Drop.RAW_SEND_ERROR : Drop.RAW_SEND_BUSY, slot); // refused alone, or the queue was full
     }
   }
 }
