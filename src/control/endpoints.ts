@@ -18,7 +18,6 @@ import { native } from '../io/native';
 import { endpointNames } from '../wire/eni';
 import { monoMs } from '../flow/clock';
 import { EP, type CounterReader } from '../dataplane/counters';
-import { Drop } from '../wire/reasons';
 import type { FromWorker, ToWorker } from '../dataplane/messages';
 import { runHook, SerialQueues, type HookResult } from './hooks';
 import { newSysctlMarks, WATCH_MS, type InterfaceSysctls, type SysctlMarks } from './sysctl';
@@ -156,17 +155,16 @@ export class EndpointLifecycle {
 
   /** A worker has exited: its TUN queues are detached, so the kernel queues this worker's share
    * of the returns on the live workers' queues instead of on a queue nobody reads. What waits
-   * there is read (and counted) first: detaching a queue makes the kernel discard what it
-   * holds. Then every removal it owed is acknowledged on its behalf. Returns the packets read. */
-  workerExited(index: number, drain: (fd: number) => number): number {
+   * there is read and counted first (by `drain`, against the endpoint's counter slot): detaching
+   * a queue makes the kernel discard what it holds. Then every removal it owed is acknowledged on
+   * its behalf. Returns the packets lost (what `drain` returned). */
+  workerExited(index: number, drain: (fd: number, slot: number) => number): number {
     let lost = 0;
     for (const e of this.endpoints.values()) {
       if (e.destroyed) continue;
       for (const fd of [e.gwiFds[index], e.gwoFds[index]]) {
         if (fd === undefined || fd < 0) continue;
-        const n = drain(fd);
-        this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, n, e.slot);
-        lost += n;
+        lost += drain(fd, e.slot);
         if (!e.detached[index]) {
           try {
             this.nat.tunSetQueue(fd, false);

@@ -21,15 +21,24 @@ import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, ty
 import { LEVEL, type Logger, type Section } from '../ops/log';
 import type { DaemonOptions } from './daemon';
 import { RX_SLOT } from '../wire/sizes';
+import { flowKeyFromIp, isLinkLocal6, KEY_WORDS } from '../wire/flowkey';
+import { readPacketCount } from '../wire/segment';
+import { VNET_HDR_LEN } from '../wire/virtio';
+import { MAX_SUPER } from '../wire/offload-common';
+
+// What the main thread reads from a dead worker's socket and queues: at most DRAIN_ROUNDS reads of
+// DRAIN_BATCH packets each (bounded work on the main thread).
+const DRAIN_BATCH = 64;
+const DRAIN_ROUNDS = 1024;
 
 /** What the supervisor needs from whoever owns the endpoints. */
 export interface WorkerOwner {
   /** Worker `index` has started (or restarted) and is alive: hand it every ready endpoint. */
   workerUp(index: number): void;
-  /** Worker `index` has exited: read (with `drain`) and count what waits on its TUN queues,
-   * detach them, and acknowledge the removals it can no longer acknowledge. Returns the number
-   * of packets so read. */
-  workerExited(index: number, drain: (fd: number) => number): number;
+  /** Worker `index` has exited: read and count (with `drain`, given the queue and its endpoint's
+   * counter slot) what waits on its TUN queues, detach them, and acknowledge the removals it can
+   * no longer acknowledge. Returns the packets lost (the sum of what `drain` returned). */
+  workerExited(index: number, drain: (fd: number, slot: number) => number): number;
   /** Every message of a worker other than 'up' and 'log'. */
   message(m: FromWorker): void;
 }
@@ -62,6 +71,7 @@ export class WorkerSupervisor {
   private readonly ctrl: Int32Array;
   private readonly workers: WorkerSlot[] = [];
   private drainBuf: Uint8Array | null = null;
+  private drainBigBuf: Uint8Array | null = null;
   private readonly nat = native();
 
   constructor(
@@ -208,29 +218,57 @@ export class WorkerSupervisor {
     // Its UDP socket: what waits there is lost with it (counted); closing the socket makes the
     // kernel spread its share of GWLB's flows over the other workers' sockets at once.
     let lost = this.counters.settleDeadWorker(index, Drop.WORKER_DIED);
-    const queued = this.drain(ws.udpFd, true);
+    const queued = this.drainUdp(ws.udpFd);
     this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, queued);
     lost += queued;
     this.closeWorkerFds(ws);
     // Its TUN queues (the owner's): read and counted, then detached; and the removals it owed.
-    lost += this.owner.workerExited(index, (fd) => this.drain(fd, false));
+    lost += this.owner.workerExited(index, (fd, slot) => this.drainTun(index, fd, slot));
     if (lost > 0 && !this.shuttingDown()) this.log.important('core', `worker ${index}: ${lost} packet(s) lost with it (counted as worker_died)`);
   }
 
-  /** Read and discard what is queued on a UDP socket or TUN queue; returns the count (bounded). */
-  private drain(fd: number, udp: boolean): number {
+  /** Read and discard the datagrams queued on a dead worker's UDP socket; returns the count. */
+  private drainUdp(fd: number): number {
     if (fd < 0) return 0;
-    const SLOT = RX_SLOT;
-    const BATCH = 64;
-    this.drainBuf ??= new Uint8Array(SLOT * BATCH);
-    const meta = new Int32Array(BATCH * 5);
+    const buf = (this.drainBuf ??= new Uint8Array(RX_SLOT * DRAIN_BATCH));
+    const meta = new Int32Array(DRAIN_BATCH * 5);
     let total = 0;
-    for (let round = 0; round < 1024; round++) {
-      const n = udp ? this.nat.udpRecv(fd, this.drainBuf, SLOT, BATCH, meta) : this.nat.tunRead(fd, this.drainBuf, SLOT, 0, 0, BATCH, meta);
+    for (let round = 0; round < DRAIN_ROUNDS; round++) {
+      const n = this.nat.udpRecv(fd, buf, RX_SLOT, DRAIN_BATCH, meta);
       if (n <= 0) break;
       total += n;
     }
     return total;
+  }
+
+  /** Read and discard what is queued on a dead worker's TUN queue, counted in its block as a worker
+   * would have counted it: the kernel's IPv6 link-local chatter as link_local (it was never
+   * traffic: counting it as lost made returned + counted exceed what GWLB sent, issue 18), the
+   * rest as worker_died, a super-packet (--offload on) as the segments it holds. Returns the
+   * worker_died count. Reads use 64 KiB slots with offloads, so that a super-packet is read
+   * whole and its segments can be counted. */
+  private drainTun(index: number, fd: number, slot: number): number {
+    const vnet = this.opts.offload ? VNET_HDR_LEN : 0;
+    const slotSize = vnet === 0 ? RX_SLOT : MAX_SUPER + VNET_HDR_LEN;
+    const batch = vnet === 0 ? DRAIN_BATCH : 16;
+    const buf = vnet === 0 ? (this.drainBuf ??= new Uint8Array(RX_SLOT * DRAIN_BATCH)) : (this.drainBigBuf ??= new Uint8Array(slotSize * batch));
+    const lens = new Int32Array(batch);
+    const key = new Uint32Array(KEY_WORDS);
+    let lost = 0;
+    let chatter = 0;
+    for (let round = 0; round < DRAIN_ROUNDS; round++) {
+      const n = this.nat.tunRead(fd, buf, slotSize, 0, 0, batch, lens);
+      if (n <= 0) break;
+      for (let i = 0; i < n; i++) {
+        const off = i * slotSize;
+        const len = lens[i];
+        if (flowKeyFromIp(buf, off + vnet, len - vnet, key) && isLinkLocal6(key)) chatter++;
+        else lost += readPacketCount(buf, off, len, vnet);
+      }
+    }
+    this.counters.addDeadWorkerDrops(index, Drop.LINK_LOCAL, chatter, slot);
+    this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, lost, slot);
+    return lost;
   }
 
   private closeWorkerFds(ws: WorkerSlot): void {

@@ -17,7 +17,7 @@ import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_G
 import { addrSum, setIpv4Checksum, wr16 } from '../wire/offload-common';
 import { fold16 } from '../wire/checksum32';
 import { GENEVE_PORT } from '../wire/geneve';
-import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
+import { flowKeyFromIp, isLinkLocal6, KEY_WORDS } from '../wire/flowkey';
 import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
 import { Drop } from '../wire/reasons';
 import { RX_SLOT } from '../wire/sizes';
@@ -300,10 +300,4 @@ export class ReturnPath {
     this.sLen[c] = len;
     this.sCount = c + 1;
   }
-}
-
-/** IPv6 from fe80::/10 or ::, or to ff02::/16 (key words: [1] family|proto, [2..5] src, [6..9] dst). */
-function isLinkLocal6(k: Uint32Array): boolean {
-  if (k[1] >>> 8 !== 6) return false;
-  return k[2] >>> 22 === 0x3fa || k[6] >>> 16 === 0xff02 || (k[2] | k[3] | k[4] | k[5]) === 0;
 }

@@ -128,3 +128,10 @@ export function flowKeyFromIp(buf: Uint8Array, off: number, len: number, key: Ui
   key[10] = ((buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]) >>> 0;
   return true;
 }
+
+/** The kernel's own IPv6 link-local housekeeping on a new interface (router solicitations, MLD):
+ * from fe80::/10 or ::, or to ff02::/16. Never GWLB traffic (drop reason link_local). */
+export function isLinkLocal6(k: Uint32Array): boolean {
+  if (k[1] >>> 8 !== 6) return false;
+  return k[2] >>> 22 === 0x3fa || k[6] >>> 16 === 0xff02 || (k[2] | k[3] | k[4] | k[5]) === 0;
+}

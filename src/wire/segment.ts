@@ -182,3 +182,23 @@ export function segmentPacket(
   out.count = segs;
   return segs;
 }
+
+/** How many packets one read from a TUN queue opened with a virtio header (vnetLen bytes) stands
+ * for: the segments of a TCP or UDP super-packet, else 1 (also when its headers cannot be read:
+ * it would have been dropped as one). For counting what nobody will read (a dead worker's
+ * queues: src/control/workers.ts), not for cutting: nothing is validated beyond what the count
+ * needs. The read must be whole (not cut short by a small buffer). */
+export function readPacketCount(buf: Uint8Array, off: number, len: number, vnetLen: number): number {
+  if (vnetLen === 0 || len <= vnetLen || off < 0 || off + len > buf.length) return 1;
+  const gsoType = buf[off + 1] & ~VNET_GSO_ECN & 0xff;
+  const gsoSize = buf[off + 4] | (buf[off + 5] << 8);
+  if (gsoType === VNET_GSO_NONE || gsoSize === 0) return 1;
+  const p = off + vnetLen;
+  const n = len - vnetLen;
+  const v = buf[p] >> 4;
+  const ip = v === 4 ? (buf[p] & 15) * 4 : v === 6 ? 40 : 0;
+  if (ip === 0 || ip + 20 > n) return 1;
+  const th = gsoType === VNET_GSO_UDP_L4 ? 8 : (buf[p + ip + 12] >> 4) * 4;
+  const payload = n - ip - th;
+  return payload <= gsoSize ? 1 : Math.ceil(payload / gsoSize);
+}

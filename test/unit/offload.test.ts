@@ -19,6 +19,7 @@ import {
   TcpCoalescer,
   segmentPacket,
 } from '../../src/wire/offload';
+import { readPacketCount } from '../../src/wire/segment';
 import {
   VNET_F_NEEDS_CSUM,
   VNET_GSO_ECN,
@@ -630,4 +631,24 @@ test('TcpCoalescer: a batch larger than its capacity is cut to capacity', () => 
   }
   assert.equal(c.run(buf, 3, 2048, 2048), 1);
   assert.throws(() => new TcpCoalescer(0), /maxPackets/);
+});
+
+test('readPacketCount: a super-packet counts as its segments, anything else as one (a dead worker\'s queues)', () => {
+  for (const v6 of [false, true]) {
+    for (const [n, mss, last] of [[4, 1448, 300], [2, 1448, 1448], [130, 500, 1]] as const) {
+      const pkts = stream({ v6, options: TS_A, flags: 0x10 }, n, mss, last, 0x18);
+      const units = coalesce(pkts);
+      const b = units[0].bytes!;
+      assert.equal(readPacketCount(b, 0, b.length, 10), n, `${n} segments of ${mss} (${v6 ? 'IPv6' : 'IPv4'})`);
+    }
+    const one = buildSeg({ v6, options: TS_A, payload: pattern(100, 1) });
+    const framed = new Uint8Array(10 + one.length);
+    framed.set(one, 10);
+    assert.equal(readPacketCount(framed, 0, framed.length, 10), 1, 'no GSO: one packet');
+    assert.equal(readPacketCount(one, 0, one.length, 0), 1, 'no virtio header: one packet');
+  }
+  // Headers that cannot be read still count as the one packet they are.
+  const bad = new Uint8Array(30);
+  writeVnetHdr(bad, 0, 0, VNET_GSO_TCPV4, 0, 1000, 0, 0);
+  assert.equal(readPacketCount(bad, 0, bad.length, 10), 1);
 });

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { KEY_WORDS, MAX_EXT_HEADERS, flowKeyFromIp } from '../../src/wire/flowkey';
+import { KEY_WORDS, MAX_EXT_HEADERS, flowKeyFromIp, isLinkLocal6 } from '../../src/wire/flowkey';
 import { InnerSpec, buildInnerPacket, parseIp } from '../../src/wire/build';
 
 const SENTINEL = 0xabcdef01;
@@ -300,5 +300,29 @@ describe('flowKeyFromIp: properties (fast-check, seed 42)', () => {
       }),
       { seed: 42, numRuns: 1000 },
     );
+  });
+});
+
+describe('isLinkLocal6: the kernel\'s own IPv6 housekeeping', () => {
+  const keyOf = (src: string, dst: string, proto = 58): Uint32Array => {
+    const pkt = buildInnerPacket({ family: 6, proto, src, dst, srcPort: 1, dstPort: 2, payload: new Uint8Array(8) });
+    const k = new Uint32Array(KEY_WORDS);
+    assert.ok(flowKeyFromIp(pkt, 0, pkt.length, k));
+    return k;
+  };
+  it('from fe80::/10 or ::, or to ff02::/16', () => {
+    assert.ok(isLinkLocal6(keyOf('fe80::1', '2001:db8::1')));
+    assert.ok(isLinkLocal6(keyOf('febf::1', '2001:db8::1')));
+    assert.ok(isLinkLocal6(keyOf('::', 'ff02::16')));
+    assert.ok(isLinkLocal6(keyOf('2001:db8::1', 'ff02::1', 17)));
+  });
+  it('not GWLB traffic of any other kind', () => {
+    assert.ok(!isLinkLocal6(keyOf('2001:db8::1', '2001:db8::2')));
+    assert.ok(!isLinkLocal6(keyOf('fec0::1', '2001:db8::2')));
+    assert.ok(!isLinkLocal6(keyOf('2001:db8::1', 'ff05::2')));
+    const k = new Uint32Array(KEY_WORDS);
+    const v4 = buildInnerPacket({ family: 4, proto: 17, src: '192.0.2.1', dst: '198.51.100.1', srcPort: 1, dstPort: 2, payload: new Uint8Array(8) });
+    assert.ok(flowKeyFromIp(v4, 0, v4.length, k));
+    assert.ok(!isLinkLocal6(k));
   });
 });
