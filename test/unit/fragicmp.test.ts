@@ -247,6 +247,49 @@ describe('DatagramTable', () => {
   });
 });
 
+describe('DatagramTable hash seed', () => {
+  /** The constant the set hash used before it had a seed. */
+  const SEED_A = 0x9e3779b9;
+  const keyOf = (ep: number, n: number): Uint32Array => {
+    const k = new Uint32Array(KEY_WORDS);
+    k[0] = ep;
+    k[1] = (4 << 8) | 17;
+    k[2] = 0xc0000200 + (n & 0xff);
+    k[6] = 0xc6336414;
+    return k;
+  };
+  it('other seeds put datagrams in other sets; the default seed is random', () => {
+    const a = new DatagramTable(1024, 30, SEED_A);
+    const b = new DatagramTable(1024, 30, 0x51de5eed);
+    let moved = 0;
+    for (let i = 0; i < 200; i++) if (a.setOf(keyOf(1, i), i * 7) !== b.setOf(keyOf(1, i), i * 7)) moved++;
+    assert.ok(moved >= 190, `${moved} of 200 datagrams in another set`);
+    const seeds = new Set([0, 1, 2, 3].map(() => new DatagramTable(64).seed));
+    assert.ok(seeds.size >= 3, `default seeds ${[...seeds]}`);
+    assert.throws(() => new DatagramTable(64, 30, -1), RangeError);
+  });
+  it('datagrams crafted to share one set under a known seed evict another endpoint\'s datagram only under that seed', () => {
+    const victim = keyOf(2, 1);
+    const probe = new DatagramTable(1024, 30, SEED_A);
+    const target = probe.setOf(victim, 4242);
+    const crafted: number[] = [];
+    for (let id = 0; crafted.length < 8 && id < 0x10000; id++) if (probe.setOf(keyOf(1, 9), id) === target) crafted.push(id);
+    assert.equal(crafted.length, 8);
+    const attack = (t: DatagramTable): { victim: number; evictions: number } => {
+      t.record(victim, 4242, 0x11112222, 1000);
+      let evictions = 0;
+      crafted.forEach((id, i) => {
+        if (t.record(keyOf(1, 9), id, 0x33334444, 1001 + i)) evictions++;
+      });
+      return { victim: t.find(victim, 4242, 1010), evictions };
+    };
+    assert.deepEqual(attack(new DatagramTable(1024, 30, SEED_A)), { victim: -1, evictions: 8 + 1 - 4 });
+    const t = new DatagramTable(1024);
+    assert.notEqual(t.seed, SEED_A | 0);
+    assert.deepEqual(attack(t), { victim: 0x11112222, evictions: 0 });
+  });
+});
+
 describe('Related: lookups of returned fragments and ICMP errors over a flow table', () => {
   const HDR = 40;
   /** A flow table with n UDP flows between one address pair, differing only in the client port;
