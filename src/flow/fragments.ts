@@ -19,8 +19,8 @@
 // (per worker, at start), so that datagrams cannot be chosen offline to crowd one set and evict the
 // datagrams of other flows (docs/security.md); the seed takes the place of a constant, at no cost.
 
-import { randomFillSync } from 'node:crypto';
 import { KEY_WORDS } from '../wire/flowkey';
+import { randomHashSeed } from './table';
 
 const WAYS = 4;
 /** Words of a stored key: flow key words 0..9 (endpoint, family/protocol, addresses) and the id. */
@@ -43,7 +43,7 @@ export class DatagramTable {
 
   /** entries: rounded up to a power of two, at least WAYS. seed: a uint32, by default a random one
    * (pass one only to reproduce a layout, in tests). */
-  constructor(entries = DATAGRAM_TABLE_DEFAULT_ENTRIES, ttlTicks = DATAGRAM_TTL_TICKS, seed: number = randomFillSync(new Uint32Array(1))[0]) {
+  constructor(entries = DATAGRAM_TABLE_DEFAULT_ENTRIES, ttlTicks = DATAGRAM_TTL_TICKS, seed: number = randomHashSeed()) {
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`hash seed must be a uint32, got ${seed}`);
     this.seed = seed | 0;
     let cap = WAYS;

@@ -29,10 +29,11 @@
 // the same key. murmur3-style 32-bit hash over the canonical words (5 for IPv4: its 6 other address
 // words are always 0; 11 for IPv6), whose initial state is a random 32-bit seed drawn once per
 // table (createFlowTableBuffer, in the main thread) and kept in the buffer's header, so every
-// thread over the buffer hashes alike: keys cannot be chosen offline to share buckets (docs/
-// security.md, "Fill the flow table"), as the kernel keys its own flow hashes with a boot-time
-// random. The seed costs nothing per packet (it replaces a constant). Two candidate buckets ("two-choice"): b1 from the hash's high
-// bits (multiply-high, so the bucket count need not be a power of two), b2 from a remix of it.
+// thread over the buffer hashes alike: keys cannot be chosen offline to share buckets
+// (docs/security.md, "Fill the flow table"), as the kernel keys its own flow hashes with a
+// boot-time random. The seed costs nothing per packet (it replaces a constant). Two candidate
+// buckets ("two-choice"): b1 from the hash's high bits (multiply-high, so the bucket count need
+// not be a power of two), b2 from a remix of it.
 // Insertion goes to the emptier bucket. When both are full, an entry of one of them whose OTHER
 // bucket has room is moved there (one level of cuckoo displacement). Simulated (1.1M entries):
 // the first eviction comes at ~91% fill and evictions stay under 0.2% of inserts up to 95%;
