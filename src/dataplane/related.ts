@@ -21,6 +21,11 @@
 //    packet, a timer, and would not help a first fragment that went through another worker;
 //  - an ICMP error that matches no flow by its own addresses is looked up by the flow of the
 //    packet it quotes (src/wire/icmp.ts); a malformed quote is dropped (icmp_quote_malformed).
+//    An ICMP error is sent to the source of the packet that caused it, so its destination must be
+//    the quoted packet's source; one that is not (crafted inside the appliance, or by whatever
+//    routes through it) is dropped (icmp_quote_mismatch) rather than sent with the header of a
+//    flow it merely names. NAT keeps this true: conntrack de-NATs an ICMP error as a whole, both
+//    its destination and the quoted source (test/e2e/fragicmp.test.ts).
 // No allocation per packet.
 
 import type { FlowTable } from '../flow/table';
@@ -36,6 +41,9 @@ export const DATAGRAM_KEY = 1 << 16;
 
 /** lookupPortless result: an ICMP error whose quote is malformed (drop: icmp_quote_malformed). */
 export const LOOKUP_BAD_QUOTE = -2;
+/** lookupPortless result: an ICMP error not sent to the source of the packet it quotes (drop:
+ * icmp_quote_mismatch). */
+export const LOOKUP_QUOTE_MISMATCH = -3;
 
 export class Related {
   readonly datagrams: DatagramTable;
@@ -77,8 +85,9 @@ export class Related {
   }
 
   /** Back to GWLB, for a packet whose key has no ports: the flow's header length (copied in front of
-   * buf[off], as FlowTable.lookupInto), -1 when no flow matches, LOOKUP_BAD_QUOTE. key[10] may be
-   * rewritten (ports of the fragment's datagram); key[1..9] are left as they are. */
+   * buf[off], as FlowTable.lookupInto), -1 when no flow matches, LOOKUP_BAD_QUOTE or
+   * LOOKUP_QUOTE_MISMATCH. key[10] may be rewritten (ports of the fragment's datagram); key[1..9]
+   * are left as they are. */
   lookupPortless(buf: Uint8Array, off: number, len: number, key: Uint32Array, now: number): number {
     const flows = this.flows;
     const fp = key[1];
@@ -122,8 +131,12 @@ export class Related {
     const q = icmpErrorFlowKey(buf, off, len, this.qkey);
     if (q === ICMP_NOT_ERROR) return -1;
     if (q !== ICMP_QUOTE_OK) return LOOKUP_BAD_QUOTE;
-    this.qkey[0] = key[0];
-    const hq = flows.lookupInto(this.qkey, buf, off, now);
+    // The quote's key is reversed: qkey[6..9] is the quoted source, key[6..9] the error's own
+    // destination (IPv4: words 7-9 are 0 in both; the families agree, icmpErrorFlowKey checks).
+    const qk = this.qkey;
+    if (qk[6] !== key[6] || qk[7] !== key[7] || qk[8] !== key[8] || qk[9] !== key[9]) return LOOKUP_QUOTE_MISMATCH;
+    qk[0] = key[0];
+    const hq = flows.lookupInto(qk, buf, off, now);
     if (hq >= 0) this.counters[C.ICMP_BY_QUOTE] += 1;
     return hq;
   }

@@ -22,7 +22,7 @@ import { writeOuterIpUdp, OUTER_HEADER_LEN } from '../wire/outer';
 import { Drop } from '../wire/reasons';
 import { RX_SLOT } from '../wire/sizes';
 import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
-import { LOOKUP_BAD_QUOTE, type Related } from './related';
+import { LOOKUP_BAD_QUOTE, LOOKUP_QUOTE_MISMATCH, type Related } from './related';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, countEpDrop, countReturned } from './counters';
 import type { LocalEndpoints } from './endpoints';
 import type { DropLog } from './droplog';
@@ -279,7 +279,7 @@ export class ReturnPath {
     const h = key[10] !== 0 ? flows.lookupInto(key, txBuf, base, this.now) : this.related!.lookupPortless(txBuf, base, len, key, this.now);
     if (h < 0) {
       // Only on a miss: tell the kernel's own IPv6 link-local chatter apart from real strays.
-      const reason = h === LOOKUP_BAD_QUOTE ? Drop.ICMP_QUOTE_MALFORMED : isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
+      const reason = h === LOOKUP_BAD_QUOTE ? Drop.ICMP_QUOTE_MALFORMED : h === LOOKUP_QUOTE_MISMATCH ? Drop.ICMP_QUOTE_MISMATCH : isLinkLocal6(key) ? Drop.LINK_LOCAL : Drop.NO_FLOW;
       countEpDrop(this.counters, reason, slot);
       this.log.dropped(this.nowMs, reason, 'tunnel', txBuf, base, len);
       return;

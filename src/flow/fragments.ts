@@ -14,8 +14,13 @@
 // within milliseconds; the kernel itself gives up reassembly after 30 s for IPv4, 60 s for IPv6).
 // A new datagram takes a free or expired entry of its set, else the oldest one (an eviction, which
 // the caller counts).
+//
+// The set is a hash of the key and identification seeded with a random number drawn once per table
+// (per worker, at start), so that datagrams cannot be chosen offline to crowd one set and evict the
+// datagrams of other flows (docs/security.md); the seed takes the place of a constant, at no cost.
 
 import { KEY_WORDS } from '../wire/flowkey';
+import { randomHashSeed } from './table';
 
 const WAYS = 4;
 /** Words of a stored key: flow key words 0..9 (endpoint, family/protocol, addresses) and the id. */
@@ -33,9 +38,14 @@ export class DatagramTable {
   private readonly stamp: Int32Array;
   private readonly used: Uint8Array;
   private readonly ttl: number;
+  /** The set hash's seed (int32). */
+  readonly seed: number;
 
-  /** entries: rounded up to a power of two, at least WAYS. */
-  constructor(entries = DATAGRAM_TABLE_DEFAULT_ENTRIES, ttlTicks = DATAGRAM_TTL_TICKS) {
+  /** entries: rounded up to a power of two, at least WAYS. seed: a uint32, by default a random one
+   * (pass one only to reproduce a layout, in tests). */
+  constructor(entries = DATAGRAM_TABLE_DEFAULT_ENTRIES, ttlTicks = DATAGRAM_TTL_TICKS, seed: number = randomHashSeed()) {
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`hash seed must be a uint32, got ${seed}`);
+    this.seed = seed | 0;
     let cap = WAYS;
     while (cap < entries) cap *= 2;
     this.capacity = cap;
@@ -98,8 +108,9 @@ export class DatagramTable {
     return ks[k + 3] === key[3] && ks[k + 4] === key[4] && ks[k + 5] === key[5] && ks[k + 7] === key[7] && ks[k + 8] === key[8] && ks[k + 9] === key[9];
   }
 
-  private setOf(key: Uint32Array, id: number): number {
-    let h = Math.imul(id ^ 0x9e3779b9, 0xcc9e2d51);
+  /** The set (0 .. capacity / WAYS - 1) of a datagram: for record/find, and for tests. */
+  setOf(key: Uint32Array, id: number): number {
+    let h = Math.imul(id ^ this.seed, 0xcc9e2d51);
     for (let i = 0; i < 10; i++) {
       h ^= Math.imul(key[i], 0x1b873593);
       h = Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64;

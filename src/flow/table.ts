@@ -7,8 +7,8 @@
 // copy the stored header out (docs/protocol.md sections 1 and 2).
 //
 // ---- Memory layout (all offsets in Int32 words of one Int32Array over the whole buffer) --------
-//   [0, 32)          header: magic, layout version, bucket count, capacity, maxFlows; the shared
-//                    flow counter and the sweep cursor each on their own 64-byte line.
+//   [0, 32)          header: magic, layout version, bucket count, capacity, maxFlows, hash seed;
+//                    the shared flow counter and the sweep cursor each on their own 64-byte line.
 //   [TAGS, +cap)     one tag word per entry (rounded up to 128 bytes): the entry's key hash, or 0
 //                    when the entry is free. The 8 tags of a bucket share one cache line, so a probe
 //                    touches one line per bucket and then only the entry whose tag matches (a hit
@@ -27,13 +27,20 @@
 // ---- Hashing --------------------------------------------------------------------------------------
 // The key is canonicalised first (the smaller (address, port) pair becomes A), so A->B and B->A are
 // the same key. murmur3-style 32-bit hash over the canonical words (5 for IPv4: its 6 other address
-// words are always 0; 11 for IPv6). Two candidate buckets ("two-choice"): b1 from the hash's high
-// bits (multiply-high, so the bucket count need not be a power of two), b2 from a remix of it.
+// words are always 0; 11 for IPv6), whose initial state is a random 32-bit seed drawn once per
+// table (createFlowTableBuffer, in the main thread) and kept in the buffer's header, so every
+// thread over the buffer hashes alike: keys cannot be chosen offline to share buckets
+// (docs/security.md, "Fill the flow table"), as the kernel keys its own flow hashes with a
+// boot-time random. The seed costs nothing per packet (it replaces a constant). Two candidate
+// buckets ("two-choice"): b1 from the hash's high bits (multiply-high, so the bucket count need
+// not be a power of two), b2 from a remix of it.
 // Insertion goes to the emptier bucket. When both are full, an entry of one of them whose OTHER
 // bucket has room is moved there (one level of cuckoo displacement). Simulated (1.1M entries):
 // the first eviction comes at ~91% fill and evictions stay under 0.2% of inserts up to 95%;
 // plain two-choice starts evicting at ~74% and evicts 11% of inserts between 85% and 90%.
-// Measured: maxFlows flows (90.9% fill) go in without a single eviction (1k to 1M flows). Only
+// Measured: maxFlows flows (90.9% fill) go in without a single eviction (1k to 1M flows, with the
+// fixed hash the table had before its seed; with random seeds, 2 of 500 tables of 5,000 flows
+// evicted one flow on the way there). Only
 // when no entry can move is the entry idle longest among the 16 evicted; a full table (size ==
 // capacity, steady eviction) skips the displacement scan.
 //
@@ -75,6 +82,7 @@
 // No operation blocks, allocates, or scans more than two buckets, except sweep, which scans
 // `budget` buckets per call (no stop-the-world expiry).
 
+import { randomFillSync } from 'node:crypto';
 import { KEY_WORDS as FLOWKEY_WORDS } from '../wire/flowkey';
 
 // Word layout of a flow key: src/wire/flowkey.ts. A local constant (the hot loops then see a
@@ -96,7 +104,7 @@ export const UPSERT_HEADER_TOO_LONG = -1;
 export const UPSERT_BUSY = -2;
 
 const MAGIC = 0x464c5731; // "FLW1"
-const LAYOUT_VERSION = 1;
+const LAYOUT_VERSION = 2; // 2: the hash seed in header word H_SEED
 /** Most flows a table can be made for (2.4 GB of shared memory; word offsets stay below 2^31 and
  * bucket numbers below 2^22, which the multiply-high bucket mapping needs). */
 export const MAX_FLOWS_LIMIT = 1 << 24;
@@ -107,6 +115,7 @@ const H_LAYOUT = 1;
 const H_BUCKETS = 2;
 const H_CAPACITY = 3;
 const H_MAX_FLOWS = 4;
+const H_SEED = 5; // initial state of the key hash (int32)
 const H_SIZE = 16; // own cache line: written by every insert/delete
 const H_CURSOR = 24; // sweep cursor (next bucket to examine)
 const HEADER_WORDS = 32;
@@ -166,11 +175,18 @@ export function flowTableBytes(maxFlows: number): number {
   return (HEADER_WORDS + tagWords(nb) + nb * SLOTS * E_WORDS) * 4;
 }
 
-/** Allocate the shared memory for a table of at most maxFlows flows. */
-export function createFlowTableBuffer(maxFlows: number): SharedArrayBuffer {
+/** A random 32-bit hash seed (uint32), from the system's CSPRNG. */
+export function randomHashSeed(): number {
+  return randomFillSync(new Uint32Array(1))[0];
+}
+
+/** Allocate the shared memory for a table of at most maxFlows flows, keyed with `seed` (a uint32;
+ * by default a random one: pass one only to reproduce a layout, in tests and benchmarks). */
+export function createFlowTableBuffer(maxFlows: number, seed: number = randomHashSeed()): SharedArrayBuffer {
   if (!Number.isInteger(maxFlows) || maxFlows < 1 || maxFlows > MAX_FLOWS_LIMIT) {
     throw new RangeError(`maxFlows must be an integer in 1..${MAX_FLOWS_LIMIT}, got ${maxFlows}`);
   }
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`hash seed must be a uint32, got ${seed}`);
   const nb = bucketsFor(maxFlows);
   const sab = new SharedArrayBuffer(flowTableBytes(maxFlows)); // zero-filled: every entry free
   const h = new Int32Array(sab, 0, HEADER_WORDS);
@@ -178,6 +194,7 @@ export function createFlowTableBuffer(maxFlows: number): SharedArrayBuffer {
   h[H_BUCKETS] = nb;
   h[H_CAPACITY] = nb * SLOTS;
   h[H_MAX_FLOWS] = maxFlows;
+  h[H_SEED] = seed | 0;
   Atomics.store(h, H_MAGIC, MAGIC); // last: a reader that sees the magic sees the geometry
   return sab;
 }
@@ -187,6 +204,8 @@ export class FlowTable {
   readonly capacity: number;
   /** Number of buckets (so a caller can size sweep budgets). */
   readonly buckets: number;
+  /** The key hash's seed, from the buffer's header (the same in every thread); int32. */
+  readonly seed: number;
   // Result of the last successful lookupInto (instance fields, so lookups allocate nothing).
   /** GWLB outer IPv4 address (unsigned, 198.18.0.1 = 0xc6120001). */
   hitGwlbIp = 0;
@@ -226,6 +245,7 @@ export class FlowTable {
     }
     this.buckets = i32[H_BUCKETS];
     this.capacity = i32[H_CAPACITY];
+    this.seed = i32[H_SEED];
     this.entBase = HEADER_WORDS + tagWords(this.buckets);
     if (this.capacity !== this.buckets * SLOTS || (this.entBase + this.capacity * E_WORDS) * 4 !== sab.byteLength) {
       throw new Error('flow table buffer geometry does not match its size');
@@ -270,12 +290,12 @@ export class FlowTable {
     }
   }
 
-  /** murmur3_32-style hash of the canonical key; sets this.hash and returns the tag (never 0).
-   * IPv4 keys skip their six address words that are always 0 (the family is part of the key, so
-   * this is still a function of the key). */
+  /** murmur3_32-style hash of the canonical key, seeded; sets this.hash and returns the tag (never
+   * 0). IPv4 keys skip their six address words that are always 0 (the family is part of the key,
+   * so this is still a function of the key). */
   private hashCanon(): number {
     const ck = this.ck;
-    let h = mixk(0x2f1a3b7d, ck[0]);
+    let h = mixk(this.seed, ck[0]);
     h = mixk(h, ck[1]);
     h = mixk(h, ck[2]);
     if ((ck[1] & 0xff00) === 0x400) {
@@ -298,6 +318,16 @@ export class FlowTable {
     const b = (((fmix32(h ^ 0x9e3779b9) >>> 0) * nb) * 2.3283064365386963e-10) | 0;
     if (b !== b1) return b;
     return b1 + 1 === nb ? 0 : b1 + 1; // (== b1 when there is a single bucket)
+  }
+
+  /** The two candidate buckets of key's flow (either direction) into out[0] and out[1], for tests
+   * and diagnostics (never on the packet path). */
+  bucketsOf(key: Uint32Array, out: Int32Array): void {
+    this.canon(key);
+    this.hashCanon();
+    const b1 = this.bucket1(this.hash);
+    out[0] = b1;
+    out[1] = this.bucket2(this.hash, b1);
   }
 
   private fence(): void {

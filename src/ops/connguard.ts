@@ -5,8 +5,11 @@
 // limit is reached (net.Server.maxConnections) does the opposite: whoever holds the places
 // decides who is answered. Here the NEWEST connection always gets a place:
 //
-// - at most `perSource` connections from one address: a further one closes that address's
-//   oldest (a single flooding host only ever evicts itself);
+// - at most `perSource` connections from one source: a further one closes that source's oldest
+//   (a single flooding host only ever evicts itself). A source is an IPv4 address, or an IPv6 /64:
+//   one IPv6 host normally has a whole /64 to pick addresses from, so keying on its exact address
+//   would give it 2^64 quotas. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack
+//   listener reports for IPv4 clients) stay one source per IPv4 address (sourceKey below);
 // - at most `max` in all: a further one closes the oldest that has not sent a whole request yet
 //   (failing that, the oldest);
 // - a connection that has not sent a whole request within `requestDeadlineMs` is closed (a
@@ -68,7 +71,7 @@ export class ConnGuard {
   }
 
   private add(s: net.Socket): void {
-    const source = s.remoteAddress ?? '?';
+    const source = sourceKey(s.remoteAddress ?? '?');
     const n = this.perSource.get(source) ?? 0;
     if (n >= this.limits.perSource) {
       this.closeOldest((c) => c.source === source, 'sourceLimit');
@@ -110,4 +113,49 @@ export class ConnGuard {
       if (!c.requested) this.close(s, 'deadline');
     }
   }
+}
+
+/** The per-source key of a remote address as Node reports it: an IPv4 address as it is; an IPv6
+ * address as its /64 prefix (`2001:db8:0:1::/64`, with its `%zone` if it has one); an
+ * IPv4-mapped IPv6 address as the IPv4 address it maps. Anything unparseable is its own key. */
+export function sourceKey(addr: string): string {
+  if (!addr.includes(':')) return addr;
+  const pct = addr.indexOf('%');
+  const zone = pct >= 0 ? addr.slice(pct) : '';
+  const g = ipv6Groups(pct >= 0 ? addr.slice(0, pct) : addr);
+  if (g === null) return addr;
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return `${g[6] >> 8}.${g[6] & 0xff}.${g[7] >> 8}.${g[7] & 0xff}`;
+  }
+  return `${g[0].toString(16)}:${g[1].toString(16)}:${g[2].toString(16)}:${g[3].toString(16)}::/64${zone}`;
+}
+
+/** The eight 16-bit groups of a textual IPv6 address (RFC 4291 section 2.2 forms: `::`, a dotted
+ * IPv4 tail), or null when it is not one. */
+function ipv6Groups(a: string): number[] | null {
+  const halves = a.split('::');
+  if (halves.length > 2) return null;
+  const parse = (part: string): number[] | null => {
+    if (part === '') return [];
+    const out: number[] = [];
+    const words = part.split(':');
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i];
+      if (i === words.length - 1 && w.includes('.')) {
+        const o = w.split('.');
+        if (o.length !== 4 || !o.every((x) => /^\d{1,3}$/.test(x) && Number(x) <= 255)) return null;
+        out.push((Number(o[0]) << 8) | Number(o[1]), (Number(o[2]) << 8) | Number(o[3]));
+      } else {
+        if (!/^[0-9a-fA-F]{1,4}$/.test(w)) return null;
+        out.push(parseInt(w, 16));
+      }
+    }
+    return out;
+  };
+  const head = parse(halves[0]);
+  const tail = halves.length === 2 ? parse(halves[1]) : [];
+  if (head === null || tail === null) return null;
+  if (halves.length === 1) return head.length === 8 ? head : null;
+  if (head.length + tail.length > 7) return null;
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }

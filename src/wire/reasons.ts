@@ -48,12 +48,13 @@ export const Drop = {
   GSO_UNSUPPORTED: 34, // a segmentation type not cut here (UFO, UDP tunnel), IPv6 extension headers
   GSO_TOO_BIG: 35, // its segments would exceed 8500 bytes (GWLB's inner MTU)
   GSO_NO_ROOM: 36, // more segments than a whole return batch holds
+  ICMP_QUOTE_MISMATCH: 37, // ICMP error that matches no flow by its own addresses, not sent to the source of the packet it quotes
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 37;
+export const DROP_SLOTS = 38;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -50,7 +50,7 @@ function hookLines(file: string): string[][] {
 
 /** Reasons that do not count datagrams received on 6081: packets read from gwi-/gwo- (the return
  * side). */
-const NOT_RECEIVE_SIDE = new Set(['return_malformed', 'no_flow', 'return_too_big', 'raw_send_error', 'raw_send_busy', 'link_local', 'icmp_quote_malformed']);
+const NOT_RECEIVE_SIDE = new Set(['return_malformed', 'no_flow', 'return_too_big', 'raw_send_error', 'raw_send_busy', 'link_local', 'icmp_quote_malformed', 'icmp_quote_mismatch']);
 
 /** The daemon's non-zero drop, hold and endpoint counters, to explain a lost packet. */
 /** Receive-side accounting: every datagram received on 6081 is delivered to a gwi- device or

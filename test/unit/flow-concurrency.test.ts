@@ -23,6 +23,7 @@ const C_NOW = 1;
 const C_READY = 2;
 const C_GO = 3;
 const C_STATS = 4; // per worker: [ops, hits, torn, busy]
+const C_SEED = C_STATS + 4 * 8; // per worker: the hash seed its FlowTable read from the buffer
 
 interface Job {
   role: 'writer' | 'reader';
@@ -77,6 +78,7 @@ function runJob(job: Job): void {
   const t = new FlowTable(job.flowSab);
   const ctrl = new Int32Array(job.ctrlSab);
   const st = C_STATS + job.index * 4;
+  ctrl[C_SEED + job.index] = t.seed;
   const key = new Uint32Array(11);
   const hbuf = new Uint8Array(64);
   const out = new Uint8Array(END + 10);
@@ -124,7 +126,7 @@ if (!isMainThread && workerData !== null && typeof workerData === 'object' && 'r
 } else {
   test('concurrent upserts, lookups and sweeps: no torn entry is ever read', { timeout: 30_000 }, async () => {
     const flowSab = createFlowTableBuffer(MAX_FLOWS);
-    const ctrlSab = new SharedArrayBuffer(4 * (C_STATS + 4 * 8));
+    const ctrlSab = new SharedArrayBuffer(4 * (C_SEED + 8));
     const ctrl = new Int32Array(ctrlSab);
     const t = new FlowTable(flowSab);
     const jobs: Job[] = [
@@ -147,6 +149,8 @@ if (!isMainThread && workerData !== null && typeof workerData === 'object' && 'r
         await new Promise((r) => setTimeout(r, 5));
       }
       assert.equal(Atomics.load(ctrl, C_READY), jobs.length, 'workers started');
+      // One hash seed for the whole table: drawn by createFlowTableBuffer, read by every thread.
+      for (const j of jobs) assert.equal(ctrl[C_SEED + j.index], t.seed, `worker ${j.index}'s seed`);
       Atomics.store(ctrl, C_GO, 1);
       Atomics.notify(ctrl, C_GO);
       // The main thread: lookups too, a clock tick every 2048 operations, and sweeps with a

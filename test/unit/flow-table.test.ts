@@ -2,6 +2,7 @@
 // single-threaded. Concurrency: flow-concurrency.test.ts; model-based: flow-model.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import {
   createFlowTableBuffer,
   FlowTable,
@@ -12,6 +13,7 @@ import {
   UPSERT_INSERTED,
   UPSERT_REFRESHED,
   flowTableBytes,
+  randomHashSeed,
 } from '../../src/flow/table';
 import { monoMs, nowTicks, TICKS_PER_SECOND } from '../../src/flow/clock';
 
@@ -72,8 +74,12 @@ function hdr(len: number, seed: number): { buf: Uint8Array; off: number; bytes: 
 const GWLB = 0xc6120001; // 198.18.0.1
 const LOCAL = 0xc6120a05; // 198.18.10.5
 
-function table(maxFlows: number): FlowTable {
-  return new FlowTable(createFlowTableBuffer(maxFlows));
+/** The hash the table used before it had a seed: the constant that the seed replaced. */
+const SEED_A = 0x2f1a3b7d;
+
+/** A table with a random hash seed (as the daemon's), or the one given. */
+function table(maxFlows: number, seed?: number): FlowTable {
+  return new FlowTable(createFlowTableBuffer(maxFlows, seed));
 }
 
 /** Lookup into a fresh 200-byte buffer with the header ending at 120; checks the bytes around it. */
@@ -292,7 +298,9 @@ function hdrOf(i: number): Uint8Array {
 
 test('capacity: maxFlows flows fit without evictions; beyond, evictions and size <= capacity', () => {
   const maxFlows = 5000;
-  const t = table(maxFlows);
+  // The fixed seed keeps this exact: under random seeds about 1 table in 250 of this size evicts
+  // one flow on the way to maxFlows (2 of 500 seeds tried).
+  const t = table(maxFlows, SEED_A);
   let evicted = 0;
   for (let i = 0; i < maxFlows; i++) {
     const r = t.upsert(nthKey(i), hdrOf(i), 0, 40, GWLB, LOCAL, i & 0xffff, i);
@@ -347,6 +355,107 @@ test('eviction takes the flow idle longest (a lookup counts as use)', () => {
   assert.equal(look(t, nthKey(3)).len, -1);
   assert.equal(look(t, nthKey(2)).len, 40);
   assert.equal(t.size(), 8);
+});
+
+// ---- the hash seed (docs/security.md, "Fill the flow table") ----------------------------------------
+
+/** Candidate buckets of key in t, as "b1,b2". */
+function placeOf(t: FlowTable, k: Uint32Array): string {
+  const out = new Int32Array(2);
+  t.bucketsOf(k, out);
+  return `${out[0]},${out[1]}`;
+}
+
+test('hash seed: kept in the buffer (every instance, every thread hashes alike); other seeds place keys elsewhere', () => {
+  const sabA = createFlowTableBuffer(1000, SEED_A);
+  const a = new FlowTable(sabA);
+  const a2 = new FlowTable(sabA);
+  const b = new FlowTable(createFlowTableBuffer(1000, 0x9a61c0de));
+  assert.equal(a.seed, SEED_A);
+  assert.equal(a2.seed, SEED_A);
+  assert.equal(b.seed, 0x9a61c0de | 0);
+  let moved = 0;
+  for (let i = 0; i < 200; i++) {
+    const k = nthKey(i);
+    assert.equal(placeOf(a2, k), placeOf(a, k), 'same buffer, same place');
+    assert.equal(placeOf(a, rev(k)), placeOf(a, k), 'either direction, same place');
+    if (placeOf(b, k) !== placeOf(a, k)) moved++;
+  }
+  // 138 buckets: a key keeps both its buckets under another seed about 1 time in 19,000.
+  assert.ok(moved >= 195, `${moved} of 200 keys placed differently`);
+  // The default seed is random: two tables almost never share it.
+  const seeds = new Set([0, 1, 2, 3].map(() => new FlowTable(createFlowTableBuffer(16)).seed));
+  assert.ok(seeds.size >= 3, `default seeds ${[...seeds]}`);
+  assert.ok(Number.isInteger(randomHashSeed()) && randomHashSeed() >= 0 && randomHashSeed() <= 0xffffffff);
+  assert.throws(() => createFlowTableBuffer(100, -1), RangeError);
+  assert.throws(() => createFlowTableBuffer(100, 2 ** 32), RangeError);
+  assert.throws(() => createFlowTableBuffer(100, 1.5), RangeError);
+});
+
+test('hash seed: for any seed, every flow is found in both directions with its own header (fast-check, fixed seed)', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.uniqueArray(fc.integer({ min: 0, max: 0xffffff }), { minLength: 1, maxLength: 300 }), (seed, ids) => {
+      const t = new FlowTable(createFlowTableBuffer(400, seed));
+      ids.forEach((id, j) => {
+        const k = j % 2 === 0 ? nthKey(id) : key6(2, UDP, A6, [0x20010db8, 1, id, j], 1000 + (id & 0x7fff), 53);
+        const r = t.upsert(k, hdrOf(id), 0, 40, GWLB, LOCAL, j, 10);
+        assert.ok(r === UPSERT_INSERTED || r === UPSERT_EVICTED);
+      });
+      // Single-threaded: every flow counted is found exactly once, in either direction, with its data.
+      const out = new Uint8Array(64);
+      let hits = 0;
+      ids.forEach((id, j) => {
+        const k = j % 2 === 0 ? nthKey(id) : key6(2, UDP, A6, [0x20010db8, 1, id, j], 1000 + (id & 0x7fff), 53);
+        const fwd = t.lookupInto(k, out, 64, 11);
+        const back = t.lookupInto(rev(k), out, 64, 11);
+        assert.equal(fwd, back);
+        if (fwd >= 0) {
+          hits++;
+          assert.deepEqual(out.subarray(24, 64), hdrOf(id));
+          assert.equal(t.hitGwlbPort, j);
+        }
+      });
+      assert.equal(hits, t.size());
+      // Up to 300 flows in a table for 400: none evicted, whatever the seed.
+      assert.equal(hits, ids.length);
+    }),
+    { seed: 18, numRuns: 200 },
+  );
+});
+
+test('hash seed: keys crafted to share one bucket pair under a known seed evict another endpoint\'s flow only under that seed', () => {
+  // The attack: knowing the hash, one endpoint's sender picks 5-tuples that all land in the two
+  // buckets of another endpoint's idle flow, and its 16 fresh flows evict it.
+  const victim = key4(2, TCP, A4, B4, 40000, 443);
+  const probe = new FlowTable(createFlowTableBuffer(1000, SEED_A));
+  const target = placeOf(probe, victim);
+  const [t1, t2] = target.split(',');
+  const swapped = `${t2},${t1}`;
+  const crafted: Uint32Array[] = [];
+  for (let i = 0; crafted.length < 24 && i < 5_000_000; i++) {
+    const k = key4(1, UDP, 0xc0000200 | (i & 0xff), 0xcb007100 | ((i >>> 8) & 0xff), 1024 + (i >>> 16), 53);
+    const p = placeOf(probe, k);
+    if (p === target || p === swapped) crafted.push(k);
+  }
+  assert.equal(crafted.length, 24, 'crafted keys found');
+  const attack = (t: FlowTable): { victimFound: boolean; evictions: number } => {
+    const h = hdr(40, 1);
+    assert.equal(t.upsert(victim, h.buf, h.off, 40, GWLB, LOCAL, 1, 0), UPSERT_INSERTED);
+    let evictions = 0;
+    crafted.forEach((k, i) => {
+      if (t.upsert(k, h.buf, h.off, 40, GWLB, LOCAL, 2, 1 + i) === UPSERT_EVICTED) evictions++;
+    });
+    return { victimFound: look(t, victim, 30).len === 40, evictions };
+  };
+  // Under the seed they were crafted for: the victim is evicted (and 8 more of the crafted flows).
+  const known = attack(new FlowTable(createFlowTableBuffer(1000, SEED_A)));
+  assert.deepEqual(known, { victimFound: false, evictions: 24 + 1 - 16 });
+  // Under the random seed a table gets by default, the same keys scatter: nothing is evicted.
+  const t = new FlowTable(createFlowTableBuffer(1000));
+  assert.notEqual(t.seed, SEED_A | 0);
+  const crowded = Math.max(...[...crafted.reduce((m, k) => m.set(placeOf(t, k), (m.get(placeOf(t, k)) ?? 0) + 1), new Map<string, number>()).values()]);
+  assert.ok(crowded < 8, `${crowded} crafted keys share a bucket pair under seed ${t.seed}`);
+  assert.deepEqual(attack(t), { victimFound: true, evictions: 0 });
 });
 
 test('sweep: TCP and other idle timeouts, strictly longer than the limit', () => {

@@ -9,9 +9,14 @@ import { FRAG_FIRST, FRAG_ID, FRAG_LATER, FRAG_NONE, FRAG_PORTS, FRAG_WORDS, fra
 import { icmpErrorFlowKey, ICMP_NOT_ERROR, ICMP_QUOTE_BAD, ICMP_QUOTE_OK } from '../../src/wire/icmp';
 import { DatagramTable } from '../../src/flow/fragments';
 import { createFlowTableBuffer, FlowTable } from '../../src/flow/table';
-import { Related, LOOKUP_BAD_QUOTE } from '../../src/dataplane/related';
+import { Related, LOOKUP_BAD_QUOTE, LOOKUP_QUOTE_MISMATCH } from '../../src/dataplane/related';
 import { C, blockCells } from '../../src/dataplane/counters';
 import { buildIcmpError, fragmentPacket } from '../../src/sim/fragment';
+import { concatBytes } from '../../src/wire/build';
+import { GeneveInfo, parseGeneve, writeGeneveHeader } from '../../src/wire/geneve';
+import { endpointNames } from '../../src/wire/eni';
+import { Drop } from '../../src/wire/reasons';
+import { LoopRig } from './helpers/loop-rig';
 
 const CLIENT4 = '192.0.2.10';
 const SERVER4 = '198.51.100.20';
@@ -242,6 +247,49 @@ describe('DatagramTable', () => {
   });
 });
 
+describe('DatagramTable hash seed', () => {
+  /** The constant the set hash used before it had a seed. */
+  const SEED_A = 0x9e3779b9;
+  const keyOf = (ep: number, n: number): Uint32Array => {
+    const k = new Uint32Array(KEY_WORDS);
+    k[0] = ep;
+    k[1] = (4 << 8) | 17;
+    k[2] = 0xc0000200 + (n & 0xff);
+    k[6] = 0xc6336414;
+    return k;
+  };
+  it('other seeds put datagrams in other sets; the default seed is random', () => {
+    const a = new DatagramTable(1024, 30, SEED_A);
+    const b = new DatagramTable(1024, 30, 0x51de5eed);
+    let moved = 0;
+    for (let i = 0; i < 200; i++) if (a.setOf(keyOf(1, i), i * 7) !== b.setOf(keyOf(1, i), i * 7)) moved++;
+    assert.ok(moved >= 190, `${moved} of 200 datagrams in another set`);
+    const seeds = new Set([0, 1, 2, 3].map(() => new DatagramTable(64).seed));
+    assert.ok(seeds.size >= 3, `default seeds ${[...seeds]}`);
+    assert.throws(() => new DatagramTable(64, 30, -1), RangeError);
+  });
+  it('datagrams crafted to share one set under a known seed evict another endpoint\'s datagram only under that seed', () => {
+    const victim = keyOf(2, 1);
+    const probe = new DatagramTable(1024, 30, SEED_A);
+    const target = probe.setOf(victim, 4242);
+    const crafted: number[] = [];
+    for (let id = 0; crafted.length < 8 && id < 0x10000; id++) if (probe.setOf(keyOf(1, 9), id) === target) crafted.push(id);
+    assert.equal(crafted.length, 8);
+    const attack = (t: DatagramTable): { victim: number; evictions: number } => {
+      t.record(victim, 4242, 0x11112222, 1000);
+      let evictions = 0;
+      crafted.forEach((id, i) => {
+        if (t.record(keyOf(1, 9), id, 0x33334444, 1001 + i)) evictions++;
+      });
+      return { victim: t.find(victim, 4242, 1010), evictions };
+    };
+    assert.deepEqual(attack(new DatagramTable(1024, 30, SEED_A)), { victim: -1, evictions: 8 + 1 - 4 });
+    const t = new DatagramTable(1024);
+    assert.notEqual(t.seed, SEED_A | 0);
+    assert.deepEqual(attack(t), { victim: 0x11112222, evictions: 0 });
+  });
+});
+
 describe('Related: lookups of returned fragments and ICMP errors over a flow table', () => {
   const HDR = 40;
   /** A flow table with n UDP flows between one address pair, differing only in the client port;
@@ -341,6 +389,74 @@ describe('Related: lookups of returned fragments and ICMP errors over a flow tab
       deliver(fromGwlb, 5);
       assert.equal(back(related, flows, fromGwlb), 6);
       assert.equal(counters[C.ICMP_BY_QUOTE], 2);
+    });
+
+    it(`IPv${family}: an ICMP error not sent to the quoted packet's source does not take that flow's header`, () => {
+      const { related, counters, flows, deliver } = setup();
+      const pkts = [0, 1].map((f) => udp(family, 46000 + f, 33434, 200));
+      pkts.forEach((p, f) => deliver(p, f));
+      const router = family === 4 ? ROUTER4 : ROUTER6;
+      const client = family === 4 ? CLIENT4 : CLIENT6;
+      const server = family === 4 ? SERVER4 : SERVER6;
+      const type = family === 4 ? 3 : 1;
+      // To the server, to the router itself, to another address of the client's network: each
+      // names flow 1 by its quote but is not addressed to that packet's source.
+      const other = family === 4 ? '192.0.2.11' : '2001:db8:1::11';
+      for (const dst of [server, router, other]) {
+        assert.equal(back(related, flows, buildIcmpError(router, dst, type, 3, 0, pkts[1], 100)), LOOKUP_QUOTE_MISMATCH, `error to ${dst}`);
+      }
+      // An IPv6 destination that differs from the quoted source in its last word only.
+      if (family === 6) assert.equal(back(related, flows, buildIcmpError(router, '2001:db8:1::11:10', type, 3, 0, pkts[1], 100)), LOOKUP_QUOTE_MISMATCH);
+      assert.equal(counters[C.ICMP_BY_QUOTE], 0);
+      // The same error sent to the client goes back with flow 1's header.
+      assert.equal(back(related, flows, buildIcmpError(router, client, type, 3, 0, pkts[1], 100)), 2);
+      assert.equal(counters[C.ICMP_BY_QUOTE], 1);
+    });
+  }
+});
+
+describe('ICMP errors returned by the packet loop (fake addon)', () => {
+  /** A Geneve datagram of endpoint 1 with this cookie around inner. */
+  function geneve(cookie: number, inner: Uint8Array): Uint8Array {
+    const header = new Uint8Array(64);
+    const n = writeGeneveHeader(header, 0, { protocol: inner[0] >> 4 === 6 ? 0x86dd : 0x0800, eni: 1n, attachment: 0x77n, cookie });
+    return concatBytes(header.subarray(0, n), inner);
+  }
+  /** The cookie of a returned datagram (after its outer IPv4/UDP header). */
+  function cookieOf(d: Uint8Array): number {
+    const g = new GeneveInfo();
+    assert.equal(parseGeneve(d, 28, d.length - 28, g), 0);
+    return g.cookie;
+  }
+  for (const family of [4, 6] as const) {
+    it(`IPv${family}: an error to the wrong destination is dropped as icmp_quote_mismatch, the right one goes back with its flow's header`, () => {
+      const r = new LoopRig(4);
+      const names = endpointNames(1n);
+      r.control({ t: 'add', hi: 0, lo: 1, slot: 0, epId: (0 | (1 << 16)) >>> 0, gwi: r.nat.tunOpen(names.gwi), gwo: r.nat.tunOpen(names.gwo) });
+      r.turns(1);
+      const flowPkt = udp(family, 47000, 33434, 100);
+      r.fromGwlb(geneve(0xc0ffee, flowPkt), 10001);
+      r.fromGwlb(geneve(0xbadbad, udp(family, 47001, 33434, 100)), 10002);
+      r.turns();
+      assert.equal(r.nat.sent.length, 2, 'both flows reflected');
+      const router = family === 4 ? ROUTER4 : ROUTER6;
+      const client = family === 4 ? CLIENT4 : CLIENT6;
+      const server = family === 4 ? SERVER4 : SERVER6;
+      // Crafted inside the appliance: to the server, quoting the first flow's packet.
+      r.nat.deliver(names.gwo, buildIcmpError(router, server, family === 4 ? 3 : 1, 3, 0, flowPkt, 100));
+      r.turns();
+      assert.equal(r.counters[Drop.ICMP_QUOTE_MISMATCH], 1);
+      assert.equal(r.counters[Drop.ICMP_QUOTE_MALFORMED] + r.counters[Drop.NO_FLOW], 0);
+      assert.equal(r.nat.sent.length, 2, 'not sent with the quoted flow\'s header');
+      assert.equal(r.counters[C.ICMP_BY_QUOTE], 0);
+      // The genuine error, to the client: back with the first flow's cookie and GWLB port.
+      r.nat.deliver(names.gwo, buildIcmpError(router, client, family === 4 ? 3 : 1, 3, 0, flowPkt, 100));
+      r.turns();
+      assert.equal(r.nat.sent.length, 3);
+      assert.equal(cookieOf(r.nat.sent[2].data), 0xc0ffee);
+      assert.equal((r.nat.sent[2].data[20] << 8) | r.nat.sent[2].data[21], 10001);
+      assert.equal(r.counters[C.ICMP_BY_QUOTE], 1);
+      assert.equal(r.counters[Drop.ICMP_QUOTE_MISMATCH], 1);
     });
   }
 });

@@ -10,7 +10,8 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Daemon } from '../../src/control/daemon';
 import { CounterReader, createCountersBuffer } from '../../src/dataplane/counters';
-import { HEALTH_CONN_LIMITS, type ConnLimits } from '../../src/ops/connguard';
+import { EventEmitter } from 'node:events';
+import { ConnGuard, HEALTH_CONN_LIMITS, sourceKey, type ConnLimits } from '../../src/ops/connguard';
 import { startHealthServer, type HealthServer } from '../../src/ops/health';
 
 const HOST = '127.0.0.1';
@@ -176,4 +177,63 @@ test(`a connection without a whole request is closed after ${HEALTH_CONN_LIMITS.
       for (const h of held) h.socket.destroy();
     }
   });
+});
+
+/** A stand-in for a net.Socket as the guard sees it: its remote address, destroy() and 'close'. */
+class FakeSocket extends EventEmitter {
+  destroyed = false;
+  constructor(readonly remoteAddress: string) {
+    super();
+  }
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+test('per-source bound: an IPv6 /64 is one source; IPv4 and IPv4-mapped addresses one each', () => {
+  // Loopback has one IPv6 address, so the guard is fed connections as its server would.
+  const server = new EventEmitter();
+  const guard = new ConnGuard(server as unknown as http.Server, { max: 64, perSource: 8, requestDeadlineMs: 60_000 });
+  const open = (addr: string): FakeSocket => {
+    const s = new FakeSocket(addr);
+    server.emit('connection', s);
+    return s;
+  };
+  try {
+    // 16 connections from two addresses of one /64 (written two ways): 8 kept, the oldest closed.
+    const a = Array.from({ length: 16 }, (_, i) => open(i % 2 === 0 ? '2001:db8:0:1::a' : '2001:db8:0:1:ffff:ffff:ffff:b'));
+    assert.equal(guard.open, 8);
+    assert.equal(guard.stats.sourceLimit, 8);
+    assert.deepEqual(a.map((s) => s.destroyed), [...new Array<boolean>(8).fill(true), ...new Array<boolean>(8).fill(false)]);
+    // Another /64 and IPv4 clients (plain, or mapped as a dual-stack listener reports them) have
+    // their own quotas: 8 each, nothing closed.
+    for (const addr of ['2001:db8:0:2::a', '::ffff:192.0.2.1', '::ffff:192.0.2.2', '198.51.100.7']) for (let i = 0; i < 8; i++) open(addr);
+    assert.equal(guard.open, 40);
+    assert.equal(guard.stats.sourceLimit, 8);
+    // One more from the first /64: its own oldest goes, not another source's.
+    const before = a.filter((s) => !s.destroyed);
+    open('2001:db8:0:1::c');
+    assert.equal(guard.stats.sourceLimit, 9);
+    assert.equal(before.filter((s) => s.destroyed).length, 1);
+    assert.equal(guard.open, 40);
+  } finally {
+    server.emit('close');
+  }
+});
+
+test('sourceKey: IPv6 by /64 in any spelling, IPv4-mapped as IPv4, anything else as it is', () => {
+  assert.equal(sourceKey('192.0.2.1'), '192.0.2.1');
+  assert.equal(sourceKey('::ffff:192.0.2.1'), '192.0.2.1');
+  assert.equal(sourceKey('::FFFF:c000:201'), '192.0.2.1');
+  assert.notEqual(sourceKey('::ffff:192.0.2.1'), sourceKey('::ffff:192.0.2.2'));
+  const p = sourceKey('2001:db8:0:1::5');
+  assert.equal(p, '2001:db8:0:1::/64');
+  for (const a of ['2001:db8:0:1:ffff::6', '2001:0DB8:0000:0001:0:0:0:7', '2001:db8::1:0:0:0:9']) assert.equal(sourceKey(a), p, a);
+  assert.notEqual(sourceKey('2001:db8:0:2::5'), p);
+  assert.notEqual(sourceKey('2001:db8:1:1::5'), p);
+  assert.equal(sourceKey('fe80::1%eth0'), 'fe80:0:0:0::/64%eth0');
+  assert.notEqual(sourceKey('fe80::1%eth0'), sourceKey('fe80::1%eth1'));
+  for (const odd of ['?', '', 'bogus:::x', '1:2:3:4:5:6:7:8:9', '::ffff:1.2.3.256', '2001:db8::1::2']) assert.equal(sourceKey(odd), odd);
 });
