@@ -15,6 +15,14 @@
 // the installed Node's node_api.h, which is the same for every CPU. Cross-compiled addons are cached
 // in build/cross/, keyed by the sources, the compiler's version and the flags.
 //
+// Modes and owners in the artefacts do not depend on the packager: every directory is 0755, every
+// file 0644, or 0755 when its source is executable (bin/gwlbtun, the hooks, the addon, the
+// maintainer scripts), all owned by 0:0. Under a umask such as 027 or 077, mkdir and writeFile would
+// otherwise leave 0750/0700 directories in the tarball (the gwlbtun user cannot read /opt/gwlbtun
+// after the CloudFormation user data's `tar -x` as root, so the service cannot start) and dpkg-deb
+// refuses a DEBIAN directory that is not 0755..0775. setModes() sets them on the staging trees
+// before tar and dpkg-deb read them (test/e2e/package-modes.test.ts builds under umask 027 and 077).
+//
 // Usage: node scripts/package.js [--out DIR] [--arch x64,arm64]   (default DIR: build/release)
 'use strict';
 const { execFileSync } = require('node:child_process');
@@ -84,7 +92,7 @@ function addonFor(arch) {
   return out;
 }
 
-/** Copy a file or directory tree, keeping the execute bits. */
+/** Copy a file or directory tree, keeping the execute bits (directory modes: setModes). */
 function copy(src, dst, filter = () => true) {
   const st = fs.statSync(src);
   if (st.isDirectory()) {
@@ -96,6 +104,20 @@ function copy(src, dst, filter = () => true) {
     fs.mkdirSync(path.dirname(dst), { recursive: true, mode: 0o755 });
     fs.copyFileSync(src, dst);
     fs.chmodSync(dst, st.mode & 0o111 ? 0o755 : 0o644);
+  }
+}
+
+/** Every directory under (and including) `dir` 0755, every file 0755 when any execute bit is set
+ * (copy() keeps the source's), else 0644; symbolic links are left alone (their mode is not used).
+ * Explicit chmod, because the modes given to mkdir and writeFile are filtered by the umask. */
+function setModes(dir) {
+  const st = fs.lstatSync(dir);
+  if (st.isSymbolicLink()) return;
+  if (st.isDirectory()) {
+    fs.chmodSync(dir, 0o755);
+    for (const e of fs.readdirSync(dir)) setModes(path.join(dir, e));
+  } else {
+    fs.chmodSync(dir, st.mode & 0o111 ? 0o755 : 0o644);
   }
 }
 
@@ -113,6 +135,7 @@ function stageTree(dst, arch, addon, pkg) {
     private: true, engines: pkg.engines, bin: pkg.bin, os: ['linux'], cpu: [arch],
   };
   fs.writeFileSync(path.join(dst, 'package.json'), JSON.stringify(meta, null, 2) + '\n', { mode: 0o644 });
+  setModes(dst);
 }
 
 function sourceDateEpoch() {
@@ -207,6 +230,7 @@ function writeDeb(stageTreeDir, arch, pkg, outFile, work, epoch) {
   for (const [n, body] of [['postinst', POSTINST], ['prerm', PRERM], ['postrm', POSTRM]]) {
     fs.writeFileSync(path.join(deb, n), body, { mode: 0o755 });
   }
+  setModes(debRoot);
   execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', debRoot, outFile], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, SOURCE_DATE_EPOCH: epoch },

@@ -15,6 +15,9 @@ const COMMANDS = [
   ['setpriv', 'util-linux'], // test/e2e/hooks-unprivileged.test.ts
   ['unshare', 'util-linux'],
   ['tar', 'tar'], // unpacking the pinned Node.js packages (scripts/test-nodes.js)
+  ['gzip', 'gzip'], // ... and the release tarballs (test/e2e/package-modes.test.ts)
+  ['dpkg-deb', 'dpkg'], // building and listing the .deb (test/e2e/package-modes.test.ts)
+  ['systemd-analyze', 'systemd'], // the unit's checks and its system call groups (test/*/systemd-*.test.ts)
   ['ethtool', 'ethtool'], // test/e2e/offload.test.ts: the veth's tunnel offloads off (as on a NIC without them)
 ];
 /** Only needed when the suite has to build first (dist/ or the addon missing). */

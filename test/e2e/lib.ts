@@ -42,9 +42,11 @@ export interface Daemon {
 }
 
 /** Start bin/gwlbtun (or `bin`, e.g. an installed copy) in the appliance namespace; resolves once
- * it logs that it started. */
-export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000, bin = BIN): Promise<Daemon> {
-  const a = nsSpawnArgs(t.applianceNs, process.execPath, [bin, ...args]);
+ * it logs that it started. `wrapper` (a command and its arguments, e.g. a seccomp launcher) execs
+ * node in turn; the PID is still the daemon's when the wrapper execs. */
+export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000, bin = BIN, wrapper: string[] = []): Promise<Daemon> {
+  const argv = [...wrapper, process.execPath, bin, ...args];
+  const a = nsSpawnArgs(t.applianceNs, argv[0]!, argv.slice(1));
   const proc = spawn(a.file, a.args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const onData = (b: Buffer): void => {

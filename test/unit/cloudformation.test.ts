@@ -5,6 +5,13 @@
 // user data is valid bash whose paths exist in the release tree and whose ExecStart line our CLI
 // accepts. cfn-lint is a Python program (pip's cfn-lint; Debian has no package): when it is missing
 // this test fails, it does not skip.
+//
+// Access: only the GWLB subnets' CIDRs (GwlbSubnetCidrs, one per subnet) reach UDP 6081 and the
+// health port, and gwlbtun gets one --gwlb-cidr per CIDR. Plain CloudFormation has no loops, so
+// the template spells out 6 slots guarded by conditions; evaluate() below resolves the intrinsic
+// functions the template uses (Ref, Fn::Join/Split/Select/If/Not/Equals/Sub, conditions) for given
+// parameter values, the way CloudFormation would, failing on a Fn::Select past the end of its list,
+// and the tests check the security group and the user data that come out for 1 to 6 subnets.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseCli } from '../../src/cli';
+import { parseCidr, parseCli } from '../../src/cli';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const TEMPLATE = path.join(ROOT, 'deploy', 'cloudformation', 'gwlbtun.yaml');
@@ -54,29 +61,121 @@ function paramDefault(name: string): string {
   return String(p.Default);
 }
 
-/** The user data script, as written in the template (before substitution). */
-function userDataSource(): string {
+/** The user data's Fn::Sub: the script as written in the template (before substitution) and its
+ * variables (intrinsic functions, unevaluated). */
+function userDataSub(): { script: string; vars: J } {
   const lt = obj(resource('LaunchTemplate', 'AWS::EC2::LaunchTemplate').LaunchTemplateData);
   const b64 = obj(lt.UserData);
-  const sub = b64['Fn::Base64'] as J;
-  const s = sub['Fn::Sub'];
-  assert.equal(typeof s, 'string', 'user data is one Fn::Sub string');
-  return s as string;
+  const sub = (b64['Fn::Base64'] as J)['Fn::Sub'];
+  if (typeof sub === 'string') return { script: sub, vars: {} };
+  const [script, vars] = sub as [unknown, unknown];
+  assert.equal(typeof script, 'string', 'user data is one Fn::Sub string');
+  return { script: script as string, vars: obj(vars) };
 }
 
-/** The user data with every ${Param} replaced by its default (and sample values where there is none). */
-function renderUserData(): string {
-  const samples: Record<string, string> = {
+function userDataSource(): string {
+  return userDataSub().script;
+}
+
+const SHA = 'ab'.repeat(32);
+const SAMPLE_CIDRS = ['198.18.0.0/28', '198.18.1.0/28', '198.18.2.0/28', '198.18.3.0/28', '198.18.4.0/28', '198.18.5.0/28'];
+
+/** Parameter values: the defaults, sample values for those without one, and `over`. */
+function paramValues(over: Record<string, string | string[]> = {}): Record<string, string | string[]> {
+  const v: Record<string, string | string[]> = {
     ReleaseUrl: 'https://example.com/gwlbtun-0.1.0-linux-x64.tar.gz',
-    GwlbCidr: '198.18.0.0/15',
+    ReleaseSha256: SHA,
+    GwlbSubnetCidrs: SAMPLE_CIDRS.slice(0, 2),
     'AWS::Region': 'us-east-1',
     'AWS::StackName': 'test',
   };
-  return userDataSource().replace(/\$\{([A-Za-z0-9:]+)\}/g, (_, name: string) => {
-    if (name in samples) return samples[name]!;
-    assert.ok(name in params, `user data refers to \${${name}}, which is no parameter`);
-    return paramDefault(name);
-  });
+  for (const [name, p] of Object.entries(params)) {
+    if (!(name in v) && 'Default' in obj(p)) v[name] = obj(p).Type === 'CommaDelimitedList' ? String(obj(p).Default).split(',') : String(obj(p).Default);
+  }
+  return { ...v, ...over };
+}
+
+const NO_VALUE = Symbol('AWS::NoValue');
+
+/** The value of `v` with CloudFormation's intrinsic functions resolved for the parameter values
+ * `pv` (the subset this template uses; anything else fails the test). */
+function evaluate(v: unknown, pv: Record<string, string | string[]>): unknown {
+  if (Array.isArray(v)) return v.map((x) => evaluate(x, pv)).filter((x) => x !== NO_VALUE);
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as J;
+  const keys = Object.keys(o);
+  const str = (x: unknown): string => {
+    const e = evaluate(x, pv);
+    assert.ok(typeof e === 'string' || typeof e === 'number', `a string: ${JSON.stringify(x)}`);
+    return String(e);
+  };
+  const list = (x: unknown): unknown[] => {
+    const e = evaluate(x, pv);
+    assert.ok(Array.isArray(e), `a list: ${JSON.stringify(x)}`);
+    return e;
+  };
+  if (keys.length === 1 && (keys[0] === 'Ref' || keys[0] === 'Condition' || keys[0]!.startsWith('Fn::'))) {
+    const a = o[keys[0]!];
+    const args = a as unknown[];
+    switch (keys[0]) {
+      case 'Ref':
+        if (a === 'AWS::NoValue') return NO_VALUE;
+        assert.ok(typeof a === 'string' && a in pv, `Ref ${String(a)}: a parameter with a value`);
+        return pv[a];
+      case 'Condition':
+        return evaluate(obj(tpl.Conditions)[a as string], pv);
+      case 'Fn::Join':
+        return list(args[1]).map((x) => String(x)).join(args[0] as string);
+      case 'Fn::Split':
+        return str(args[1]).split(args[0] as string);
+      case 'Fn::Select': {
+        const l = list(args[1]);
+        const i = Number(evaluate(args[0], pv));
+        assert.ok(Number.isInteger(i) && i >= 0 && i < l.length, `Fn::Select ${i} of a list of ${l.length}: CloudFormation fails the stack`);
+        return l[i];
+      }
+      case 'Fn::If': {
+        assert.ok(typeof args[0] === 'string' && args[0] in obj(tpl.Conditions), `Fn::If on a condition: ${String(args[0])}`);
+        return evaluate(obj(tpl.Conditions)[args[0]], pv) === true ? evaluate(args[1], pv) : evaluate(args[2], pv);
+      }
+      case 'Fn::Not':
+        return evaluate(args[0], pv) !== true;
+      case 'Fn::Equals':
+        return str(args[0]) === str(args[1]);
+      case 'Fn::Sub': {
+        const [text, vars] = typeof a === 'string' ? [a, {}] : (a as [string, J]);
+        return text.replace(/\$\{([A-Za-z0-9:]+)\}/g, (_, name: string) => {
+          if (name in vars) return str(vars[name]);
+          assert.ok(name in pv, `Fn::Sub refers to \${${name}}, which is no parameter`);
+          const p = pv[name]!;
+          assert.equal(typeof p, 'string', `\${${name}} in Fn::Sub is a string`);
+          return p as string;
+        });
+      }
+      default:
+        assert.fail(`evaluate(): ${keys[0]} is not handled`);
+    }
+  }
+  const out: J = {};
+  for (const [k, x] of Object.entries(o)) {
+    const e = evaluate(x, pv);
+    if (e !== NO_VALUE) out[k] = e;
+  }
+  return out;
+}
+
+/** The user data as an instance gets it, for parameter values `over` (else defaults and samples). */
+function renderUserData(over: Record<string, string | string[]> = {}): string {
+  const lt = obj(resource('LaunchTemplate', 'AWS::EC2::LaunchTemplate').LaunchTemplateData);
+  return evaluate((obj(lt.UserData)['Fn::Base64'] as J), paramValues(over)) as string;
+}
+
+/** Whether `value` passes parameter `name`'s AllowedPattern (for a CommaDelimitedList: every item,
+ * as CloudFormation checks it). */
+function allowed(name: string, value: string): boolean {
+  const p = obj(params[name]);
+  const re = new RegExp(String(p.AllowedPattern));
+  return (p.Type === 'CommaDelimitedList' ? value.split(',').map((x) => x.trim()) : [value]).every((x) => re.test(x));
 }
 
 test('cfn-lint passes with no error or warning', () => {
@@ -104,13 +203,40 @@ test('GWLB with a listener forwarding to a GENEVE 6081 target group; HTTP health
   assert.deepEqual(a.get('target_failover.on_deregistration'), { Ref: 'FlowRebalance' });
   assert.deepEqual(a.get('target_failover.on_unhealthy'), { Ref: 'FlowRebalance' }, 'GWLB wants both failover attributes set alike');
   assert.deepEqual(a.get('tcp.idle_timeout.seconds'), { Ref: 'TcpIdleTimeout' });
-  // The security group lets the GWLB range reach exactly Geneve and the health port.
+});
+
+test('only the GWLB subnets reach Geneve and the health port: one rule pair per GwlbSubnetCidrs item, 1 to 6 subnets', () => {
+  // A list of the subnets' CIDRs, required (no default), each item an IPv4 CIDR; no parameter
+  // offers one CIDR for everything (the VPC CIDR let every host of the VPC forge Geneve and read
+  // /status).
+  const p = obj(params.GwlbSubnetCidrs);
+  assert.equal(p.Type, 'CommaDelimitedList');
+  assert.ok(!('Default' in p), 'GwlbSubnetCidrs has no default');
+  assert.ok(!('GwlbCidr' in params), 'no single GwlbCidr parameter');
+  assert.ok(allowed('GwlbSubnetCidrs', '10.0.0.0/28,10.0.1.0/28'));
+  for (const bad of ['', '10.0.0.0', '10.0.0.0/28,', 'vpc', '10.0.0.0/28,fe80::/64']) assert.ok(!allowed('GwlbSubnetCidrs', bad), `'${bad}' refused`);
+  const groups = obj(obj(tpl.Metadata)['AWS::CloudFormation::Interface']).ParameterGroups as J[];
+  assert.ok(groups.some((g) => (g.Parameters as string[]).includes('GwlbSubnetCidrs')), 'GwlbSubnetCidrs is in a parameter group');
   const sg = resource('ApplianceSecurityGroup', 'AWS::EC2::SecurityGroup');
-  const ingress = sg.SecurityGroupIngress as J[];
-  assert.deepEqual(ingress.map((r) => [r.IpProtocol, r.FromPort, r.ToPort, r.CidrIp]), [
-    ['udp', 6081, 6081, { Ref: 'GwlbCidr' }],
-    ['tcp', { Ref: 'HealthPort' }, { Ref: 'HealthPort' }, { Ref: 'GwlbCidr' }],
-  ]);
+  for (let n = 1; n <= 6; n++) {
+    const cidrs = SAMPLE_CIDRS.slice(0, n);
+    const ingress = evaluate(sg.SecurityGroupIngress, paramValues({ GwlbSubnetCidrs: cidrs, HealthPort: '8080' })) as J[];
+    assert.deepEqual(ingress.map((r) => [r.IpProtocol, r.FromPort, r.ToPort, r.CidrIp]), cidrs.flatMap((c) => [['udp', 6081, 6081, c], ['tcp', '8080', '8080', c]]), `${n} GWLB subnets`);
+    for (const r of ingress) assert.ok(typeof r.Description === 'string' && r.Description.length > 0);
+  }
+});
+
+test('the release checksum is required: 64 hex digits, checked unconditionally by the user data', () => {
+  const p = obj(params.ReleaseSha256);
+  assert.ok(!('Default' in p), 'ReleaseSha256 has no default');
+  assert.ok(allowed('ReleaseSha256', SHA));
+  for (const bad of ['', 'ab'.repeat(31) + 'a', 'ab'.repeat(33), 'g'.repeat(64), ` ${SHA}`]) assert.ok(!allowed('ReleaseSha256', bad), `'${bad}' refused`);
+  const ud = renderUserData();
+  const check = ud.split('\n').filter((l) => l.includes('sha256sum'));
+  assert.deepEqual(check, [`echo '${SHA}  /root/gwlbtun.tar.gz' | sha256sum -c -`], 'one unconditional sha256sum -c of the downloaded tarball');
+  // set -e: a mismatch ends the script before anything is unpacked.
+  assert.ok(ud.indexOf('sha256sum') < ud.indexOf('tar -x'), 'checked before it is unpacked');
+  assert.match(ud, /^set -euo pipefail$/m);
 });
 
 test('Auto Scaling group: the launch template, the target group, a termination lifecycle hook, CPU target tracking', () => {
@@ -177,12 +303,18 @@ test('user data: valid bash; installs the release layout; ExecStart is a command
   assert.equal(exec.length, 1, 'one ExecStart command line');
   const argv = exec[0]!.split(' ').slice(1);
   const src = userDataSource();
-  for (const f of ['-p ${HealthPort}', '-i ${TcpIdleTimeout}', '--gwlb-cidr ${GwlbCidr}', '--drain ${DrainSeconds}']) assert.ok(src.includes(f), `ExecStart has ${f}`);
+  for (const f of ['-p ${HealthPort}', '-i ${TcpIdleTimeout}', '${GwlbCidrFlags}', '--drain ${DrainSeconds}']) assert.ok(src.includes(f), `ExecStart has ${f}`);
   // It must parse as is (--drain included), with the release's paths mapped to this checkout.
   const rest = argv.map((a) => a.replace(/^\/opt\/gwlbtun\//, ROOT + '/'));
   const cli = parseCli(rest, 2);
   assert.equal(cli.healthPort, Number(paramDefault('HealthPort')));
   assert.equal(cli.daemon.tcpIdleS, Number(paramDefault('TcpIdleTimeout')));
-  assert.ok(cli.daemon.allow.length > 0, '--gwlb-cidr is in effect');
+  assert.deepEqual(cli.daemon.allow, SAMPLE_CIDRS.slice(0, 2).flatMap((c) => parseCidr('--gwlb-cidr', c)), 'one --gwlb-cidr per GWLB subnet CIDR');
   assert.equal(cli.daemon.createHook, path.join(ROOT, 'examples', 'hooks', `${paramDefault('Hook')}.sh`));
+  // Every GWLB subnet, as many as there are, and nothing wider.
+  for (let n = 1; n <= 6; n++) {
+    const line = renderUserData({ GwlbSubnetCidrs: SAMPLE_CIDRS.slice(0, n) }).split('\n').find((l) => l.startsWith('ExecStart=/opt/gwlbtun/bin/gwlbtun '))!;
+    const c = parseCli(line.split(' ').slice(1).map((a) => a.replace(/^\/opt\/gwlbtun\//, ROOT + '/')), 2);
+    assert.deepEqual(c.daemon.allow, SAMPLE_CIDRS.slice(0, n).flatMap((x) => parseCidr('--gwlb-cidr', x)), `${n} GWLB subnets`);
+  }
 });
