@@ -17,6 +17,9 @@ import { createTopology, destroyTopology, type Topology } from '../../src/sim/to
 import { FlowPlan } from '../../src/sim/flows';
 import { endpointNames } from '../../src/wire/eni';
 import { nsRun, requireRoot, runEmulator, sleep, startDaemon, stopDaemon, tmpDir, type Daemon } from './lib';
+import { countedNonZero, kernelDrops } from './probe';
+
+const HEALTH_PORT = 8086;
 import {
   assertAllVerified,
   expand6,
@@ -100,7 +103,7 @@ for (const fw of backends) {
       requireRoot();
       dir = tmpDir('ovl');
       t = createTopology('hov');
-      d = await startDaemon(t, ['-c', OVERLAPPING_HOOK, '-r', OVERLAPPING_HOOK, '--logging', 'core=info'], { GWLBTUN_FIREWALL: fw, RUNTIME_DIRECTORY: dir });
+      d = await startDaemon(t, ['-c', OVERLAPPING_HOOK, '-r', OVERLAPPING_HOOK, '--logging', 'core=info', '-p', String(HEALTH_PORT)], { GWLBTUN_FIREWALL: fw, RUNTIME_DIRECTORY: dir });
     });
 
     after(async () => {
@@ -130,6 +133,11 @@ for (const fw of backends) {
         '--settle-ms', '1500',
       ]);
       assert.equal(r.endpoints.length, 2);
+      if (r.totals.verified !== r.totals.sent) {
+        // A loss of one packet in 360 was seen once (issue 18) and not reproduced since: say where it went.
+        console.error(`overlapping (${fw}): ${r.totals.sent - r.totals.verified} lost; the daemon counted:\n${await countedNonZero(t!.applianceNs, HEALTH_PORT)}\n` +
+          `kernel, appliance side:\n${await kernelDrops(t!.applianceNs)}\nkernel, GWLB side:\n${await kernelDrops(t!.gwlbNs)}\nemulator: ${JSON.stringify(r.totals)}`);
+      }
       assertAllVerified(r, fw);
       for (const eni of [ENI_A, ENI_B]) {
         const nm = endpointNames(eni);

@@ -89,11 +89,21 @@ export async function countedNonZero(ns: string, port: number): Promise<string> 
 }
 
 /** What the kernel counted in a namespace where packets can vanish without the daemon seeing
- * them: interface drops and the IP/UDP error counters of /proc/net/snmp (non-zero ones). */
+ * them: interface drops, the IP/UDP error counters of /proc/net/snmp and the failure counters of
+ * conntrack (insert races, early drops, invalid) when it is loaded (non-zero ones). */
 export async function kernelDrops(ns: string): Promise<string> {
   const links = await nsRunAsync(ns, 'ip', ['-s', '-o', 'link']);
   const snmp = await nsRunAsync(ns, 'cat', ['/proc/net/snmp']);
+  const ct = await nsRunAsync(ns, 'cat', ['/proc/net/stat/nf_conntrack']);
   const out: string[] = [];
+  const ctLines = ct.stdout.trim().split('\n');
+  if (ct.code === 0 && ctLines.length > 1) {
+    // One line of hex counters per CPU under one header line: summed.
+    const names = ctLines[0].trim().split(/\s+/);
+    const sums = names.map((_, j) => ctLines.slice(1).reduce((s, l) => s + parseInt(l.trim().split(/\s+/)[j] ?? '0', 16), 0));
+    const nz = names.map((k, j) => [k, sums[j]] as const).filter(([k, v]) => v !== 0 && /drop|fail|invalid|error|ignore/.test(k));
+    if (nz.length > 0) out.push(`  conntrack ${nz.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
   for (const l of links.stdout.split('\n')) if (/dropped|errors/.test(l) && l.trim() !== '') out.push('  ' + l.replace(/\s+/g, ' ').slice(0, 400));
   const lines = snmp.stdout.split('\n');
   for (let i = 0; i + 1 < lines.length; i += 2) {
