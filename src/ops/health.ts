@@ -96,6 +96,30 @@ function udpRcvbufErrors(): number | null {
   }
 }
 
+/** The "TcpExt:" IPReversePathFilter counter of /proc/net/netstat: packets the kernel dropped by
+ * reverse-path filtering in the daemon's network namespace, on any interface (gwi-, and
+ * gwlbtx0's returns when its rp_filter is not 0). null when unreadable. */
+function ipReversePathFilterDrops(): number | null {
+  try {
+    const ext = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const i = ext[0].trim().split(/\s+/).indexOf('IPReversePathFilter');
+    const v = i > 0 ? Number(ext[1].trim().split(/\s+/)[i]) : NaN;
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A counter of /sys/class/net/<dev>/statistics; null when unreadable (no such device). */
+function linkStat(dev: string, stat: string): number | null {
+  try {
+    const v = Number(fs.readFileSync(`/sys/class/net/${dev}/statistics/${stat}`, 'latin1').trim());
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Prometheus text format (version 0.0.4). */
 export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): string {
   const c = d.counters;
@@ -130,7 +154,17 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   metric('gwlbtun_tun_superpackets_uso_total', 'counter', 'Super-packets read from gwi-/gwo-, cut into segments here and sent to GWLB as UDP GSO packets through the USO device (--offload on, kernels with USO but without UDP tunnel GSO).', [['', c.sum(C.TUN_SUPERS_USO)]]);
   metric('gwlbtun_tun_uso_packets_total', 'counter', 'Packets (segments) of those super-packets that went out in USO writes.', [['', c.sum(C.TUN_USO)]]);
   metric('gwlbtun_tun_uso_errors_total', 'counter', 'Writes to the USO device that failed (their segments and the rest of the super-packet were sent through the raw socket).', [['', c.sum(C.TUN_USO_ERRORS)]]);
+  metric('gwlbtun_tun_superpackets_long_total', 'counter', 'Super-packets read from gwi-/gwo- with more than 64 segments (a return batch; a peer with a small MSS): cut and sent here in chunks of at most 64, or handed whole to the UDP tunnel GSO TAP (--offload on).', [['', c.sum(C.TUN_SUPERS_LONG)]]);
   metric('gwlbtun_raw_packets_sent_total', 'counter', 'Encapsulated packets sent to GWLB.', [['', c.sum(C.RAW_TX_PACKETS)]]);
+  const rpDrops = ipReversePathFilterDrops();
+  if (rpDrops !== null) {
+    metric('gwlbtun_ip_reverse_path_filter_drops_total', 'counter', 'Packets the kernel dropped by reverse-path filtering (IPReversePathFilter of /proc/net/netstat, this network namespace, all interfaces): traffic from GWLB on gwi- or returns written to gwlbtx0 while an rp_filter is not 0.', [['', rpDrops]]);
+  }
+  const sendDevice = d.workers.sendDevice;
+  const sendDropped = sendDevice === null ? null : linkStat(sendDevice, 'rx_dropped');
+  if (sendDropped !== null) {
+    metric('gwlbtun_send_device_rx_dropped_total', 'counter', 'Frames or packets written to the send device gwlbtx0 (--offload on) that the kernel dropped on receipt (rx_dropped of the device).', [['', sendDropped]]);
+  }
   const rcvbufErrors = udpRcvbufErrors();
   if (rcvbufErrors !== null) {
     metric('gwlbtun_udp_rcvbuf_errors_total', 'counter', "UDP datagrams the kernel dropped because a socket's receive buffer was full (RcvbufErrors of /proc/net/snmp, this network namespace, all sockets).", [['', rcvbufErrors]]);
@@ -167,7 +201,10 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   }
   if (d.sysctls !== null) {
     metric('gwlbtun_sysctl_restored_total', 'counter', 'gwi-/gwo- interface sysctls changed by someone else (udev) and written back, by setting.', [...d.sysctls.restored].map(([k, v]) => [`{setting="${k}"}`, v]));
-    metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- interface sysctls that could not be written.', [['', d.sysctls.errors]]);
+    if (d.sysctls.deviceRestored.size > 0) {
+      metric('gwlbtun_sysctl_send_device_restored_total', 'counter', 'Sysctls of the send device gwlbtx0 (--offload on) changed by someone else (udev) and written back, by setting.', [...d.sysctls.deviceRestored].map(([k, v]) => [`{setting="${k}"}`, v]));
+    }
+    metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- and gwlbtx0 interface sysctls that could not be written.', [['', d.sysctls.errors]]);
   }
   const ws = d.workerStatus();
   metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));
