@@ -15,7 +15,7 @@ const COMMANDS = [
   ['setpriv', 'util-linux'], // test/e2e/hooks-unprivileged.test.ts
   ['unshare', 'util-linux'],
   ['tar', 'tar'], // unpacking the pinned Node.js packages (scripts/test-nodes.js)
-  ['ethtool', 'ethtool'], // test/e2e/offload.test.ts: the veth's tunnel offloads off (as on a NIC without them)
+  ['ethtool', 'ethtool'], // test/e2e/offload.test.ts, offload-mss.test.ts: the veth's tunnel offloads off (as on a NIC without them)
 ];
 /** Only needed when the suite has to build first (dist/ or the addon missing). */
 const BUILD_COMMANDS = [['cc', 'gcc libc6-dev']];

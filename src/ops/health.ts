@@ -160,7 +160,7 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   if (rpDrops !== null) {
     metric('gwlbtun_ip_reverse_path_filter_drops_total', 'counter', 'Packets the kernel dropped by reverse-path filtering (IPReversePathFilter of /proc/net/netstat, this network namespace, all interfaces): traffic from GWLB on gwi- or returns written to gwlbtx0 while an rp_filter is not 0.', [['', rpDrops]]);
   }
-  const sendDevice = d.workers.sendDevice;
+  const sendDevice = d.sendDevice;
   const sendDropped = sendDevice === null ? null : linkStat(sendDevice, 'rx_dropped');
   if (sendDropped !== null) {
     metric('gwlbtun_send_device_rx_dropped_total', 'counter', 'Frames or packets written to the send device gwlbtx0 (--offload on) that the kernel dropped on receipt (rx_dropped of the device).', [['', sendDropped]]);
