@@ -83,31 +83,29 @@ ${rows}</table>
 `;
 }
 
-/** The "Udp:" RcvbufErrors counter of /proc/net/snmp: the daemon's own network namespace, so
- * mostly its Geneve sockets' overflows. null when unreadable. */
-function udpRcvbufErrors(): number | null {
+/** A counter of a /proc/net/snmp-style file (a header line and a value line per section, e.g.
+ * "Udp:"); null when unreadable. The daemon's own network namespace. */
+function procNetCounter(file: string, section: string, name: string): number | null {
   try {
-    const udp = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
-    const i = udp[0].trim().split(/\s+/).indexOf('RcvbufErrors');
-    const v = i > 0 ? Number(udp[1].trim().split(/\s+/)[i]) : NaN;
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith(section));
+    const i = lines[0].trim().split(/\s+/).indexOf(name);
+    const v = i > 0 ? Number(lines[1].trim().split(/\s+/)[i]) : NaN;
     return Number.isFinite(v) ? v : null;
   } catch {
     return null;
   }
 }
 
+/** The "Udp:" RcvbufErrors counter of /proc/net/snmp: mostly the Geneve sockets' overflows. */
+function udpRcvbufErrors(): number | null {
+  return procNetCounter('/proc/net/snmp', 'Udp:', 'RcvbufErrors');
+}
+
 /** The "TcpExt:" IPReversePathFilter counter of /proc/net/netstat: packets the kernel dropped by
- * reverse-path filtering in the daemon's network namespace, on any interface (gwi-, and
- * gwlbtx0's returns when its rp_filter is not 0). null when unreadable. */
+ * reverse-path filtering, on any interface (gwi-, and gwlbtx0's returns when its rp_filter is not
+ * 0). */
 function ipReversePathFilterDrops(): number | null {
-  try {
-    const ext = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
-    const i = ext[0].trim().split(/\s+/).indexOf('IPReversePathFilter');
-    const v = i > 0 ? Number(ext[1].trim().split(/\s+/)[i]) : NaN;
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
+  return procNetCounter('/proc/net/netstat', 'TcpExt:', 'IPReversePathFilter');
 }
 
 /** A counter of /sys/class/net/<dev>/statistics; null when unreadable (no such device). */
