@@ -123,7 +123,7 @@ describe('packet loop with offloads over the fake addon', () => {
     }
   });
 
-  test('a super-packet larger than the free slots waits for the next batch; nothing is lost or reordered', () => {
+  test('a super-packet larger than the free slots fills them and the rest goes in the next batch; nothing is lost or reordered', () => {
     const r = new Rig(true);
     const s = stream({ src: 5, dst: 6, sport: 999, dport: 80 }, 45, 1448);
     r.send(s[0], 30001); // the flow is known
