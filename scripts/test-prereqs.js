@@ -18,7 +18,7 @@ const COMMANDS = [
   ['gzip', 'gzip'], // ... and the release tarballs (test/e2e/package-modes.test.ts)
   ['dpkg-deb', 'dpkg'], // building and listing the .deb (test/e2e/package-modes.test.ts)
   ['systemd-analyze', 'systemd'], // the unit's checks and its system call groups (test/*/systemd-*.test.ts)
-  ['ethtool', 'ethtool'], // test/e2e/offload.test.ts: the veth's tunnel offloads off (as on a NIC without them)
+  ['ethtool', 'ethtool'], // test/e2e/offload.test.ts, offload-mss.test.ts: the veth's tunnel offloads off (as on a NIC without them)
 ];
 /** Only needed when the suite has to build first (dist/ or the addon missing). */
 const BUILD_COMMANDS = [['cc', 'gcc libc6-dev']];

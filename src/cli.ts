@@ -69,7 +69,9 @@ Options of this edition:
   --no-sysctl           Leave the interface sysctls to me. By default gwlbtun sets rp_filter 0,
                         accept_ra 0 and no IPv6 link-local address on every gwi-/gwo- interface
                         before the CREATE hook, and restores rp_filter within a second when anyone
-                        (udev applying sysctl.d defaults) changes it.
+                        (udev applying sysctl.d defaults) changes it; with --offload on, also
+                        rp_filter 0, accept_local 1 and forwarding 1 on its send device gwlbtx0
+                        (written at start even with --no-sysctl, but then not kept).
 
 Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
 every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity

@@ -97,6 +97,11 @@ export class Daemon {
     this.hookStats = this.lifecycle.hookStats;
   }
 
+  /** The send device of --offload on (`gwlbtx0`), or null. */
+  get sendDevice(): string | null {
+    return this.workers.sendDevice;
+  }
+
   get endpointsCreated(): number {
     return this.lifecycle.endpointsCreated;
   }
@@ -110,6 +115,8 @@ export class Daemon {
   async start(): Promise<void> {
     await this.workers.startAll();
     if (this.shuttingDown) return; // a signal arrived during start-up
+    const sendDevice = this.sendDevice;
+    if (sendDevice !== null) this.sysctls?.watchDevice(sendDevice); // kept from now on (src/control/sysctl.ts)
     const sweepBudget = this.flows === null ? 0 : Math.max(1, Math.ceil(this.flows.buckets / 10));
     const live = (epId: number): boolean => this.lifecycle.live(epId);
     if (this.flows !== null) {

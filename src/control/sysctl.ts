@@ -10,8 +10,15 @@
 // reads the watched settings back and restores any that changed, logs the first restoration of
 // each endpoint and setting, and counts every one (gwlbtun_sysctl_restored_total).
 //
+// The send device of --offload on (`gwlbtx0`: the UDP tunnel GSO TAP or the USO TUN,
+// src/control/txtap.ts) is kept the same way: the kernel routes what gwlbtun writes to it as if
+// received there, so rp_filter 1 or 2 on it (udev again) drops every return in the kernel
+// (IPReversePathFilter) after gwlbtun counted it as sent. Its settings (SEND_DEVICE_SETTINGS) are
+// written when it is opened, and the watcher reads them back on every tick, endpoints or not.
+//
 // /proc/sys/net shows the network namespace of the reading process: the daemon's, which is the
-// namespace its interfaces live in. `--no-sysctl` turns all of this off.
+// namespace its interfaces live in. `--no-sysctl` turns all of this off but the send device's
+// first write (without which its tier does not work at all: src/control/txtap.ts).
 
 import * as fs from 'node:fs';
 import { LEVEL, type Logger } from '../ops/log';
@@ -46,6 +53,30 @@ export const IF_SETTINGS: readonly IfSetting[] = [
   // forwarding is off). Hardening; the drops above are the same with or without it.
   { name: 'ipv6.accept_ra', family: 'ipv6', key: 'accept_ra', value: '0', watch: false },
 ];
+
+/** What gwlbtun owns on its send device (`gwlbtx0`): what it writes there is routed as if received
+ * on it, from the appliance's own address, towards GWLB. */
+export const SEND_DEVICE_SETTINGS: readonly IfSetting[] = [
+  // The source is the appliance's own address: accepted only with accept_local.
+  { name: 'ipv4.accept_local', family: 'ipv4', key: 'accept_local', value: '1', watch: true },
+  // The source is not routed via gwlbtx0: reverse-path filtering (1 or 2) drops every return.
+  { name: 'ipv4.rp_filter', family: 'ipv4', key: 'rp_filter', value: '0', watch: true },
+  { name: 'ipv4.forwarding', family: 'ipv4', key: 'forwarding', value: '1', watch: true },
+  // No IPv6 on it at all (no link-local address, no router solicitations): it stays quiet.
+  { name: 'ipv6.disable_ipv6', family: 'ipv6', key: 'disable_ipv6', value: '1', watch: false },
+];
+
+/** Writes SEND_DEVICE_SETTINGS on device `name` (just created); throws when an IPv4 one cannot be
+ * written (the send tier then is not used); IPv6 absent from the kernel is fine. */
+export function writeSendDeviceSettings(name: string, root = PROC_SYS_NET): void {
+  for (const s of SEND_DEVICE_SETTINGS) {
+    try {
+      fs.writeFileSync(settingPath(s, name, root), s.value);
+    } catch (e) {
+      if (s.family === 'ipv4') throw e;
+    }
+  }
+}
 
 /** conf/all/rp_filter: not gwlbtun's to change (it applies to every interface of the machine),
  * but a non-zero value defeats the per-interface 0; the watcher warns when it is not 0. */
@@ -94,10 +125,14 @@ function readSetting(path: string): string | null {
 export class InterfaceSysctls {
   /** Restorations by setting name (a value changed by someone else and written back). */
   readonly restored = new Map<string, number>(IF_SETTINGS.map((s) => [s.name, 0]));
+  /** Send device (gwlbtx0) settings changed by someone else and written back, by setting name. */
+  readonly deviceRestored = new Map<string, number>();
   /** Writes that failed (no permission, read-only /proc/sys). */
   errors = 0;
   private cursor = 0;
   private allWarned = false;
+  /** The send device watched (watchDevice), and its marks as for an endpoint. */
+  private device: { name: string; marks: SysctlMarks } | null = null;
 
   constructor(
     private readonly log: Logger,
@@ -142,9 +177,55 @@ export class InterfaceSysctls {
     return n;
   }
 
-  /** One watcher tick over the endpoint slots (round robin, bounded): checks ready endpoints,
-   * and conf/all/rp_filter when at least one was checked. `count`: endpoints that exist. */
+  /** Keep SEND_DEVICE_SETTINGS on the send device `name` from now on (written when it was opened). */
+  watchDevice(name: string): void {
+    this.device = { name, marks: newSysctlMarks() };
+    for (const s of SEND_DEVICE_SETTINGS) if (s.watch) this.deviceRestored.set(s.name, 0);
+  }
+
+  /** Read the send device's watched settings back; restore those that changed. Returns the number
+   * restored. */
+  checkDevice(): number {
+    const d = this.device;
+    if (d === null) return 0;
+    let n = 0;
+    for (let si = 0; si < SEND_DEVICE_SETTINGS.length; si++) {
+      const s = SEND_DEVICE_SETTINGS[si];
+      const bit = 1 << si;
+      if (!s.watch || (d.marks.failed & bit) !== 0) continue;
+      const path = settingPath(s, d.name, this.root);
+      let cur: string | null;
+      try {
+        cur = readSetting(path);
+      } catch {
+        continue;
+      }
+      if (cur === null || cur === s.value) continue;
+      try {
+        fs.writeFileSync(path, s.value);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue; // the device is gone
+        this.errors++;
+        d.marks.failed |= bit;
+        this.log.limited('sysctl-error', 'tunnel', LEVEL.important, `cannot set net.${s.family}.conf.${d.name}.${s.key}=${s.value} (${code ?? (err as Error).message}); returns through ${d.name} may be dropped by the kernel`);
+        continue;
+      }
+      n++;
+      this.deviceRestored.set(s.name, (this.deviceRestored.get(s.name) ?? 0) + 1);
+      if ((d.marks.logged & bit) === 0) {
+        d.marks.logged |= bit;
+        this.log.limited('sysctl-restored', 'tunnel', LEVEL.important, `send device: net.${s.family}.conf.${d.name}.${s.key} was changed to ${cur} by someone else; restored ${s.value} (logged once per setting)`);
+      }
+    }
+    return n;
+  }
+
+  /** One watcher tick: the send device, then the endpoint slots (round robin, bounded): checks
+   * ready endpoints, and conf/all/rp_filter when at least one was checked. `count`: endpoints
+   * that exist. */
   tick(slots: readonly (SysctlTarget | undefined)[], count: number): void {
+    this.checkDevice();
     if (count === 0) return;
     const budget = Math.max(WATCH_MIN_PER_TICK, Math.ceil(count / 4));
     let checked = 0;

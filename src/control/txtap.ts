@@ -17,6 +17,7 @@
 
 import * as fs from 'node:fs';
 import type { NativeAddon } from '../io/native';
+import { writeSendDeviceSettings } from './sysctl';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO } from '../wire/virtio';
 import type { Logger } from '../ops/log';
 
@@ -34,28 +35,12 @@ export interface TxTap {
   mac: number[];
 }
 
-function writeSys(path: string, v: string): void {
-  fs.writeFileSync(path, v);
-}
-
-/** The sysctls of a send device (this TAP, or the USO TUN of src/control/usotun.ts) whose frames
- * the kernel routes out as if received on it: the appliance's own address as source
- * (accept_local), no reverse-path check, forwarding on; IPv6 off, so that it stays quiet. */
-function sendDeviceSysctls(name: string): void {
-  const conf = `/proc/sys/net/ipv4/conf/${name}`;
-  writeSys(`${conf}/accept_local`, '1');
-  writeSys(`${conf}/rp_filter`, '0');
-  writeSys(`${conf}/forwarding`, '1');
-  try {
-    writeSys(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
-  } catch {
-    // IPv6 off in this kernel: nothing to quiet
-  }
-}
-
 /** Opens a send device (the TAP here, or the USO TUN of src/control/usotun.ts): one queue per
  * worker with open(), the offload bits `flags` asked for on the first, and, when the kernel takes
- * them, its sysctls (sendDeviceSysctls) and then setup(). Returns the queues, or null with every
+ * them, its sysctls and then setup(). The sysctls (SEND_DEVICE_SETTINGS, src/control/sysctl.ts:
+ * the appliance's own address as source (accept_local), no reverse-path check, forwarding on; IPv6
+ * off, so that it stays quiet) are written even with --no-sysctl, since the device does not work
+ * without them; the sysctl keeper then keeps them (not with --no-sysctl). Returns the queues, or null with every
  * queue closed and one line logged: `refused` when the kernel refuses the bits, failed(reason)
  * when anything else fails. */
 export function openSendDevice(
@@ -80,7 +65,7 @@ export function openSendDevice(
       log.important('tunnel', refused);
       return null;
     }
-    sendDeviceSysctls(name);
+    writeSendDeviceSettings(name);
     setup();
     return fds;
   } catch (e) {

@@ -116,6 +116,11 @@ export class WorkerSupervisor {
   private txTap: TxTap | null = null;
   private txUso: UsoTun | null = null;
 
+  /** The send device of --offload on (the TAP or the USO TUN, `gwlbtx0`), or null: none. */
+  get sendDevice(): string | null {
+    return this.txTap?.name ?? this.txUso?.name ?? null;
+  }
+
   private spawnWorker(index: number): Promise<void> {
     let slot = this.workers[index];
     if (slot === undefined) {

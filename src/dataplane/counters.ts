@@ -58,8 +58,11 @@ export const C = {
   TUN_SUPERS_USO: DROP_SLOTS + 31,
   TUN_USO: DROP_SLOTS + 32,
   TUN_USO_ERRORS: DROP_SLOTS + 33,
+  // Super-packets read from gwi-/gwo- with more segments than a return batch (64), whatever the
+  // tier: cut in chunks here (raw, USO) or handed whole to the TAP (src/dataplane/returns.ts).
+  TUN_SUPERS_LONG: DROP_SLOTS + 34,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 34;
+export const GLOBAL_CELLS = DROP_SLOTS + 35;
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {

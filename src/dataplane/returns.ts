@@ -44,7 +44,8 @@ const R_STRIDE = RAW_META_STRIDE;
 const R_OFF = RAW_META_OFF;
 const R_LEN = RAW_META_LEN;
 const R_DST = RAW_META_DST;
-/** Drop reason of each segmentPacket error (index: -SEG_*, src/wire/segment.ts). */
+/** Drop reason of each segmentPacket error (index: -SEG_*, src/wire/segment.ts). A super-packet
+ * of more segments than TX_BATCH is cut in chunks (TunReader), never dropped for it. */
 const SEG_REASONS = [0, Drop.GSO_MALFORMED, Drop.GSO_UNSUPPORTED, Drop.GSO_TOO_BIG, Drop.GSO_NO_ROOM];
 
 export class ReturnPath {
@@ -60,6 +61,7 @@ export class ReturnPath {
   private sCount = 0; // packets ready to send
   private seenSupers = 0;
   private seenSegmented = 0;
+  private seenLong = 0;
 
   constructor(
     private readonly nat: NativeAddon,
@@ -176,6 +178,7 @@ export class ReturnPath {
     countReturned(c, this.eps.slot[this.li], segs, bytes, bytes + segs * (OUTER_HEADER_LEN + h), this.nowMs);
     c[C.TUN_SUPERS_TAPPED] += 1;
     c[C.TUN_TAPPED] += segs;
+    if (segs > TX_BATCH) c[C.TUN_SUPERS_LONG] += 1; // the kernel cuts any number (measured: 122 at MSS 536)
     return segs;
   }
 
@@ -184,11 +187,14 @@ export class ReturnPath {
     const r = this.tunIn;
     const c = this.counters;
     c[C.TUN_RX_PACKETS] += r.taken;
-    if (r.supers !== this.seenSupers) {
+    // (A long super-packet's later chunks add segments without adding a super-packet.)
+    if (r.segmented !== this.seenSegmented) {
       c[C.TUN_SUPERS_READ] += r.supers - this.seenSupers;
       c[C.TUN_SEGMENTED] += r.segmented - this.seenSegmented;
+      c[C.TUN_SUPERS_LONG] += r.long - this.seenLong;
       this.seenSupers = r.supers;
       this.seenSegmented = r.segmented;
+      this.seenLong = r.long;
     }
     for (let e = 1; e < SEG_REASONS.length; e++) {
       const d = r.segErrors[e];

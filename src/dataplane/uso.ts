@@ -10,6 +10,10 @@
 // 64 KiB goes in several such writes: the header of the next write is put over the tail of the
 // segment before it, which the previous write has already handed to the kernel.
 //
+// A super-packet of more than USO_MAX_SEGS segments (a peer with a small MSS: about 120 at MSS
+// 536) is cut and sent in chunks of at most USO_MAX_SEGS, one after the other, each laid out the
+// same way in the same area.
+//
 // If a write fails, its segments and all the following ones go through the raw socket one at a
 // time (their outer headers put the same way over the tail of the segment before), counted in
 // TUN_USO_ERRORS: nothing is lost or sent twice and the flow stays in order. Nothing is allocated.
@@ -26,12 +30,12 @@ import { Drop } from '../wire/reasons';
 import { FLOW_HEADER_MAX, type FlowTable } from '../flow/table';
 import { C, countEpDrop, countReturned } from './counters';
 
-/** Segments of one super-packet at most (as many as the raw tier's slots). */
+/** Segments cut at a time (as many as the raw tier's slots): a chunk of a super-packet. */
 export const USO_MAX_SEGS = 64;
 /** Largest inner IP + transport headers of a segment (IPv4 with options 60 + TCP 60). */
 const MAX_SEG_HEADERS = 120;
-/** Bytes of the area a super-packet is laid out in: the first header and Geneve header, a copy of
- * the Geneve and inner headers per segment, and the payload of a 64 KiB super-packet. */
+/** Bytes of the area a chunk is laid out in: the first header and Geneve header, a copy of the
+ * Geneve and inner headers per segment, and the payload of a 64 KiB super-packet. */
 export const USO_AREA = USO_HDR_LEN + FLOW_HEADER_MAX + USO_MAX_SEGS * (FLOW_HEADER_MAX + MAX_SEG_HEADERS) + 65536;
 
 export class UsoSender {
@@ -83,36 +87,53 @@ export class UsoSender {
     const hl = ip + (gso === VNET_GSO_UDP_L4 ? 8 : (b[p + ip + 12] >> 4) * 4);
     const gsoSize = b[off + 4] | (b[off + 5] << 8);
     const stride = h + hl + gsoSize;
-    const r = segmentPacket(b, off, len, VNET_HDR_LEN, this.segs, x, stride, true, USO_MAX_SEGS);
-    // One segment gains nothing here; an error is counted by the raw tier's cut.
-    if (r < 2 || this.segs.len[0] !== hl + gsoSize) return 0;
     const segs = this.segs;
-    for (let k = 1; k < r; k++) b.copyWithin(x + k * stride - h, x - h, x);
+    let r = segmentPacket(b, off, len, VNET_HDR_LEN, segs, x, stride, true, USO_MAX_SEGS);
+    const total = segs.total;
+    // One segment gains nothing here; an error is counted by the raw tier's cut.
+    if (r < 1 || total < 2 || segs.len[0] !== hl + gsoSize) return 0;
     this.flushRaw();
     const c = this.counters;
     const per = Math.min(USO_MAX_SEGS, Math.floor(USO_MAX_PAYLOAD / stride));
     const m = this.wMeta;
     c[C.TUN_SUPERS_USO] += 1;
-    for (let i = 0; i < r; i += per) {
-      const j = i + per < r ? i + per : r;
-      const payload = (j - i - 1) * stride + h + segs.len[j - 1];
-      const at = x - h + i * stride - USO_HDR_LEN;
-      writeUsoHeader(b, at, local, gwlb, port, GENEVE_PORT, payload, stride);
-      m[TUNW_META_FD] = this.fd;
-      m[TUNW_META_OFF] = at;
-      m[TUNW_META_LEN] = USO_HDR_LEN + payload;
-      this.nat.tunWrite(b, m, 1);
-      if (m[TUNW_META_LEN] < 0) {
-        c[C.TUN_USO_ERRORS] += 1;
-        this.sendRawFrom(b, i, r, h, local, gwlb, port, slot, nowMs);
-        return r;
+    if (total > USO_MAX_SEGS) c[C.TUN_SUPERS_LONG] += 1;
+    let raw = false; // a write failed: the rest of the super-packet goes through the raw socket
+    for (let from = 0; ; ) {
+      // The chunk's segments (from..from+r-1 of the packet) are at x + k*stride; each gets the
+      // flow's Geneve header in front (the first one's is in place since the lookup, before x).
+      for (let k = 1; k < r; k++) b.copyWithin(x + k * stride - h, x - h, x);
+      if (raw) this.sendRawFrom(b, 0, r, h, local, gwlb, port, slot, nowMs);
+      for (let i = 0; i < r && !raw; i += per) {
+        const j = i + per < r ? i + per : r;
+        const payload = (j - i - 1) * stride + h + segs.len[j - 1];
+        const at = x - h + i * stride - USO_HDR_LEN;
+        writeUsoHeader(b, at, local, gwlb, port, GENEVE_PORT, payload, stride);
+        m[TUNW_META_FD] = this.fd;
+        m[TUNW_META_OFF] = at;
+        m[TUNW_META_LEN] = USO_HDR_LEN + payload;
+        this.nat.tunWrite(b, m, 1);
+        if (m[TUNW_META_LEN] < 0) {
+          c[C.TUN_USO_ERRORS] += 1;
+          raw = true;
+          this.sendRawFrom(b, i, r, h, local, gwlb, port, slot, nowMs);
+          break;
+        }
+        let bytes = 0;
+        for (let k = i; k < j; k++) bytes += segs.len[k];
+        countReturned(c, slot, j - i, bytes, bytes + (j - i) * (OUTER_HEADER_LEN + h), nowMs);
+        c[C.TUN_USO] += j - i;
       }
-      let bytes = 0;
-      for (let k = i; k < j; k++) bytes += segs.len[k];
-      countReturned(c, slot, j - i, bytes, bytes + (j - i) * (OUTER_HEADER_LEN + h), nowMs);
-      c[C.TUN_USO] += j - i;
+      from += r;
+      if (from >= total) break;
+      r = segmentPacket(b, off, len, VNET_HDR_LEN, segs, x, stride, true, USO_MAX_SEGS, from);
+      if (r < 1) {
+        // Not expected (the first chunk passed every check): the rest is counted, never looped on.
+        for (let k = from; k < total; k++) countEpDrop(c, Drop.GSO_MALFORMED, slot);
+        break;
+      }
     }
-    return r;
+    return total;
   }
 
   /** Segments i..r-1 through the raw socket, one datagram at a time, in order. */

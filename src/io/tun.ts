@@ -19,7 +19,10 @@
 // header, already parsed and stored), a super-packet from the area. The reader reads whole
 // super-packets (up to 64 KiB) into a separate big area of its buffer and cuts each into complete
 // segments in the slots (segmentPacket, src/wire/segment.ts); a packet that is not a super-packet
-// is copied into its slot (its checksum completed when the kernel left it partial).
+// is copied into its slot (its checksum completed when the kernel left it partial). A super-packet
+// with more segments than the free slots is cut in chunks, as many as fit each time: the rest
+// stays pending until the caller has sent those and freed the slots (a peer with MSS 536 makes
+// 64 KiB super-packets of about 120 segments, more than the 64 slots of the return path).
 
 import {
   TUNW_META_FD,
@@ -172,9 +175,11 @@ export class TunReader {
   /** The slot of the first packet the last read() put. */
   first = 0;
   /** Offloads (cumulative): super-packets read, segments cut from them, packets dropped by reason
-   * (index: -SEG_* of src/wire/segment.ts, whose names are SEG_ERROR_NAMES). */
+   * (index: -SEG_* of src/wire/segment.ts, whose names are SEG_ERROR_NAMES); `long`: super-packets
+   * cut here with more segments than there are slots (so in several chunks). */
   supers = 0;
   segmented = 0;
+  long = 0;
   readonly segErrors = new Float64Array(5);
   /** Offloads: segments of the super-packets that `take` sent on whole during the last read(). */
   taken = 0;
@@ -185,6 +190,8 @@ export class TunReader {
   // Offloads only: packets read but not yet put into slots (big slots pendI..pendN-1).
   private pendI = 0;
   private pendN = 0;
+  /** The next segment of pending packet pendI to cut (0: it has not been started). */
+  private pendSeg = 0;
   private readonly bigFirst: number;
   private readonly bigLens: Int32Array;
   private readonly segs: Segments;
@@ -228,8 +235,9 @@ export class TunReader {
   /** Read at most `max` packets (and at most room) from queue fd into the next free slots, the
    * first at slot `first`. Returns the number of packets read (0: nothing waiting, or -- when
    * `pending` -- no room for the next super-packet's segments) or -errno (EBADFD/EIO: the device
-   * is gone). Offloads: a super-packet's segments are never split over two reads, so one may take
-   * the count past `max`. The caller advances `used` once it has dealt with them. */
+   * is gone). Offloads: a pending super-packet's segments fill the free slots whatever `max` says
+   * (so one may take the count past `max`); one with more segments than are free is cut in chunks
+   * over several reads, the rest pending. The caller advances `used` once it has dealt with them. */
   read(fd: number, max: number): number {
     this.first = this.used;
     this.taken = 0;
@@ -252,8 +260,9 @@ export class TunReader {
       }
       const got = this.place(this.used + k);
       if (got < 0) break; // no room: stays pending
-      this.pendI++;
       k += got;
+      if (this.pendSeg !== 0) break; // a chunk of a long super-packet filled the slots: the rest stays pending
+      this.pendI++;
     }
     return k;
   }
@@ -263,7 +272,8 @@ export class TunReader {
   }
 
   /** Puts pending packet pendI into the slots from t on. Returns the packets put there (0: it was
-   * dropped, counted in segErrors), or -1 when it needs more room than is free (used > 0). */
+   * dropped, counted in segErrors), or -1 when it needs more room than is free (used > 0). A
+   * super-packet with more segments than are free: as many as fit, pendSeg then names the next. */
   private place(t: number): number {
     const b = this.buf;
     const off = (this.bigFirst + this.pendI) * BIG_SLOT + BIG_HEAD;
@@ -288,7 +298,8 @@ export class TunReader {
       this.lens[t] = c;
       return 1;
     }
-    if (this.take !== null) {
+    const from = this.pendSeg;
+    if (this.take !== null && from === 0) {
       // Packets put into slots by this read are sent after it returns: a super-packet handed on
       // now would overtake them. It waits for the next read (the caller reads again while pending).
       if (t !== this.first) return -1;
@@ -298,15 +309,21 @@ export class TunReader {
         return 0;
       }
     }
-    const r = segmentPacket(b, off, len, VNET_HDR_LEN, this.segs, this.offset(t), this.slotSize, true, room);
+    const segs = this.segs;
+    const r = segmentPacket(b, off, len, VNET_HDR_LEN, segs, this.offset(t), this.slotSize, true, room, from);
     if (r === SEG_NO_ROOM && t > 0) return -1;
     if (r < 0) {
+      this.pendSeg = 0;
       this.segErrors[-r] += 1;
       return 0;
     }
-    for (let k = 0; k < r; k++) this.lens[t + k] = this.segs.len[k];
-    this.supers++;
+    for (let k = 0; k < r; k++) this.lens[t + k] = segs.len[k];
+    if (from === 0) {
+      this.supers++;
+      if (segs.total > this.slots) this.long++;
+    }
     this.segmented += r;
+    this.pendSeg = from + r < segs.total ? from + r : 0;
     return r;
   }
 }

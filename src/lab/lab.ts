@@ -132,6 +132,8 @@ export interface LabOptions {
    * original this way), given the same hook and flags, and the text it prints once started. */
   daemonCmd?: string[];
   readyText?: string;
+  /** More environment for the appliance program (e.g. GWLBTUN_NO_UDP_TUNNEL_GSO=1). */
+  daemonEnv?: Record<string, string>;
 }
 
 export type GwlbStats = Record<string, number>;
@@ -179,6 +181,7 @@ export class Lab {
         GWLBTUN_EGRESS_GW: LAB.serverEgress4,
         GWLBTUN_EGRESS_GW6: LAB.serverEgress6,
         RUNTIME_DIRECTORY: this.dir,
+        ...this.o.daemonEnv,
       }, (l) => {
         if (out.length < 100_000) out += l + '\n';
         this.o.onDaemonLine?.(l);

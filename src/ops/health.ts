@@ -83,13 +83,35 @@ ${rows}</table>
 `;
 }
 
-/** The "Udp:" RcvbufErrors counter of /proc/net/snmp: the daemon's own network namespace, so
- * mostly its Geneve sockets' overflows. null when unreadable. */
-function udpRcvbufErrors(): number | null {
+/** A counter of a /proc/net/snmp-style file (a header line and a value line per section, e.g.
+ * "Udp:"); null when unreadable. The daemon's own network namespace. */
+function procNetCounter(file: string, section: string, name: string): number | null {
   try {
-    const udp = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
-    const i = udp[0].trim().split(/\s+/).indexOf('RcvbufErrors');
-    const v = i > 0 ? Number(udp[1].trim().split(/\s+/)[i]) : NaN;
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith(section));
+    const i = lines[0].trim().split(/\s+/).indexOf(name);
+    const v = i > 0 ? Number(lines[1].trim().split(/\s+/)[i]) : NaN;
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The "Udp:" RcvbufErrors counter of /proc/net/snmp: mostly the Geneve sockets' overflows. */
+function udpRcvbufErrors(): number | null {
+  return procNetCounter('/proc/net/snmp', 'Udp:', 'RcvbufErrors');
+}
+
+/** The "TcpExt:" IPReversePathFilter counter of /proc/net/netstat: packets the kernel dropped by
+ * reverse-path filtering, on any interface (gwi-, and gwlbtx0's returns when its rp_filter is not
+ * 0). */
+function ipReversePathFilterDrops(): number | null {
+  return procNetCounter('/proc/net/netstat', 'TcpExt:', 'IPReversePathFilter');
+}
+
+/** A counter of /sys/class/net/<dev>/statistics; null when unreadable (no such device). */
+function linkStat(dev: string, stat: string): number | null {
+  try {
+    const v = Number(fs.readFileSync(`/sys/class/net/${dev}/statistics/${stat}`, 'latin1').trim());
     return Number.isFinite(v) ? v : null;
   } catch {
     return null;
@@ -130,7 +152,17 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   metric('gwlbtun_tun_superpackets_uso_total', 'counter', 'Super-packets read from gwi-/gwo-, cut into segments here and sent to GWLB as UDP GSO packets through the USO device (--offload on, kernels with USO but without UDP tunnel GSO).', [['', c.sum(C.TUN_SUPERS_USO)]]);
   metric('gwlbtun_tun_uso_packets_total', 'counter', 'Packets (segments) of those super-packets that went out in USO writes.', [['', c.sum(C.TUN_USO)]]);
   metric('gwlbtun_tun_uso_errors_total', 'counter', 'Writes to the USO device that failed (their segments and the rest of the super-packet were sent through the raw socket).', [['', c.sum(C.TUN_USO_ERRORS)]]);
+  metric('gwlbtun_tun_superpackets_long_total', 'counter', 'Super-packets read from gwi-/gwo- with more than 64 segments (a return batch; a peer with a small MSS): cut and sent here in chunks of at most 64, or handed whole to the UDP tunnel GSO TAP (--offload on).', [['', c.sum(C.TUN_SUPERS_LONG)]]);
   metric('gwlbtun_raw_packets_sent_total', 'counter', 'Encapsulated packets sent to GWLB.', [['', c.sum(C.RAW_TX_PACKETS)]]);
+  const rpDrops = ipReversePathFilterDrops();
+  if (rpDrops !== null) {
+    metric('gwlbtun_ip_reverse_path_filter_drops_total', 'counter', 'Packets the kernel dropped by reverse-path filtering (IPReversePathFilter of /proc/net/netstat, this network namespace, all interfaces): traffic from GWLB on gwi- or returns written to gwlbtx0 while an rp_filter is not 0.', [['', rpDrops]]);
+  }
+  const sendDevice = d.sendDevice;
+  const sendDropped = sendDevice === null ? null : linkStat(sendDevice, 'rx_dropped');
+  if (sendDropped !== null) {
+    metric('gwlbtun_send_device_rx_dropped_total', 'counter', 'Frames or packets written to the send device gwlbtx0 (--offload on) that the kernel dropped on receipt (rx_dropped of the device).', [['', sendDropped]]);
+  }
   const rcvbufErrors = udpRcvbufErrors();
   if (rcvbufErrors !== null) {
     metric('gwlbtun_udp_rcvbuf_errors_total', 'counter', "UDP datagrams the kernel dropped because a socket's receive buffer was full (RcvbufErrors of /proc/net/snmp, this network namespace, all sockets).", [['', rcvbufErrors]]);
@@ -167,7 +199,10 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
   }
   if (d.sysctls !== null) {
     metric('gwlbtun_sysctl_restored_total', 'counter', 'gwi-/gwo- interface sysctls changed by someone else (udev) and written back, by setting.', [...d.sysctls.restored].map(([k, v]) => [`{setting="${k}"}`, v]));
-    metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- interface sysctls that could not be written.', [['', d.sysctls.errors]]);
+    if (d.sysctls.deviceRestored.size > 0) {
+      metric('gwlbtun_sysctl_send_device_restored_total', 'counter', 'Sysctls of the send device gwlbtx0 (--offload on) changed by someone else (udev) and written back, by setting.', [...d.sysctls.deviceRestored].map(([k, v]) => [`{setting="${k}"}`, v]));
+    }
+    metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- and gwlbtx0 interface sysctls that could not be written.', [['', d.sysctls.errors]]);
   }
   const ws = d.workerStatus();
   metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));

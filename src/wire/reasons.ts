@@ -47,7 +47,7 @@ export const Drop = {
   GSO_MALFORMED: 33, // the virtio header does not agree with the packet, or the packet is cut short
   GSO_UNSUPPORTED: 34, // a segmentation type not cut here (UFO, UDP tunnel), IPv6 extension headers
   GSO_TOO_BIG: 35, // its segments would exceed 8500 bytes (GWLB's inner MTU)
-  GSO_NO_ROOM: 36, // more segments than a whole return batch holds
+  GSO_NO_ROOM: 36, // output slots too small for one segment (more segments than a batch are cut in chunks)
   ICMP_QUOTE_MISMATCH: 37, // ICMP error that matches no flow by its own addresses, not sent to the source of the packet it quotes
 } as const;
 

@@ -14,6 +14,14 @@
 // the payload anyway), within the noise of the two forms' figures below, and it needs no change to
 // rawSend (a second iovec per datagram, C).
 //
+// Long super-packets: the kernel hands over TCP super-packets of up to 64 KiB whatever their
+// segment count, so one of a peer with a small MSS holds more segments than any output (at MSS 536
+// about 120; Linux takes an MSS down to 48 bytes: over 1,300). A call cuts at most `maxSegs` of
+// them, from segment `from` on, and says in `out.total` how many the packet holds: the caller
+// cuts the rest with further calls (from += the count returned), reusing its output each time.
+// Every segment comes out the same whichever call cut it (its sequence number, IPv4 ID and flags
+// follow from its index in the packet).
+//
 // Shared parts and the figures measured: src/wire/offload.ts.
 
 import { sumBytes32, fold16 } from './checksum32';
@@ -26,13 +34,15 @@ import { rd16, rd32, wr16, wr32, setIpv4Checksum, addrSum, TCP_FIN, TCP_PSH, TCP
 export const SEG_MALFORMED = -1; // the virtio header does not agree with the packet, or the packet is cut short
 export const SEG_UNSUPPORTED = -2; // a GSO type we do not cut (UFO, UDP tunnel), IPv6 extension headers
 export const SEG_TOO_BIG = -3; // a segment would be longer than MAX_INNER
-export const SEG_NO_ROOM = -4; // more segments than the output holds, or slots too small
+export const SEG_NO_ROOM = -4; // no segment fits (maxSegs 0, slots too small), or `from` past the last
 /** Names by -result (index 0 unused). */
 export const SEG_ERROR_NAMES = ['', 'gso_malformed', 'gso_unsupported', 'gso_too_big', 'gso_no_room'] as const;
 
 /** Where segmentPacket put its segments. */
 export class Segments {
   count = 0;
+  /** Segments of the whole packet (count is those of the last call, from its `from` on). */
+  total = 0;
   /** Segment k's bytes (copyPayload) or its headers (not copyPayload) are buf[off[k], off[k]+len[k]). */
   readonly off: Int32Array;
   readonly len: Int32Array;
@@ -62,8 +72,10 @@ export function completeChecksum(buf: Uint8Array, p: number, n: number, start: n
  * Returns:
  *  - 0: not a GSO packet; the packet is buf[off+vnetLen, off+len), complete (a NEEDS_CSUM checksum
  *    has been completed in place);
- *  - n >= 1: the n segments described in `out`, written at buf[dstOff + k*stride ...): whole
- *    segments when copyPayload, else headers only (payload at out.payOff/payLen in the super-packet);
+ *  - n >= 1: segments from .. from+n-1 of the packet's out.total, described in `out` (index 0 is
+ *    segment `from`), written at buf[dstOff + k*stride ...): whole segments when copyPayload, else
+ *    headers only (payload at out.payOff/payLen in the super-packet); n < out.total - from when
+ *    maxSegs (or out.max) stopped it: the caller cuts the rest later;
  *  - SEG_*: dropped (nothing written outside the output slots).
  * The output slots must not overlap the packet; every segment is at most MAX_INNER bytes and
  * carries at most gso_size payload bytes.
@@ -77,10 +89,13 @@ export function segmentPacket(
   dstOff: number,
   stride: number,
   copyPayload: boolean,
-  /** At most this many segments (and at most out.max); more: SEG_NO_ROOM, nothing written. */
+  /** At most this many segments (and at most out.max); the rest is left for another call. */
   maxSegs = out.max,
+  /** The first segment to cut (0: the packet's first). */
+  from = 0,
 ): number {
   out.count = 0;
+  out.total = 0;
   if ((vnetLen !== 10 && vnetLen !== 12) || off < 0 || len < vnetLen || off + len > buf.length) return SEG_MALFORMED;
   const flags = buf[off];
   const gsoType = buf[off + 1] & ~VNET_GSO_ECN & 0xff;
@@ -130,9 +145,11 @@ export function segmentPacket(
   const first = payload < gsoSize ? payload : gsoSize;
   if (hl + first > MAX_INNER) return SEG_TOO_BIG;
   const segs = payload === 0 ? 1 : Math.ceil(payload / gsoSize);
+  const room = maxSegs < out.max ? maxSegs : out.max;
+  const count = segs - from < room ? segs - from : room;
   const need = copyPayload ? hl + first : hl;
-  if (segs > out.max || segs > maxSegs || stride < need || dstOff < 0) return SEG_NO_ROOM;
-  const dstEnd = dstOff + (segs - 1) * stride + need;
+  if (from < 0 || count < 1 || stride < need || dstOff < 0) return SEG_NO_ROOM;
+  const dstEnd = dstOff + (count - 1) * stride + need;
   if (dstEnd > buf.length || (dstOff < off + len && off < dstEnd)) return SEG_NO_ROOM;
 
   const v6 = v === 6;
@@ -140,8 +157,9 @@ export function segmentPacket(
   const id0 = v6 ? 0 : rd16(buf, p + 4);
   const seq0 = udp ? 0 : rd32(buf, t + 4);
   const fl = udp ? 0 : buf[t + 13];
-  for (let k = 0; k < segs; k++) {
-    const d = dstOff + k * stride;
+  for (let i = 0; i < count; i++) {
+    const k = from + i; // the segment's index in the packet
+    const d = dstOff + i * stride;
     const ps = p + hl + k * gsoSize;
     const left = payload - k * gsoSize;
     const pl = left < gsoSize ? left : gsoSize;
@@ -174,13 +192,14 @@ export function segmentPacket(
       c = ~fold16(sumBytes32(buf, ps, pl, sumBytes32(buf, dt, th, fold16(aSum + th + pl)))) & 0xffff;
       wr16(buf, dt + 16, c);
     }
-    out.off[k] = d;
-    out.len[k] = copyPayload ? segLen : hl;
-    out.payOff[k] = ps;
-    out.payLen[k] = pl;
+    out.off[i] = d;
+    out.len[i] = copyPayload ? segLen : hl;
+    out.payOff[i] = ps;
+    out.payLen[i] = pl;
   }
-  out.count = segs;
-  return segs;
+  out.count = count;
+  out.total = segs;
+  return count;
 }
 
 /** How many packets one read from a TUN queue opened with a virtio header (vnetLen bytes) stands

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { nsSpawnArgs } from '../../src/sim/topology';
 import { concatBytes } from '../../src/wire/build';
 import { writeGeneveHeader } from '../../src/wire/geneve';
-import { ROOT, metrics, nsRun, useEnv, type Env } from './lib';
+import { ROOT, metrics, nsRun, useEnv, waitFor, type Env } from './lib';
 import { drop, mv } from './probe';
 import { endpointNames } from '../../src/wire/eni';
 import { stream, type SegSpec } from '../unit/helpers/tcp';
@@ -202,6 +202,58 @@ for (const [mode, tier, workers] of [['on', 'tunnel', 1], ['on', 'uso', 1], ['on
       assert.equal(mv(m, 'gwlbtun_endpoint_packets_from_gwlb_total{eni="' + names.hex + '",interface="' + names.gwi + '"}'), all.length);
       const tunneled = mv(m, 'gwlbtun_tun_tunneled_packets_total');
       console.log(`--offload ${mode}: ${all.length} packets, ${coalesced} coalesced into ${mv(m, 'gwlbtun_tun_superpackets_written_total')} super-packets; back: ${segmented} cut here from ${mv(m, 'gwlbtun_tun_superpackets_read_total')}, ${tunneled} cut by the kernel from ${mv(m, 'gwlbtun_tun_superpackets_tunneled_total')}, ${usoSent} sent with USO from ${mv(m, 'gwlbtun_tun_superpackets_uso_total')}`);
+    });
+  });
+}
+
+// The send device's sysctls (issue 19, item 2; src/control/sysctl.ts): the kernel routes what
+// gwlbtun writes to gwlbtx0 as if received there, so rp_filter 1 or 2 on it (udev applying the
+// distribution's default) drops every super-packet's return in the kernel (IPReversePathFilter)
+// after gwlbtun counted it as sent. gwlbtun restores 0 within a second; with --no-sysctl it leaves
+// the value alone, and the drops show in gwlbtun_ip_reverse_path_filter_drops_total.
+for (const [tier, keep] of [['tunnel', true], ['uso', true], ['tunnel', false]] as const) {
+  describe(`--offload on (${tier} tier): rp_filter 2 written on gwlbtx0 after start${keep ? ' is restored' : ', --no-sysctl: left alone'}`, () => {
+    const PORT = 8220 + (tier === 'uso' ? 1 : 0) + (keep ? 0 : 2);
+    const env = useEnv(`offrp${tier[0]}${keep ? 'k' : 'n'}`, {
+      args: ['-p', String(PORT), '--offload', 'on', '--udpthreads', '1', '-c', HOOK, '-r', HOOK, ...(keep ? [] : ['--no-sysctl'])],
+      env: tier === 'uso' ? { GWLBTUN_NO_UDP_TUNNEL_GSO: '1' } : {},
+    });
+
+    test(keep ? 'restored within a second, counted; then every segment of bulk TCP comes back' : 'rp_filter stays 2; the returns through gwlbtx0 are dropped by the kernel, and counted', { timeout: 90_000 }, async () => {
+      const k = nsRun(env.t.applianceNs, 'ethtool', ['-K', env.t.applianceIf, 'tx', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off', 'tx-udp-segmentation', 'off']);
+      assert.equal(k.status, 0, `ethtool: ${k.stderr}`);
+      const f = '/proc/sys/net/ipv4/conf/gwlbtx0/rp_filter';
+      assert.equal(nsRun(env.t.applianceNs, 'cat', [f]).stdout.trim(), '0', 'written at start');
+      // Write 2, then poll (bounded: 3 s) until it reads 0 again.
+      const script = `s=$(date +%s%N); echo 2 > ${f}; i=0; while [ "$(cat ${f})" != 0 ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.01; done; echo $((($(date +%s%N) - s) / 1000000))`;
+      const r = nsRun(env.t.applianceNs, 'sh', ['-c', script]);
+      if (keep) {
+        assert.equal(r.status, 0, `rp_filter of gwlbtx0 was not restored within 3 s: ${r.stderr}`);
+        assert.ok(Number(r.stdout.trim()) < 1000, `restored after ${r.stdout.trim()} ms`);
+        const logged = /send device: net\.ipv4\.conf\.gwlbtx0\.rp_filter was changed to 2 by someone else; restored 0/;
+        await waitFor('the restoration logged', () => logged.test(env.d.output()), 5000, 50);
+      } else {
+        assert.notEqual(r.status, 0, 'left alone');
+        assert.equal(nsRun(env.t.applianceNs, 'cat', [f]).stdout.trim(), '2');
+      }
+      const runs = workload();
+      const warm = runs[0].shift()!;
+      const all = [warm, ...runs.flat()];
+      assert.equal((await exchange(env, [[warm]], 1)).length, 1, 'the first packet came back');
+      const back = await exchange(env, runs, all.length - 1);
+      const m = metrics(env.t, PORT);
+      const through = mv(m, 'gwlbtun_tun_tunneled_packets_total') + mv(m, 'gwlbtun_tun_uso_packets_total');
+      assert.ok(through > all.length / 2, `most returns went through gwlbtx0 (${through})`);
+      const rpDrops = mv(m, 'gwlbtun_ip_reverse_path_filter_drops_total');
+      if (keep) {
+        assert.equal(back.length, all.length - 1, `every segment came back (reverse-path filter drops: ${rpDrops})`);
+        assert.equal(mv(m, 'gwlbtun_sysctl_send_device_restored_total{setting="ipv4.rp_filter"}'), 1, 'the restoration counted');
+        assert.equal(rpDrops, 0, 'nothing dropped by the reverse-path filter');
+      } else {
+        assert.ok(back.length < all.length - 1 - through / 2, `the returns through gwlbtx0 were lost (${back.length} of ${all.length - 1} came back)`);
+        assert.ok(rpDrops > 0, 'the kernel\'s drops counted');
+        assert.equal(m.get('gwlbtun_sysctl_send_device_restored_total{setting="ipv4.rp_filter"}'), undefined, 'no sysctl metrics with --no-sysctl');
+      }
     });
   });
 }

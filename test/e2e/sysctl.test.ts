@@ -153,7 +153,7 @@ describe('examples/sysctl/99-gwlbtun.conf under systemd-sysctl', () => {
   const SYSTEMD_SYSCTL = ['/usr/lib/systemd/systemd-sysctl', '/lib/systemd/systemd-sysctl'].find((f) => fs.existsSync(f));
   const DROPIN = path.join(ROOT, 'examples', 'sysctl', '99-gwlbtun.conf');
 
-  test('after the distribution defaults (rp_filter 2): 0 on conf.all and on gwi-/gwo- at boot and when udev applies it to a new interface; others keep 2', (t) => {
+  test('after the distribution defaults (rp_filter 2): 0 on conf.all and on gwi-/gwo-/gwlbtx0 at boot and when udev applies it to a new interface; others keep 2', (t) => {
     // The drop-in's syntax: comments, blank lines and "key = value" only.
     for (const line of fs.readFileSync(DROPIN, 'utf8').split('\n')) {
       if (line.trim() === '' || line.startsWith('#')) continue;
@@ -172,9 +172,10 @@ describe('examples/sysctl/99-gwlbtun.conf under systemd-sysctl', () => {
       assert.equal(r.status, 0, r.stderr);
     };
     const rp = (ifname: string): string => nsRun(ns, 'cat', [`/proc/sys/net/ipv4/conf/${ifname}/rp_filter`]).stdout.trim();
-    for (const ifname of ['gwi-t1', 'gwo-t1', 'oth-t1']) assert.equal(nsRun(ns, 'ip', ['tuntap', 'add', ifname, 'mode', 'tun']).status, 0);
+    for (const ifname of ['gwi-t1', 'gwo-t1', 'oth-t1', 'gwlbtx0']) assert.equal(nsRun(ns, 'ip', ['tuntap', 'add', ifname, 'mode', 'tun']).status, 0);
     run(); // at boot
-    assert.deepEqual(['all', 'gwi-t1', 'gwo-t1', 'oth-t1'].map(rp), ['0', '0', '0', '2']);
+    assert.deepEqual(['all', 'gwi-t1', 'gwo-t1', 'oth-t1', 'gwlbtx0'].map(rp), ['0', '0', '0', '2', '0']);
+    assert.equal(nsRun(ns, 'cat', ['/proc/sys/net/ipv4/conf/gwlbtx0/accept_local']).stdout.trim(), '1', 'the send device (--offload on)');
     assert.equal(nsRun(ns, 'cat', ['/proc/sys/net/ipv4/ip_forward']).stdout.trim(), '1');
     assert.equal(nsRun(ns, 'cat', ['/proc/sys/net/ipv6/conf/all/forwarding']).stdout.trim(), '1');
     // A new interface: it starts from conf.default (2); udev runs systemd-sysctl for it alone.

@@ -209,21 +209,45 @@ function segmentCase(rng: Rng, out: Segments): { v: string[]; ok: boolean } {
     if (((buf[cField] << 8) | buf[cField + 1]) !== want) v.push('completed checksum is wrong');
   }
   if (r > 0) {
+    // A packet of more segments than the slots is cut in chunks (from = segments cut so far),
+    // each call writing only its slots; together they cover the payload once, in order.
     const gso = sup[4] | (sup[5] << 8);
+    const all = seg.total;
+    if (!(all >= r)) v.push(`total ${all} < ${r} cut`);
+    const firstPay = seg.payOff[0];
     let total = 0;
-    for (let k = 0; k < r; k++) {
-      if (seg.payLen[k] > gso) v.push(`segment ${k}: ${seg.payLen[k]} payload bytes > gso_size ${gso}`);
-      if (seg.payOff[k] < p || seg.payOff[k] + seg.payLen[k] > off + sup.length) v.push(`segment ${k}: payload outside the packet`);
-      const s = copy ? buf.slice(seg.off[k], seg.off[k] + seg.len[k]) : Buffer.concat([buf.subarray(seg.off[k], seg.off[k] + seg.len[k]), buf.subarray(seg.payOff[k], seg.payOff[k] + seg.payLen[k])]);
-      if (s.length > MAX_INNER) v.push(`segment ${k}: ${s.length} bytes`);
-      const why = checkPacket(s);
-      if (why !== '') v.push(`segment ${k}: ${why}`);
-      if (copy && !bytesEqual(s.subarray(s.length - seg.payLen[k]), buf.subarray(seg.payOff[k], seg.payOff[k] + seg.payLen[k]))) v.push(`segment ${k}: payload differs`);
-      total += seg.payLen[k];
-      if (k > 0 && seg.payOff[k] !== seg.payOff[k - 1] + seg.payLen[k - 1]) v.push(`segment ${k}: payload not contiguous`);
+    let cut = 0;
+    let next = -1;
+    for (let n = r; ; ) {
+      for (let k = 0; k < n; k++) {
+        const at = cut + k;
+        if (seg.payLen[k] > gso) v.push(`segment ${at}: ${seg.payLen[k]} payload bytes > gso_size ${gso}`);
+        if (seg.payOff[k] < p || seg.payOff[k] + seg.payLen[k] > off + sup.length) v.push(`segment ${at}: payload outside the packet`);
+        const s = copy ? buf.slice(seg.off[k], seg.off[k] + seg.len[k]) : Buffer.concat([buf.subarray(seg.off[k], seg.off[k] + seg.len[k]), buf.subarray(seg.payOff[k], seg.payOff[k] + seg.payLen[k])]);
+        if (s.length > MAX_INNER) v.push(`segment ${at}: ${s.length} bytes`);
+        const why = checkPacket(s);
+        if (why !== '') v.push(`segment ${at}: ${why}`);
+        if (copy && !bytesEqual(s.subarray(s.length - seg.payLen[k]), buf.subarray(seg.payOff[k], seg.payOff[k] + seg.payLen[k]))) v.push(`segment ${at}: payload differs`);
+        total += seg.payLen[k];
+        if (next >= 0 && seg.payOff[k] !== next) v.push(`segment ${at}: payload not contiguous`);
+        next = seg.payOff[k] + seg.payLen[k];
+      }
+      cut += n;
+      if (cut >= all || v.length > 0) break;
+      if (n !== slots) v.push(`a chunk of ${n} segments with ${all - cut} left and ${slots} slots`);
+      const snap = buf.slice();
+      n = segmentPacket(buf, off, sup.length, vl, seg, dstOff, stride, copy, slots, cut);
+      if (n < 1 || seg.total !== all) {
+        v.push(`chunk from ${cut}: result ${n}, total ${seg.total}`);
+        break;
+      }
+      bad = !sameRange(buf, snap, 0, dstOff);
+      for (let k = 0; k < n; k++) bad ||= !sameRange(buf, snap, dstOff + k * stride + seg.len[k], k + 1 < n ? dstOff + (k + 1) * stride : buf.length);
+      if (bad) v.push(`chunk from ${cut} wrote outside its output`);
     }
-    if (seg.payOff[r - 1] + seg.payLen[r - 1] !== off + sup.length) v.push('payload not used up');
-    if (total !== off + sup.length - seg.payOff[0]) v.push('payload lengths do not add up');
+    if (v.length === 0 && next !== off + sup.length) v.push('payload not used up');
+    if (v.length === 0 && total !== off + sup.length - firstPay) v.push('payload lengths do not add up');
+    if (v.length === 0 && cut !== all) v.push(`${cut} of ${all} segments cut`);
   }
   return { v, ok: r > 0 };
 }

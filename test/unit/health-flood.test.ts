@@ -32,6 +32,7 @@ const stubDaemon = {
   flowExpiries: 0,
   hookStats: { create: hook, destroy: hook },
   workerStatus: () => [],
+  sendDevice: null,
   opts: { noReturn: false },
 } as unknown as Daemon;
 

@@ -123,7 +123,7 @@ describe('packet loop with offloads over the fake addon', () => {
     }
   });
 
-  test('a super-packet larger than the free slots waits for the next batch; nothing is lost or reordered', () => {
+  test('a super-packet larger than the free slots fills them and the rest goes in the next batch; nothing is lost or reordered', () => {
     const r = new Rig(true);
     const s = stream({ src: 5, dst: 6, sport: 999, dport: 80 }, 45, 1448);
     r.send(s[0], 30001); // the flow is known
@@ -146,6 +146,58 @@ describe('packet loop with offloads over the fake addon', () => {
     for (let k = 0; k < 45; k++) assert.ok(tcpBack[k].endsWith(Buffer.from(s[k]).toString('hex')), `segment ${k} exact, in order`);
     assert.equal(r.counters[C.TUN_SEGMENTED], 45);
   });
+
+  // Issue 19: the kernel hands over 64 KiB super-packets whatever their segment count; at a small
+  // MSS that is more than a return batch (64). Each tier must return every segment, in order.
+  for (const tier of [false, 'uso', true] as const) {
+    for (const v6 of [false, true]) {
+      test(`a super-packet of more than 64 segments (MSS 500, IPv${v6 ? 6 : 4}), after and before plain packets, comes back whole and in order: ${tier === true ? 'the TAP' : tier === 'uso' ? 'USO' : 'raw'}`, () => {
+        const r = new Rig(true, tier);
+        const s = stream({ v6, src: 11, dst: 12, sport: 5151, dport: 80, seq: 0xfffff000, id: 0xffc0 }, 130, 500, 220, 0x19);
+        r.send(s[0], 30020); // the flow is known
+        r.turns();
+        r.nat.sent.length = 0;
+        r.nat.written.length = 0;
+        const units = coalesce(s);
+        assert.equal(units.length, 1);
+        assert.equal(units[0].members.length, 130);
+        const udp = (i: number): Uint8Array => buildInnerPacket({ family: v6 ? 6 : 4, proto: 17, src: v6 ? '2001:db8::9' : '192.0.2.9', dst: v6 ? '2001:db8::8' : '198.51.100.9', srcPort: 200 + i, dstPort: 53, payload: new Uint8Array(20) });
+        const before = Array.from({ length: 10 }, (_, i) => udp(i));
+        for (let i = 0; i < before.length; i++) r.send(before[i], 31100 + i); // their flows are known
+        r.turns();
+        r.nat.sent.length = 0;
+        r.nat.written.length = 0;
+        const tx0 = r.counters[C.RAW_TX_PACKETS];
+        const rx0 = r.counters[C.TUN_RX_PACKETS];
+        for (const p of before) r.nat.deliver(r.names.gwo, p);
+        r.nat.deliverRaw(r.names.gwo, units[0].bytes!);
+        r.nat.deliver(r.names.gwo, before[0]);
+        r.turns(1);
+        assert.equal(r.counters[Drop.GSO_NO_ROOM], 0);
+        assert.equal(r.ep(EP.DROPS), 0);
+        assert.equal(r.counters[C.TUN_SUPERS_LONG], 1, 'counted as a long super-packet');
+        assert.equal(r.counters[C.RAW_TX_PACKETS] - tx0, 141, 'counted in packets');
+        assert.equal(r.counters[C.TUN_RX_PACKETS] - rx0, 141);
+        if (tier === true) {
+          assert.equal(r.nat.written.filter((w) => w.dev === 'gwlbtx0').length, 1, 'one frame: the kernel cuts it');
+          assert.equal(r.counters[C.TUN_TAPPED], 130);
+          return;
+        }
+        const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+        const back = r.returned().map(hex);
+        const want = [...before, ...s, before[0]].map(hex);
+        assert.equal(back.length, want.length);
+        for (let k = 0; k < want.length; k++) assert.ok(back[k].endsWith(want[k]), `packet ${k} exact, in order`);
+        if (tier === 'uso') {
+          assert.equal(r.counters[C.TUN_USO], 130, 'every segment in USO writes');
+          assert.equal(r.counters[C.TUN_SUPERS_USO], 1);
+        } else {
+          assert.equal(r.counters[C.TUN_SEGMENTED], 130);
+          assert.equal(r.counters[C.TUN_SUPERS_READ], 1);
+        }
+      });
+    }
+  }
 
   test('unusable virtio headers are dropped under their reason; a partial checksum is completed', () => {
     const r = new Rig(true);
@@ -290,6 +342,30 @@ describe('packet loop with offloads over the fake addon', () => {
       assert.equal(uso.ep(EP.DROPS), 0);
     });
   }
+
+  test('USO: a super-packet of 130 segments whose second write (its second chunk) fails: that chunk goes through the raw socket, once each and in order', () => {
+    const run = (r: Rig): void => {
+      const s = stream({ src: 31, dst: 32, sport: 4400, dport: 443, seq: 5 }, 130, 500);
+      r.send(s[0], 30030, 0xabc003);
+      r.turns();
+      r.nat.sent.length = 0;
+      r.nat.deliverRaw(r.names.gwo, coalesce(s)[0].bytes!);
+      r.turns(1);
+    };
+    const raw = new Rig(true);
+    run(raw);
+    const uso = new Rig(true, 'uso');
+    let writes = 0;
+    uso.nat.tunFault = (dev) => (dev === 'gwlbtx0' && writes++ === 1 ? 5 : 0);
+    run(uso);
+    assert.equal(raw.nat.sent.length, 130);
+    assert.deepEqual(uso.nat.sent.map((x) => Buffer.from(x.data.subarray(28)).toString('hex')), raw.nat.sent.map((x) => Buffer.from(x.data.subarray(28)).toString('hex')));
+    for (let i = 0; i < 130; i++) assert.equal(outer(uso.nat.sent[i].data), outer(raw.nat.sent[i].data));
+    assert.equal(uso.counters[C.TUN_USO_ERRORS], 1);
+    assert.equal(uso.counters[C.TUN_USO], 64, 'the first chunk');
+    assert.equal(uso.counters[C.TUN_SUPERS_LONG], 1);
+    assert.equal(uso.ep(EP.DROPS), 0);
+  });
 
   test('random virtio headers and packets from gwo- never break the loop; each is sent or counted', () => {
     fc.assert(

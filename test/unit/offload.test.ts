@@ -538,6 +538,31 @@ test('split: kernel-style super-packets give valid segments (fast-check, fixed s
   );
 });
 
+test('split in chunks (issue 19): a super-packet of more segments than the slots, cut a few at a time into the same slots, gives the segments of one cut (fast-check, fixed seed)', () => {
+  fc.assert(
+    fc.property(
+      fc.boolean(),
+      fc.boolean(),
+      fc.integer({ min: 48, max: 1448 }),
+      fc.integer({ min: 1, max: 64 }),
+      fc.constantFrom(0x10, 0x18, 0x19, 0x90, 0x99),
+      fc.boolean(),
+      (v6, udp, gso, chunk, flags, copy) => {
+        const hl = (v6 ? 40 : 20) + (udp ? 8 : 20 + TS_A.length);
+        const sup = kernelSuper(v6, 65535 - hl, gso, flags, TS_A, udp);
+        const whole = split(sup, copy, 10, 1400, gso + 200);
+        assert.ok(Array.isArray(whole) && whole.length > 44, `one cut: ${String(whole)}`);
+        const chunked = split(sup, copy, 10, chunk, gso + 200, true);
+        assert.ok(Array.isArray(chunked));
+        assert.equal(chunked.length, whole.length);
+        for (let k = 0; k < whole.length; k++) assert.equal(hex(chunked[k]), hex(whole[k]), `segment ${k}`);
+        checkSegments(sup, chunked, gso, udp);
+      },
+    ),
+    { seed: 0x19, numRuns: 60 },
+  );
+});
+
 test('split: odd segment sizes, a single segment, no payload', () => {
   for (const v6 of [false, true]) {
     for (const [payload, gso] of [[5005, 1001], [3, 1], [1448, 1448], [100, 1448], [0, 1448], [4097, 2]] as const) {
@@ -599,7 +624,9 @@ test('split: what is refused, and why', () => {
   assert.equal(split(ok.subarray(0, 5), true), SEG_MALFORMED, 'shorter than the virtio header');
   assert.equal(split(ok, true, 8), SEG_MALFORMED, 'virtio header length 8');
   assert.equal(split(kernelSuper(false, 20000, 8500, 0x10), true), SEG_TOO_BIG, 'segment over 8500 bytes');
-  assert.equal(split(ok, true, 10, 3), SEG_NO_ROOM, 'four segments, three slots');
+  // Four segments, three slots: the first three (the fourth is cut by a call from 3 on).
+  assert.deepEqual(split(ok, true, 10, 3), (split(ok, true) as Uint8Array[]).slice(0, 3), 'four segments, three slots');
+  assert.equal(segmentPacket(ok.slice(), 0, ok.length, 10, new Segments(8), 0, 2000, true, 0), SEG_NO_ROOM, 'no slot at all');
   assert.equal(split(ok, true, 10, 8, 1000), SEG_NO_ROOM, 'slots smaller than a segment');
   assert.ok(Array.isArray(split(ok, false, 10, 8, 100)), 'headers-only slots need only the headers');
   const v6ext = mod((b) => (b[10 + 6] = 0), kernelSuper(true, 4000, 1000, 0x10));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { IF_SETTINGS, InterfaceSysctls, newSysctlMarks, settingPath, WATCH_MIN_PER_TICK, type SysctlTarget } from '../../src/control/sysctl';
+import { IF_SETTINGS, InterfaceSysctls, newSysctlMarks, SEND_DEVICE_SETTINGS, settingPath, WATCH_MIN_PER_TICK, writeSendDeviceSettings, type SysctlTarget } from '../../src/control/sysctl';
 import { defaultLogConfig, Logger } from '../../src/ops/log';
 
 let root = '';
@@ -146,4 +146,38 @@ test('a tick checks ready endpoints only, at most max(64, a quarter) of them, ro
   for (let i = 0; i < 4; i++) k.tick(slots, n);
   assert.equal(k.restored.get('ipv4.rp_filter'), n, 'every ready endpoint within four ticks');
   assert.equal(read(creating.gwi), '2', 'an endpoint being created is left to its hook');
+});
+
+test('the send device (gwlbtx0): written at open, then kept on every tick even without endpoints; restorations counted apart, logged once per setting', () => {
+  const dev = 'gwlbtx0';
+  for (const st of SEND_DEVICE_SETTINGS) {
+    fs.mkdirSync(path.dirname(settingPath(st, dev, root)), { recursive: true });
+    fs.writeFileSync(settingPath(st, dev, root), '2\n');
+  }
+  writeSendDeviceSettings(dev, root);
+  const val = (name: string): string => read(dev, SEND_DEVICE_SETTINGS.find((x) => x.name === name)!);
+  assert.deepEqual(['ipv4.accept_local', 'ipv4.rp_filter', 'ipv4.forwarding', 'ipv6.disable_ipv6'].map(val), ['1', '0', '1', '1']);
+  const { k, lines } = keeper();
+  k.tick([], 0);
+  assert.equal(k.deviceRestored.size, 0, 'nothing watched before watchDevice');
+  k.watchDevice(dev);
+  const rp = SEND_DEVICE_SETTINGS.find((x) => x.name === 'ipv4.rp_filter')!;
+  for (let i = 0; i < 3; i++) {
+    fs.writeFileSync(settingPath(rp, dev, root), String(1 + (i % 2)));
+    k.tick([], 0); // no endpoints: the device is still checked
+    assert.equal(val('ipv4.rp_filter'), '0');
+  }
+  fs.writeFileSync(settingPath(SEND_DEVICE_SETTINGS[0], dev, root), '0');
+  k.tick([], 0);
+  assert.equal(val('ipv4.accept_local'), '1');
+  assert.equal(k.deviceRestored.get('ipv4.rp_filter'), 3);
+  assert.equal(k.deviceRestored.get('ipv4.accept_local'), 1);
+  assert.equal(k.restored.get('ipv4.rp_filter'), 0, 'the gwi-/gwo- count is apart');
+  const logged = lines.filter((l) => l.includes('send device: net.ipv4.conf.gwlbtx0.'));
+  assert.equal(logged.length, 2, logged.join('\n'));
+  assert.match(logged[0], /rp_filter was changed to 1 by someone else; restored 0/);
+  // Gone: skipped silently.
+  fs.rmSync(path.join(root, 'ipv4', 'conf', dev), { recursive: true });
+  k.tick([], 0);
+  assert.equal(k.errors, 0);
 });

@@ -47,17 +47,28 @@ export function coalesce(pkts: Uint8Array[], groups?: number[], outCap = 1 << 20
 }
 
 /** Splits a virtio header + packet; returns the segments (copied out), or the SEG_* code. With
- * copyPayload false the segments are reassembled from headers and payload slices. */
-export function split(pkt: Uint8Array, copyPayload: boolean, vnetLen = 10, maxSegs = 256, stride = 9000): Uint8Array[] | number {
+ * copyPayload false the segments are reassembled from headers and payload slices. With `chunks`,
+ * all the segments, cut maxSegs at a time into the same slots (segmentPacket's `from`); else the
+ * first maxSegs. */
+export function split(pkt: Uint8Array, copyPayload: boolean, vnetLen = 10, maxSegs = 256, stride = 9000, chunks = false): Uint8Array[] | number {
   const off = 7;
   const dstOff = off + pkt.length + 9;
   const buf = new Uint8Array(dstOff + maxSegs * stride + 32);
   buf.set(pkt, off);
   const out = new Segments(maxSegs);
-  const r = segmentPacket(buf, off, pkt.length, vnetLen, out, dstOff, stride, copyPayload);
-  if (r < 0) return r;
-  if (r === 0) return [buf.slice(off + vnetLen, off + pkt.length)];
-  if (out.count !== r) throw new Error('count disagrees');
+  const segs: Uint8Array[] = [];
+  for (let from = 0; ; ) {
+    const r = segmentPacket(buf, off, pkt.length, vnetLen, out, dstOff, stride, copyPayload, maxSegs, from);
+    if (r < 0) return r;
+    if (r === 0) return [buf.slice(off + vnetLen, off + pkt.length)];
+    if (out.count !== r || out.total < from + r) throw new Error('count disagrees');
+    segs.push(...copyOut(buf, out, r, copyPayload));
+    from += r;
+    if (!chunks || from === out.total) return segs;
+  }
+}
+
+function copyOut(buf: Uint8Array, out: Segments, r: number, copyPayload: boolean): Uint8Array[] {
   const segs: Uint8Array[] = [];
   for (let k = 0; k < r; k++) {
     const h = buf.subarray(out.off[k], out.off[k] + out.len[k]);
