@@ -22,7 +22,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, requireRoot, ROOT, runEmulator, sleep, stopDaemon, useEnv, type Daemon } from './lib';
-import { assertAllVerified, firewallBackends, netfilterState, onlyDefaultRules, OVERLAPPING_HOOK } from './fixtures/hooks-lib';
+import { assertAllVerified, createEndpointsFirst, firewallBackends, netfilterState, onlyDefaultRules, OVERLAPPING_HOOK } from './fixtures/hooks-lib';
 
 const NOBODY = 65534;
 const CAPS = '-all,+net_admin,+net_raw';
@@ -127,7 +127,9 @@ for (const fw of backends) {
     });
 
     test('the hook sets the endpoints up with inherited capabilities, and traffic is verified', async () => {
-      const r = await runEmulator(ctx.t, ['--endpoints', ENIS.join(','), '--same-inner', '--families', '4,6', '--protos', 'tcp,udp,icmp', '--flows', '2', '--packets', '10', '--rate', '3000', '--ttl-decrement', '1', '--settle-ms', '1500']);
+      const args = ['--endpoints', ENIS.join(','), '--same-inner', '--families', '4,6', '--protos', 'tcp,udp,icmp', '--flows', '2', '--packets', '10', '--rate', '3000', '--ttl-decrement', '1', '--settle-ms', '1500'];
+      await createEndpointsFirst(ctx.t, 8080, args, 2);
+      const r = await runEmulator(ctx.t, args);
       assertAllVerified(r, `unprivileged ${fw}`);
       const out = ctx.d.output();
       assert.equal((out.match(/create hook done/g) ?? []).length, 2, out);
