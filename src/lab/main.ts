@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { parseCli, UsageError } from '../cli';
 import { BULK_BYTES, formatTable, HTTP_REQUESTS, runCheck, UDP_DATAGRAMS } from './check';
 import { EXAMPLE_HOOKS, Lab, LAB_PORTS, resolveHook } from './lab';
+import { ensureTools, suggestedCommands } from './tools';
 import { LAB, LAB_ROLES, labNsExists, type LabRole } from './topology';
 
 const STATE = process.env.GWLBTUN_LAB_STATE ?? '/run/gwlbtun-lab.json';
@@ -63,6 +64,9 @@ function exec(args: string[]): never {
   const s = readState();
   if (s === undefined) fail(`no lab is running (no live lab in ${STATE}); start one with 'npm run lab'`);
   const cmd = args.length > 1 ? args.slice(1) : [process.env.SHELL ?? 'sh'];
+  // A tool the banner suggests that this machine lacks: installed now, or its package named.
+  const missing = ensureTools([cmd[0]]);
+  if (missing.length > 0) fail(missing[0], 127);
   const r = spawnSync('ip', ['netns', 'exec', s.namespaces[role], ...cmd], { stdio: 'inherit' });
   if (r.error) fail(`${cmd[0]}: ${r.error.message}`, 1);
   process.exit(r.status ?? 1);
@@ -93,6 +97,15 @@ async function interactive(hook: string, daemonArgs: string[]): Promise<number> 
   }
   if (first instanceof Error) fail(first.message, 1);
   const t = lab.topo!;
+  // Every command the banner suggests must work here: install the missing tools first.
+  const cmds = suggestedCommands(LAB.server4, LAB.server6, lab.endpoint.gwi, lab.healthPort);
+  const notes = ensureTools(cmds.map(([, c]) => c.split(' ')[0]));
+  const tries = cmds
+    .map(([role, c]) => {
+      const note = notes.find((n) => n.startsWith(c.split(' ')[0] + ' '));
+      return `  npm run lab -- exec ${role} ${c}` + (note === undefined ? '' : `\n      (${note})`);
+    })
+    .join('\n');
   const state: State = { pid: process.pid, hook: lab.hook, namespaces: { client: t.client, server: t.server, gwlb: t.gwlb, appliance: t.appliance } };
   fs.writeFileSync(STATE, JSON.stringify(state) + '\n');
   console.log(`
@@ -105,11 +118,7 @@ lab: up (namespaces ${LAB_ROLES.map((r) => t[r]).join(', ')})
              ${LAB.egressIf} ${LAB.egress4} ${LAB.egress6} (second arm, towards the server)
 
 Try, in another terminal:
-  npm run lab -- exec client curl http://${LAB.server4}/
-  npm run lab -- exec client curl -g 'http://[${LAB.server6}]/bytes/1000000' -o /dev/null
-  npm run lab -- exec client ping -c 3 ${LAB.server4}
-  npm run lab -- exec appliance tcpdump -ni ${lab.endpoint.gwi}
-  npm run lab -- exec appliance curl -s localhost:${lab.healthPort}/metrics
+${tries}
   npm run lab -- exec client          (a shell in the client's namespace)
 Ctrl-C stops gwlbtun and removes everything.
 `);

@@ -239,6 +239,9 @@ try {
   const s = await r.json();
   document.getElementById('status').innerHTML = renderStatus(s);
   document.body.dataset.refreshes = String(++refreshes);
+  // Whether the page fits its window (read by the e2e test from the DOM).
+  document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
+  document.body.dataset.clientWidth = String(document.documentElement.clientWidth);
 } catch (e) {
   const el = document.getElementById('stale');
   if (el) el.textContent = ' (refresh failed: ' + e.message + ')';
