@@ -94,9 +94,10 @@ export function renderStatus(s: StatusJson): string {
   const num = (k: string, v: number | null, shown?: string): string =>
     v === null ? `<td data-k="${esc(k)}">-</td>` : `<td data-k="${esc(k)}" data-v="${v}">${esc(shown ?? group(v))}</td>`;
   const txt = (v: unknown, cls = 'l'): string => `<td class="${cls}">${esc(v)}</td>`;
-  // A graph of some series of a history, newest at the right edge, x = the point's time in the
-  // whole window (so a young endpoint's line starts part-way), y from 0 to the largest value
-  // shown. Each line carries its values (data-values) and its newest value (data-k/data-v).
+  // A graph of some series of a history, newest at the right edge, x = the point's time in a
+  // window of at least one minute and at most the whole ring (a young history fills what it
+  // has), y from 0 to the largest value shown. Each line carries its values (data-values) and its
+  // newest value (data-k/data-v); the second line is dashed, so equal lines both show.
   const GW = 330;
   const GH = 70;
   const hs = s.history;
@@ -104,22 +105,23 @@ export function renderStatus(s: StatusJson): string {
     let max = 0;
     for (const [name] of lines) for (const v of h === undefined ? [] : h[name]) max = Math.max(max, v);
     const top = max > 0 ? max : 1;
-    const x = (i: number, n: number): string => ((GW * (hs.points - n + i)) / Math.max(1, hs.points - 1)).toFixed(1);
+    const n = h === undefined ? 0 : h[lines[0][0]].length;
+    const slots = Math.min(hs.points, Math.max(n, Math.round(60 / hs.periodSeconds)));
+    const x = (i: number, len: number): string => ((GW * (slots - len + i)) / Math.max(1, slots - 1)).toFixed(1);
     const y = (v: number): string => (GH - 1 - ((GH - 4) * v) / top).toFixed(1);
     let svg = `<line x1="0" y1="${GH - 0.5}" x2="${GW}" y2="${GH - 0.5}" stroke="#bbb"/><line x1="0" y1="2.5" x2="${GW}" y2="2.5" stroke="#eee"/>`;
     let legend = '';
-    for (const [name, label, color] of lines) {
+    for (const [li, [name, label, color]] of lines.entries()) {
       const vs = h === undefined ? [] : h[name];
       const pts = vs.map((v, i) => x(i, vs.length) + ',' + y(v)).join(' ');
-      svg += `<polyline data-k="${esc(key + '.' + name)}" data-values="${vs.join(',')}" points="${pts}" fill="none" stroke="${color}" stroke-width="1.5"/>`;
+      svg += `<polyline data-k="${esc(key + '.' + name)}" data-values="${vs.join(',')}" points="${pts}" fill="none" stroke="${color}" stroke-width="1.5"${li > 0 ? ' stroke-dasharray="5 3"' : ''}/>`;
       const last = vs.length === 0 ? null : vs[vs.length - 1];
       legend += `<span class="sw" style="background:${color}"></span>${esc(label)} <b data-k="${esc(key + '.' + name + '.last')}"${last === null ? '' : ` data-v="${last}"`}>${last === null ? '-' : esc(fmt(last))}</b> `;
     }
-    const n = h === undefined ? 0 : h[lines[0][0]].length;
     return (
-      `<figure class="g" data-k="${esc(key)}" data-seq="${hs.seq}" data-n="${n}"><figcaption><b>${esc(title)}</b> <span class="meta">max <span data-k="${esc(key + '.max')}" data-v="${max}">${esc(fmt(max))}</span></span></figcaption>` +
+      `<figure class="g" data-k="${esc(key)}" data-seq="${hs.seq}" data-n="${n}"><figcaption><b>${esc(title)}</b> <span class="meta">max <span data-k="${esc(key + '.max')}" data-v="${max}">${esc(fmt(max))}</span> &middot; ${n === 0 ? 'no points yet' : `the last ${esc(Math.round((slots * hs.periodSeconds) / 6) / 10)} min`}</span></figcaption>` +
       `<svg width="${GW}" height="${GH}" viewBox="0 0 ${GW} ${GH}" role="img" aria-label="${esc(title)}">${svg}</svg>` +
-      `<figcaption class="meta">${legend}<span class="ax">${n === 0 ? 'no points yet' : `last ${Math.round((n * hs.periodSeconds) / 60 * 10) / 10} min`}</span></figcaption></figure>`
+      `<figcaption class="meta">${legend}</figcaption></figure>`
     );
   };
   const graphs = (key: string, h: HistorySeries | undefined, what: [string, string]): string =>
@@ -222,9 +224,9 @@ table{border-collapse:collapse;margin:.3em 0}th,td{padding:.25em .6em;border-bot
 th{background:#f3f4f6;font-weight:600;font-size:.9em;max-width:9em}td.l,th.l{text-align:left}td{white-space:nowrap}
 code,pre{font:12px ui-monospace,monospace}pre{margin:.2em 0 0;white-space:pre-wrap;overflow-wrap:anywhere;color:#333}
 main,#flags{overflow-wrap:anywhere}
-.ep{border:1px solid #ddd;border-radius:6px;padding:.6em .8em;margin:.6em 0;max-width:72em}.hook{margin:.3em 0;color:#333}
+.ep{border:1px solid #ddd;border-radius:6px;padding:.6em .8em;margin:.6em 0}.hook{margin:.3em 0;color:#333}
 .graphs{display:flex;flex-wrap:wrap;gap:.4em 1.4em;margin-top:.4em}figure.g{margin:0}figure.g svg{display:block;background:#fafbfc;border:1px solid #e5e7eb}
-figcaption{font-size:.85em}.sw{display:inline-block;width:.8em;height:.8em;margin:0 .2em 0 .4em;vertical-align:-.05em}.ax{float:right}
+figcaption{font-size:.85em}.sw{display:inline-block;width:.8em;height:.8em;margin:0 .2em 0 .4em;vertical-align:-.05em}
 </style></head>
 <body data-refreshes="0">
 <main id="status">${renderStatus(s)}</main>
