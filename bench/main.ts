@@ -8,7 +8,9 @@
 //                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk] [--skip-lab-tcp]
 //                           [--render RESULTS.json] [--baseline DIR] [--original BIN]
 //                           [--bulk-modes off,on-cut,on-uso,on,original,reflector] [--bulk-sizes 1500,8500]
-//                           [--rx-gro threaded|flush]
+//                           [--rx-gro threaded|flush] [--help]
+//
+// --help prints the options (exit 0); an unknown or bad option is one line on stderr (exit 2).
 //
 // --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
@@ -74,8 +76,47 @@ import { labTcp } from './scenarios/lab-tcp';
 import { RX_GRO_MODES, type RxGroMode } from './lib/rxgro';
 
 // ---- options -----------------------------------------------------------------------------------
-const { values: opt } = parseArgs({
+const HELP = `usage: npm run bench -- [options]   (as root, on 2 or more CPUs; writes docs/benchmarks.md)
+  --rounds N             rounds of every scenario (default 3, 1 to 10)
+  --no-write             measure, print and save the results, but leave the document alone
+  --out FILE             the document (default docs/benchmarks.md; its charts go next to it)
+  --json FILE            the raw results (default build/bench-results.json)
+  --skip-workers         leave out the one-worker/two-worker comparison
+  --skip-flows           leave out the one-million-flows scenario
+  --skip-flowtable       leave out the flow table micro-benchmark
+  --skip-bulk            leave out bulk TCP
+  --only-bulk            bulk TCP only
+  --skip-lab-tcp         leave out real TCP through the lab
+  --sat-seconds S        seconds per saturation run (default 4)
+  --fixed-seconds S      seconds per fixed-rate run (default 5)
+  --render RESULTS.json  rewrite the document and charts from saved results, without measuring
+  --baseline DIR         another built checkout, measured in the same rounds
+  --original BIN         the C++ original, measured in the bulk TCP rounds
+  --bulk-modes LIST      off,on-cut,on-uso,on,original,reflector (bulk TCP modes)
+  --bulk-sizes LIST      inner packet sizes of bulk TCP, e.g. 1500,8500
+  --rx-gro MODE          ${RX_GRO_MODES.join('|')}: the kernel's UDP GRO on the receive side (an experiment)
+  -h, --help             this help
+`;
+
+/** The options, or the help (exit 0), or one line on a bad option (exit 2): never a stack trace. */
+function options(): ReturnType<typeof parse> {
+  try {
+    const o = parse();
+    rxGroMode(o['rx-gro']); // checked here, before anything runs
+    if (o.help === true) {
+      process.stdout.write(HELP);
+      process.exit(0);
+    }
+    return o;
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message.split('\n')[0].replace(/\. To specify.*$/, '')} (see npm run bench -- --help)\n`);
+    process.exit(2);
+  }
+}
+function parse() {
+  return parseArgs({
   options: {
+    help: { type: 'boolean', short: 'h' },
     rounds: { type: 'string', default: '3' },
     'no-write': { type: 'boolean', default: false },
     out: { type: 'string', default: path.join(ROOT, 'docs', 'benchmarks.md') },
@@ -95,7 +136,9 @@ const { values: opt } = parseArgs({
     'bulk-sizes': { type: 'string' },
     'rx-gro': { type: 'string' },
   },
-});
+  }).values;
+}
+const opt = options();
 function rxGroMode(v: string | undefined): RxGroMode | undefined {
   if (v === undefined) return undefined;
   if (!(RX_GRO_MODES as readonly string[]).includes(v)) throw new Error(`--rx-gro: one of ${RX_GRO_MODES.join(', ')}`);

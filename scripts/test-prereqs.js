@@ -27,6 +27,20 @@ function have(cmd) {
   return spawnSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { stdio: 'ignore' }).status === 0;
 }
 
+/** apt-get update and install `pkgs` (as root, non-interactive), one line saying why first and
+ * one line when it failed; true when apt-get succeeded. Also used by the lab (src/lab/tools.ts). */
+function aptInstall(pkgs, forCmds, tag) {
+  console.log(`${tag}: installing ${pkgs.join(' ')} (for ${forCmds.join(', ')})`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const up = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  const inst = up.status === 0 && spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'inherit', env });
+  if (!inst || inst.status !== 0) {
+    console.error(`${tag}: apt-get could not install ${pkgs.join(' ')}`);
+    return false;
+  }
+  return true;
+}
+
 /** Installs what is missing; returns false (after one clear line) when it could not. */
 function ensurePrereqs({ build }) {
   const list = build ? [...COMMANDS, ...BUILD_COMMANDS] : COMMANDS;
@@ -41,16 +55,10 @@ function ensurePrereqs({ build }) {
     } else if (!have('apt-get')) {
       console.error(`run-tests: missing ${what} and there is no apt-get here; install them, then rerun`);
       ok = false;
-    } else {
-      console.log(`run-tests: installing ${pkgs.join(' ')} (for ${missing.map(([c]) => c).join(', ')})`);
-      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-      const up = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-      const inst = up.status === 0 && spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'inherit', env });
+    } else if (!aptInstall(pkgs, missing.map(([c]) => c), 'run-tests') || list.some(([cmd]) => !have(cmd))) {
       const still = list.filter(([cmd]) => !have(cmd)).map(([c]) => c);
-      if (!inst || inst.status !== 0 || still.length > 0) {
-        console.error(`run-tests: apt-get could not install ${pkgs.join(' ')}${still.length ? ` (still missing: ${still.join(', ')})` : ''}`);
-        ok = false;
-      }
+      if (still.length > 0) console.error(`run-tests: still missing: ${still.join(', ')}`);
+      ok = false;
     }
   }
   // The TUN device node: present on normal distributions, absent in some minimal containers.
@@ -66,4 +74,4 @@ function ensurePrereqs({ build }) {
   return ok;
 }
 
-module.exports = { ensurePrereqs };
+module.exports = { ensurePrereqs, aptInstall, have };

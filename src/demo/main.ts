@@ -6,9 +6,12 @@
 //
 // It runs for about 20 s, printing live per-endpoint counters, then shuts gwlbtun down with
 // SIGTERM (DESTROY hooks run) and exits 0.
+//
+//   npm run demo [-- --seconds S]      --help prints this; a bad option is one line, exit 2
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../sim/topology';
 import { metricsInNs } from '../sim/nshttp';
 
@@ -18,7 +21,33 @@ const HOOK = path.join(ROOT, 'examples', 'hooks', 'one-arm.sh');
 const SIM = path.join(ROOT, 'dist', 'src', 'sim', 'cli.js');
 const HEALTH_PORT = 8080;
 const ENIS = ['1', '2b8ee1d4db0c51c4', 'ffffffffffffffff'];
-const SECONDS = Number(process.env.GWLBTUN_DEMO_SECONDS ?? 20);
+const HELP = `usage: npm run demo [-- --seconds S]   (as root)
+gwlbtun against the built-in GWLB emulator in two network namespaces of its own, removed at the end.
+  --seconds S   how long the emulator sends (default 20, or $GWLBTUN_DEMO_SECONDS; 1 to 3600)
+  -h, --help    this help
+`;
+
+/** Seconds of traffic from the command line, or the help (exit 0), or one line and exit 2. */
+function options(argv: string[]): number {
+  let v: { help?: boolean; seconds?: string };
+  try {
+    v = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { help: { type: 'boolean', short: 'h' }, seconds: { type: 'string' } } }).values;
+  } catch (e) {
+    return usage((e as Error).message.split('\n')[0].replace(/\. To specify.*$/, ''));
+  }
+  if (v.help === true) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const s = v.seconds ?? process.env.GWLBTUN_DEMO_SECONDS ?? '20';
+  if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 3600) return usage(`--seconds: '${s}' is not a whole number from 1 to 3600`);
+  return Number(s);
+}
+function usage(msg: string): never {
+  process.stderr.write(`demo: ${msg} (see npm run demo -- --help)\n`);
+  process.exit(2);
+}
+const SECONDS = options(process.argv.slice(2));
 
 interface EpProgress {
   name: string;

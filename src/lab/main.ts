@@ -5,8 +5,10 @@
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { parseCli, UsageError } from '../cli';
 import { BULK_BYTES, formatTable, HTTP_REQUESTS, runCheck, UDP_DATAGRAMS } from './check';
 import { EXAMPLE_HOOKS, Lab, LAB_PORTS, resolveHook } from './lab';
+import { ensureTools, suggestedCommands } from './tools';
 import { LAB, LAB_ROLES, labNsExists, type LabRole } from './topology';
 
 const STATE = process.env.GWLBTUN_LAB_STATE ?? '/run/gwlbtun-lab.json';
@@ -14,7 +16,13 @@ const STATE = process.env.GWLBTUN_LAB_STATE ?? '/run/gwlbtun-lab.json';
 const USAGE = `usage: npm run lab -- [--hook FILE|NAME] [gwlbtun flags...]
        npm run lab -- --check [--hook FILE|NAME]...
        npm run lab -- exec client|server|gwlb|appliance [CMD [ARGS...]]
-Hooks by name: ${EXAMPLE_HOOKS.join(', ')} (default one-arm). docs/lab.md`;
+  --hook FILE|NAME   the appliance's hook: a file, or by name ${EXAMPLE_HOOKS.join(', ')} (default one-arm)
+  --check            the non-interactive check of every example hook (or of each --hook given)
+  exec ROLE [CMD]    run CMD (a shell when none) in a namespace of the running lab; a missing
+                     tool the banner suggests (curl, ping, tcpdump) is installed with apt-get
+  gwlbtun flags      passed on to gwlbtun (see gwlbtun --help), e.g. -p 8081 --udpthreads 2
+  -h, --help         this help
+Needs root. docs/lab.md`;
 
 interface State {
   pid: number;
@@ -25,6 +33,11 @@ interface State {
 function fail(msg: string, code = 2): never {
   process.stderr.write(`lab: ${msg}\n`);
   process.exit(code);
+}
+
+/** A bad option: one line naming it and where the options are, exit 2. */
+function usage(msg: string): never {
+  return fail(`${msg} (see npm run lab -- --help)`);
 }
 
 function alive(pid: number): boolean {
@@ -47,10 +60,13 @@ function readState(): State | undefined {
 
 function exec(args: string[]): never {
   const role = args[0] as LabRole;
-  if (!LAB_ROLES.includes(role)) fail(`exec needs one of ${LAB_ROLES.join(', ')}\n${USAGE}`);
+  if (!LAB_ROLES.includes(role)) usage(`exec needs one of ${LAB_ROLES.join(', ')}`);
   const s = readState();
   if (s === undefined) fail(`no lab is running (no live lab in ${STATE}); start one with 'npm run lab'`);
   const cmd = args.length > 1 ? args.slice(1) : [process.env.SHELL ?? 'sh'];
+  // A tool the banner suggests that this machine lacks: installed now, or its package named.
+  const missing = ensureTools([cmd[0]]);
+  if (missing.length > 0) fail(missing[0], 127);
   const r = spawnSync('ip', ['netns', 'exec', s.namespaces[role], ...cmd], { stdio: 'inherit' });
   if (r.error) fail(`${cmd[0]}: ${r.error.message}`, 1);
   process.exit(r.status ?? 1);
@@ -81,6 +97,15 @@ async function interactive(hook: string, daemonArgs: string[]): Promise<number> 
   }
   if (first instanceof Error) fail(first.message, 1);
   const t = lab.topo!;
+  // Every command the banner suggests must work here: install the missing tools first.
+  const cmds = suggestedCommands(LAB.server4, LAB.server6, lab.endpoint.gwi, lab.healthPort);
+  const notes = ensureTools(cmds.map(([, c]) => c.split(' ')[0]));
+  const tries = cmds
+    .map(([role, c]) => {
+      const note = notes.find((n) => n.startsWith(c.split(' ')[0] + ' '));
+      return `  npm run lab -- exec ${role} ${c}` + (note === undefined ? '' : `\n      (${note})`);
+    })
+    .join('\n');
   const state: State = { pid: process.pid, hook: lab.hook, namespaces: { client: t.client, server: t.server, gwlb: t.gwlb, appliance: t.appliance } };
   fs.writeFileSync(STATE, JSON.stringify(state) + '\n');
   console.log(`
@@ -93,11 +118,7 @@ lab: up (namespaces ${LAB_ROLES.map((r) => t[r]).join(', ')})
              ${LAB.egressIf} ${LAB.egress4} ${LAB.egress6} (second arm, towards the server)
 
 Try, in another terminal:
-  npm run lab -- exec client curl http://${LAB.server4}/
-  npm run lab -- exec client curl -g 'http://[${LAB.server6}]/bytes/1000000' -o /dev/null
-  npm run lab -- exec client ping -c 3 ${LAB.server4}
-  npm run lab -- exec appliance tcpdump -ni ${lab.endpoint.gwi}
-  npm run lab -- exec appliance curl -s localhost:${lab.healthPort}/metrics
+${tries}
   npm run lab -- exec client          (a shell in the client's namespace)
 Ctrl-C stops gwlbtun and removes everything.
 `);
@@ -135,34 +156,41 @@ async function check(hooks: string[]): Promise<number> {
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
-  if (argv[0] === '-h' || argv[0] === '--help') {
+  // exec's arguments are the command's own (tcpdump -h is tcpdump's help).
+  if (argv[0] !== 'exec' && (argv.includes('-h') || argv.includes('--help'))) {
     console.log(USAGE);
     return 0;
   }
-  if (process.getuid?.() !== 0) fail('needs root (it creates network namespaces, TUN devices and raw sockets)');
-  if (argv[0] === 'exec') exec(argv.slice(1));
   const hooks: string[] = [];
   const rest: string[] = [];
   let isCheck = false;
-  for (let i = 0; i < argv.length; i++) {
+  for (let i = 0; argv[0] !== 'exec' && i < argv.length; i++) {
     if (argv[i] === '--check') isCheck = true;
     else if (argv[i] === '--hook') {
-      if (argv[i + 1] === undefined) fail(`--hook needs a file or a name\n${USAGE}`);
+      if (argv[i + 1] === undefined) usage('--hook needs a file or a name');
       hooks.push(argv[++i]);
     } else rest.push(argv[i]);
   }
-  if (isCheck) {
-    if (rest.length > 0) fail(`--check takes only --hook, not ${rest.join(' ')}`);
-    for (const h of hooks) {
-      try {
-        resolveHook(h);
-      } catch (e) {
-        fail((e as Error).message);
-      }
+  // Every option is checked before anything is built (or root is asked for): a bad one is one
+  // line and exit 2. What is not the lab's own goes to gwlbtun, so gwlbtun's parser judges it.
+  if (isCheck && rest.length > 0) usage(`--check takes only --hook, not ${rest.join(' ')}`);
+  if (hooks.length > 1 && !isCheck) usage('one --hook at a time');
+  for (const h of hooks) {
+    try {
+      resolveHook(h);
+    } catch (e) {
+      usage((e as Error).message);
     }
-    return check(hooks);
   }
-  if (hooks.length > 1) fail('one --hook at a time');
+  try {
+    parseCli(rest);
+  } catch (e) {
+    if (e instanceof UsageError) usage(`gwlbtun flags: ${e.message}`);
+    throw e;
+  }
+  if (process.getuid?.() !== 0) fail('needs root (it creates network namespaces, TUN devices and raw sockets)');
+  if (argv[0] === 'exec') exec(argv.slice(1));
+  if (isCheck) return check(hooks);
   return interactive(hooks[0] ?? 'one-arm', rest);
 }
 

@@ -1,6 +1,20 @@
-// The status page's HTML (GET /status): a server-rendered table that refreshes itself every 2 s
-// from /status.json with the same render function, sent to the browser as its own source text.
-// No external assets. The data comes from src/ops/status.ts.
+// The status page's HTML (GET /status): server-rendered, and refreshed every 2 s from
+// /status.json by the same render function, sent to the browser as its own source text. No
+// external assets: the graphs are inline SVG drawn by that function from the history rings
+// /status.json carries (src/ops/status.ts). The data comes from src/ops/status.ts.
+//
+// Layout: it must fit a 1,280-pixel window without a horizontal scroll bar (the e2e test checks
+// scrollWidth <= clientWidth there): one block per endpoint instead of one wide table row, table
+// headers that wrap, graphs that flow onto the next line, and hook output that wraps anywhere.
+
+/** Points of the history graphs, oldest first (src/ops/status.ts, HistoryRing). */
+export interface HistorySeries {
+  ppsFromGwlb: number[];
+  bitsPerSecondFromGwlb: number[];
+  ppsToGwlb: number[];
+  bitsPerSecondToGwlb: number[];
+  dropsPerSecond: number[];
+}
 
 export interface StatusJson {
   version: string;
@@ -24,6 +38,10 @@ export interface StatusJson {
     rcvbufDrops: number | null;
   }[];
   geneveSocketDrops: number | null;
+  /** One point every periodSeconds, at most `points`; seq numbers the newest point. The
+   * appliance's series count Geneve datagrams (from GWLB) and encapsulated packets (to GWLB) and
+   * their outer bytes; drops are all drops of every reason. */
+  history: { periodSeconds: number; points: number; seq: number; appliance: HistorySeries };
   endpoints: {
     eni: string;
     gwi: string;
@@ -42,6 +60,8 @@ export interface StatusJson {
     flowsV4: number;
     flowsV6: number;
     secondsSinceLastPacket: number | null;
+    /** Inner packets and bytes; drops are this endpoint's. Absent before its first sample. */
+    history?: HistorySeries;
   }[];
   flows: { size: number; capacity: number; inserts: number; evictions: number; expiries: number } | null;
   drops: Record<string, number>;
@@ -74,22 +94,60 @@ export function renderStatus(s: StatusJson): string {
   const num = (k: string, v: number | null, shown?: string): string =>
     v === null ? `<td data-k="${esc(k)}">-</td>` : `<td data-k="${esc(k)}" data-v="${v}">${esc(shown ?? group(v))}</td>`;
   const txt = (v: unknown, cls = 'l'): string => `<td class="${cls}">${esc(v)}</td>`;
+  // A graph of some series of a history, newest at the right edge, x = the point's time in a
+  // window of at least one minute and at most the whole ring (a young history fills what it
+  // has), y from 0 to the largest value shown. Each line carries its values (data-values) and its
+  // newest value (data-k/data-v); the second line is dashed, so equal lines both show.
+  const GW = 330;
+  const GH = 70;
+  const hs = s.history;
+  const graph = (key: string, title: string, h: HistorySeries | undefined, lines: [keyof HistorySeries, string, string][], fmt: (n: number) => string): string => {
+    let max = 0;
+    for (const [name] of lines) for (const v of h === undefined ? [] : h[name]) max = Math.max(max, v);
+    const top = max > 0 ? max : 1;
+    const n = h === undefined ? 0 : h[lines[0][0]].length;
+    const slots = Math.min(hs.points, Math.max(n, Math.round(60 / hs.periodSeconds)));
+    const x = (i: number, len: number): string => ((GW * (slots - len + i)) / Math.max(1, slots - 1)).toFixed(1);
+    const y = (v: number): string => (GH - 1 - ((GH - 4) * v) / top).toFixed(1);
+    let svg = `<line x1="0" y1="${GH - 0.5}" x2="${GW}" y2="${GH - 0.5}" stroke="#bbb"/><line x1="0" y1="2.5" x2="${GW}" y2="2.5" stroke="#eee"/>`;
+    let legend = '';
+    for (const [li, [name, label, color]] of lines.entries()) {
+      const vs = h === undefined ? [] : h[name];
+      const pts = vs.map((v, i) => x(i, vs.length) + ',' + y(v)).join(' ');
+      svg += `<polyline data-k="${esc(key + '.' + name)}" data-values="${vs.join(',')}" points="${pts}" fill="none" stroke="${color}" stroke-width="1.5"${li > 0 ? ' stroke-dasharray="5 3"' : ''}/>`;
+      const last = vs.length === 0 ? null : vs[vs.length - 1];
+      legend += `<span class="sw" style="background:${color}"></span>${esc(label)} <b data-k="${esc(key + '.' + name + '.last')}"${last === null ? '' : ` data-v="${last}"`}>${last === null ? '-' : esc(fmt(last))}</b> `;
+    }
+    return (
+      `<figure class="g" data-k="${esc(key)}" data-seq="${hs.seq}" data-n="${n}"><figcaption><b>${esc(title)}</b> <span class="meta">max <span data-k="${esc(key + '.max')}" data-v="${max}">${esc(fmt(max))}</span> &middot; ${n === 0 ? 'no points yet' : `the last ${esc(Math.round((slots * hs.periodSeconds) / 6) / 10)} min`}</span></figcaption>` +
+      `<svg width="${GW}" height="${GH}" viewBox="0 0 ${GW} ${GH}" role="img" aria-label="${esc(title)}">${svg}</svg>` +
+      `<figcaption class="meta">${legend}</figcaption></figure>`
+    );
+  };
+  const graphs = (key: string, h: HistorySeries | undefined, what: [string, string]): string =>
+    '<div class="graphs">' +
+    graph(key + '.pps', what[0] + '/s', h, [['ppsFromGwlb', 'from GWLB', '#1f6feb'], ['ppsToGwlb', 'to GWLB', '#d4622a']], group) +
+    graph(key + '.bps', what[1], h, [['bitsPerSecondFromGwlb', 'from GWLB', '#1f6feb'], ['bitsPerSecondToGwlb', 'to GWLB', '#d4622a']], bits) +
+    graph(key + '.drops', 'drops/s', h, [['dropsPerSecond', 'dropped', '#b3261e']], (n: number) => (n < 10 && n !== Math.round(n) ? n.toFixed(1) : group(n))) +
+    '</div>';
   const parts: string[] = [];
   parts.push(
     `<h1>gwlbtun <span class="${s.healthy ? 'ok' : 'bad'}" id="health">${s.shuttingDown ? 'shutting down' : s.healthy ? 'healthy' : 'UNHEALTHY'}</span></h1>`,
     `<p class="meta">version <b id="version">${esc(s.version)}</b> &middot; node ${esc(s.node)} &middot; pid ${esc(s.pid)} &middot; up <span data-k="uptime" data-v="${s.uptimeSeconds}">${esc(s.uptimeSeconds)} s</span> &middot; UDP ${esc(s.udpPort)} &middot; rates over the last ${esc(s.sampleSeconds)} s<span id="stale"></span><br>flags: <code id="flags">${esc(s.flags.length === 0 ? '(none)' : s.flags.join(' '))}</code></p>`,
   );
   parts.push(
-    '<h2>Endpoints</h2><table><tr><th class="l">ENI</th><th class="l">interfaces</th><th class="l">state</th><th>packets/s from GWLB</th><th>from GWLB</th><th>packets/s to GWLB</th><th>to GWLB</th><th>packets from GWLB</th><th>packets to GWLB</th><th>flows IPv4</th><th>flows IPv6</th><th>drops</th><th>s since last packet</th><th class="l">hook</th></tr>',
+    `<h2>Whole appliance <span class="meta">(one point every ${esc(hs.periodSeconds)} s, the last ${esc(Math.round((hs.points * hs.periodSeconds) / 60))} minutes)</span></h2>`,
+    graphs('hist.appliance', hs.appliance, ['Geneve packets', 'Geneve bits/s']),
   );
-  if (s.endpoints.length === 0) parts.push('<tr><td class="l" colspan="14">no endpoints yet</td></tr>');
+  parts.push('<h2>Endpoints</h2>');
+  if (s.endpoints.length === 0) parts.push('<p class="meta">no endpoints yet</p>');
   for (const e of s.endpoints) {
     const k = 'ep.' + e.eni + '.';
     const h = e.hook as { running: string | null; last: { kind: string; result: string; exit: number | null; ms: number; secondsAgo: number; output: string } | null };
-    let hook = h.running !== null ? `${h.running} running` : h.last === null ? 'none' : `${h.last.kind} ${h.last.result}${h.last.exit !== null ? ' (exit ' + h.last.exit + ')' : ''}, ${h.last.ms} ms, ${h.last.secondsAgo} s ago`;
-    hook = `<td class="l h" data-k="${esc(k + 'hook')}">${esc(hook)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</td>`;
+    const hook = h.running !== null ? `${h.running} running` : h.last === null ? 'none' : `${h.last.kind} ${h.last.result}${h.last.exit !== null ? ' (exit ' + h.last.exit + ')' : ''}, ${h.last.ms} ms, ${h.last.secondsAgo} s ago`;
     parts.push(
-      `<tr data-eni="${esc(e.eni)}">${txt('vpce-' + e.eni)}${txt(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)}${txt(e.state)}` +
+      `<section class="ep" data-eni="${esc(e.eni)}"><h3>vpce-${esc(e.eni)} <span class="meta">${esc(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)} &middot; ${esc(e.state)}</span></h3>` +
+        '<table><tr><th>packets/s from GWLB</th><th>bits/s from GWLB</th><th>packets/s to GWLB</th><th>bits/s to GWLB</th><th>packets from GWLB</th><th>packets to GWLB</th><th>flows IPv4</th><th>flows IPv6</th><th>drops</th><th>s since last packet</th></tr><tr>' +
         num(k + 'ppsFromGwlb', e.ppsFromGwlb) +
         num(k + 'bpsFromGwlb', e.bitsPerSecondFromGwlb, bits(e.bitsPerSecondFromGwlb)) +
         num(k + 'ppsToGwlb', e.ppsToGwlb) +
@@ -100,11 +158,12 @@ export function renderStatus(s: StatusJson): string {
         num(k + 'flowsV6', e.flowsV6) +
         num(k + 'drops', e.drops) +
         num(k + 'idle', e.secondsSinceLastPacket, e.secondsSinceLastPacket === null ? '-' : String(e.secondsSinceLastPacket)) +
-        hook +
-        '</tr>',
+        '</tr></table>' +
+        `<div class="hook">hook: <span data-k="${esc(k + 'hook')}">${esc(hook)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</span></div>` +
+        graphs('hist.ep.' + e.eni, e.history, ['inner packets', 'inner bits/s']) +
+        '</section>',
     );
   }
-  parts.push('</table>');
   parts.push(
     '<h2>Workers</h2><table><tr><th>worker</th><th class="l">state</th><th>restarts</th><th>datagrams/s from GWLB</th><th>packets/s from TUN</th><th>datagrams from GWLB</th><th>packets from TUN</th><th>receive-buffer drops</th><th>heartbeat age ms</th></tr>',
   );
@@ -160,9 +219,14 @@ return `<!DOCTYPE html>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1b1f24;background:#fff}
 h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
 .ok{color:#116329}.bad{color:#b3261e}.meta{color:#555}
+h3{font-size:1em;margin:0 0 .3em}
 table{border-collapse:collapse;margin:.3em 0}th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
-th{background:#f3f4f6;font-weight:600}td.l,th.l{text-align:left}td{white-space:nowrap}td.h{white-space:normal;min-width:14em}
-code,pre{font:12px ui-monospace,monospace}pre{margin:0;white-space:pre-wrap;max-width:40em;text-align:left;color:#333}
+th{background:#f3f4f6;font-weight:600;font-size:.9em;max-width:9em}td.l,th.l{text-align:left}td{white-space:nowrap}
+code,pre{font:12px ui-monospace,monospace}pre{margin:.2em 0 0;white-space:pre-wrap;overflow-wrap:anywhere;color:#333}
+main,#flags{overflow-wrap:anywhere}
+.ep{border:1px solid #ddd;border-radius:6px;padding:.6em .8em;margin:.6em 0}.hook{margin:.3em 0;color:#333}
+.graphs{display:flex;flex-wrap:wrap;gap:.4em 1.4em;margin-top:.4em}figure.g{margin:0}figure.g svg{display:block;background:#fafbfc;border:1px solid #e5e7eb}
+figcaption{font-size:.85em}.sw{display:inline-block;width:.8em;height:.8em;margin:0 .2em 0 .4em;vertical-align:-.05em}
 </style></head>
 <body data-refreshes="0">
 <main id="status">${renderStatus(s)}</main>
@@ -177,6 +241,9 @@ try {
   const s = await r.json();
   document.getElementById('status').innerHTML = renderStatus(s);
   document.body.dataset.refreshes = String(++refreshes);
+  // Whether the page fits its window (read by the e2e test from the DOM).
+  document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
+  document.body.dataset.clientWidth = String(document.documentElement.clientWidth);
 } catch (e) {
   const el = document.getElementById('stale');
   if (el) el.textContent = ' (refresh failed: ' + e.message + ')';

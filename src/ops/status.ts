@@ -7,11 +7,21 @@
 // second, flows per endpoint and family from a census of the flow table taken at most once a
 // second (FlowTable.countByEndpoint), receive-buffer drops per Geneve socket from /proc/net/udp in
 // the sampler. Nothing here iterates over flows per request or touches the data path.
+//
+// History (the page's graphs): every HISTORY_MS the same sampler (main thread, the shared counters
+// it reads anyway) also appends one point to a fixed ring per endpoint and one for the whole
+// appliance: packets/s and bits/s from and to GWLB and drops/s over that interval. HISTORY_POINTS
+// points (10 minutes) in one preallocated Float64Array each, so a page opened late still shows
+// the last minutes; memory is bounded per endpoint (HISTORY_POINTS x 5 doubles, 12 KB) and an
+// endpoint's ring is dropped with its other samples when the endpoint goes. /status.json carries
+// the rings oldest first, with `history.seq`, the number of the newest point (points never
+// change once written, so two answers agree on the points they share).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Daemon, Endpoint } from '../control/daemon';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../dataplane/counters';
+import { DROP_SLOTS } from '../wire/reasons';
 import { monoMs } from '../flow/clock';
 import { statusPage, type StatusJson } from './status-page';
 import { dropsByReason, endpointTotals } from './totals';
@@ -20,12 +30,59 @@ import { dropsByReason, endpointTotals } from './totals';
 export const SAMPLE_MS = 1000;
 /** Oldest flow census served (ms). */
 export const CENSUS_MAX_AGE_MS = 1000;
+/** One history point every HISTORY_MS; HISTORY_POINTS of them (10 minutes). */
+export const HISTORY_MS = 2000;
+export const HISTORY_POINTS = 300;
+/** The series of a history ring, in this order (the names /status.json uses). */
+export const HISTORY_SERIES = ['ppsFromGwlb', 'bitsPerSecondFromGwlb', 'ppsToGwlb', 'bitsPerSecondToGwlb', 'dropsPerSecond'] as const;
+export type HistorySeries = Record<(typeof HISTORY_SERIES)[number], number[]>;
+const NS = HISTORY_SERIES.length;
+
+/** A fixed ring of the newest `capacity` points of the HISTORY_SERIES: allocated once. */
+export class HistoryRing {
+  private readonly v: Float64Array;
+  private next = 0;
+  private n = 0;
+  /** The cumulative counters at the last point (packets in, bytes in, packets out, bytes out, drops). */
+  readonly last = new Float64Array(NS);
+  constructor(readonly capacity = HISTORY_POINTS) {
+    this.v = new Float64Array(capacity * NS);
+  }
+  get length(): number {
+    return this.n;
+  }
+  /** Appends the rates from `last` to `now` (cumulative, same order) over `dt` seconds and makes
+   * `now` the new `last`. Packets and bits per second are whole numbers, drops/s in tenths. */
+  push(now: ArrayLike<number>, dt: number): void {
+    const o = this.next * NS;
+    for (let i = 0; i < NS; i++) {
+      const r = Math.max(0, now[i] - this.last[i]) / dt;
+      this.v[o + i] = i === 4 ? Math.round(r * 10) / 10 : Math.round(i === 1 || i === 3 ? r * 8 : r);
+      this.last[i] = now[i];
+    }
+    this.next = (this.next + 1) % this.capacity;
+    if (this.n < this.capacity) this.n++;
+  }
+  /** The points, oldest first. */
+  toJson(): HistorySeries {
+    const out = {} as HistorySeries;
+    const first = (this.next - this.n + this.capacity) % this.capacity;
+    HISTORY_SERIES.forEach((name, i) => {
+      const a: number[] = new Array<number>(this.n);
+      for (let j = 0; j < this.n; j++) a[j] = this.v[((first + j) % this.capacity) * NS + i];
+      out[name] = a;
+    });
+    return out;
+  }
+}
+
 interface EpSample {
   rxP: number;
   rxB: number;
   txP: number;
   txB: number;
   rate: [number, number, number, number]; // per second, over the last sample period
+  history: HistoryRing;
 }
 
 interface WorkerSample {
@@ -92,6 +149,10 @@ export class StatusCollector {
   private socketDrops: Map<number, number> | null = null;
   private workerSocket: number[] | null = null; // worker index -> inode of its Geneve socket
   private timer: NodeJS.Timeout | null = null;
+  private readonly total = new HistoryRing(); // the whole appliance
+  private historyMs = 0; // monotonic ms of the last history point (0: none yet)
+  private historySeq = 0; // points taken so far
+  private readonly cur = new Float64Array(NS); // scratch
 
   constructor(private readonly d: Daemon) {}
 
@@ -119,6 +180,13 @@ export class StatusCollector {
     const dt = this.lastSampleMs === 0 ? 0 : (now - this.lastSampleMs) / 1000;
     this.periodS = dt;
     this.lastSampleMs = now;
+    // A history point when HISTORY_MS have passed (the first sample only sets the baselines).
+    const histDt = this.historyMs === 0 ? 0 : (now - this.historyMs) / 1000;
+    const point = this.historyMs === 0 || histDt * 1000 >= HISTORY_MS - SAMPLE_MS / 2;
+    if (point) {
+      this.historyMs = now;
+      if (histDt > 0) this.historySeq++;
+    }
     const seen = new Set<number>();
     for (const e of d.endpoints.values()) {
       seen.add(e.epId);
@@ -129,9 +197,16 @@ export class StatusCollector {
       const prev = this.eps.get(e.epId);
       const rate: EpSample['rate'] =
         prev === undefined || dt <= 0 ? [0, 0, 0, 0] : [(rxP - prev.rxP) / dt, (rxB - prev.rxB) / dt, (txP - prev.txP) / dt, (txB - prev.txB) / dt];
-      this.eps.set(e.epId, { rxP, rxB, txP, txB, rate });
+      const history = prev?.history ?? new HistoryRing();
+      if (point || prev === undefined) this.historyPoint(history, histDt, prev === undefined, rxP, rxB, txP, txB, c.epSum(e.slot, EP.DROPS));
+      this.eps.set(e.epId, { rxP, rxB, txP, txB, rate, history });
     }
     for (const id of this.eps.keys()) if (!seen.has(id)) this.eps.delete(id);
+    if (point) {
+      let drops = 0;
+      for (let r = 1; r < DROP_SLOTS; r++) drops += c.sum(r);
+      this.historyPoint(this.total, histDt, histDt === 0, c.sum(C.UDP_RX_PACKETS), c.sum(C.UDP_RX_BYTES), c.sum(C.RAW_TX_PACKETS), c.sum(C.RAW_TX_BYTES), drops);
+    }
     for (let w = 0; w < c.workers; w++) {
       const udpP = c.of(w, C.UDP_RX_PACKETS);
       const tunP = c.of(w, C.TUN_RX_PACKETS);
@@ -141,6 +216,19 @@ export class StatusCollector {
     }
     this.socketDrops = typeof d.opts.udpPort === 'number' ? udpSocketDrops(d.opts.udpPort) : null;
     this.mapSockets();
+  }
+
+  /** One history point into `h` from the cumulative counters; a new ring (or the first sample)
+   * only takes them as its baseline. */
+  private historyPoint(h: HistoryRing, dt: number, baselineOnly: boolean, rxP: number, rxB: number, txP: number, txB: number, drops: number): void {
+    const v = this.cur;
+    v[0] = rxP;
+    v[1] = rxB;
+    v[2] = txP;
+    v[3] = txB;
+    v[4] = drops;
+    if (baselineOnly || dt <= 0) h.last.set(v);
+    else h.push(v, dt);
   }
 
   /** Which Geneve socket is which worker's: the inode behind each worker's descriptor. */
@@ -206,6 +294,7 @@ export class StatusCollector {
         };
       }),
       geneveSocketDrops: totalSocketDrops,
+      history: { periodSeconds: HISTORY_MS / 1000, points: HISTORY_POINTS, seq: this.historySeq, appliance: this.total.toJson() },
       endpoints: [...d.endpoints.values()].map((e) => {
         const s = this.eps.get(e.epId);
         const t = endpointTotals(d, e, now);
@@ -219,6 +308,7 @@ export class StatusCollector {
           flowsV4: census.get(e.epId * 2) ?? 0,
           flowsV6: census.get(e.epId * 2 + 1) ?? 0,
           secondsSinceLastPacket: t.secondsSinceLastPacket === null ? null : Math.max(0, t.secondsSinceLastPacket),
+          history: s === undefined ? undefined : s.history.toJson(),
         };
       }),
       flows:

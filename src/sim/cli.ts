@@ -3,8 +3,8 @@
 // appliance namespace (`reflect`). Output is JSON, one object per line, on stdout:
 //   emulate: {"type":"progress",...} lines, then one {"type":"report",...} line.
 //   reflect: {"type":"ready",...} once the sockets are open, then {"type":"reflector",...}.
-// Exit status: 0 when it ran (verification results are data, not exit codes), 2 on bad
-// arguments, 1 on a runtime error (e.g. no permission to open a raw socket).
+// Exit status: 0 when it ran (verification results are data, not exit codes) and for --help,
+// 2 on bad arguments (one line on stderr), 1 on a runtime error (e.g. no permission to open a raw socket).
 
 import { parseArgs } from 'node:util';
 import { Emulator, EMULATOR_DEFAULTS, EmulatorOptions } from './emulator';
@@ -198,6 +198,10 @@ async function reflect(argv: string[]): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    if ((cmd === 'emulate' || cmd === 'reflect') && (rest.includes('-h') || rest.includes('--help'))) {
+      process.stdout.write(USAGE + '\n');
+      return 0;
+    }
     if (cmd === 'emulate') await emulate(rest);
     else if (cmd === 'reflect') await reflect(rest);
     else if (cmd === '-h' || cmd === '--help' || cmd === 'help') {
@@ -209,7 +213,8 @@ export async function main(argv: string[]): Promise<number> {
     // parseArgs reports unknown/malformed options as TypeError with an ERR_PARSE_ARGS_* code.
     const code = (e as { code?: string }).code;
     if (e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+      // One line (the whole usage is --help's): the message names the option or the command.
+      process.stderr.write(`emulator: ${(e as Error).message.split('\n')[0].replace(/\. To specify.*$/, '')} (usage: node dist/src/sim/cli.js --help)\n`);
       return 2;
     }
     process.stderr.write(`error: ${(e as Error).stack ?? String(e)}\n`);

@@ -1,7 +1,8 @@
 // The live status page (GET /status, /status.json) in a real browser, and the original gwlbtun's
 // keys in the -j body (docs/operations.md, "Status page"): the daemon carries emulator traffic,
 // Debian's chromium (installed here when missing) loads /status in the appliance namespace, runs
-// its refresh script, and every number it shows must equal /metrics.
+// its refresh script, and every number it shows must equal /metrics; its graphs show the history
+// /status.json reports, and at 1,280 x 800 it has no horizontal scroll.
 
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -118,6 +119,57 @@ describe('status page', () => {
     const r = await run;
     assert.equal(r.totals.verified, r.totals.sent);
     assert.ok(best >= 200 && best <= 600, `a rate near 400 packets/s was shown (best ${best})`);
+  });
+
+  test('graphs: the history /status.json reports, drawn as inline SVG; at 1,280 x 800 the page has no horizontal scroll', async () => {
+    type Hist = Record<string, number[]>;
+    type Json = { history: { seq: number; points: number; appliance: Hist }; endpoints: { eni: string; history?: Hist }[] };
+    const json = (): Json => JSON.parse(httpGetInNs(env.t.applianceNs, PORT, '/status.json').body) as Json;
+    // The previous tests' traffic is in the rings (one point every 2 s): wait for a point with it.
+    const deadline = Date.now() + 15000;
+    while (Math.max(0, ...(json().endpoints.find((e) => e.eni === HEX[0])?.history?.ppsFromGwlb ?? [])) === 0) {
+      assert.ok(Date.now() < deadline, 'a history point with traffic within 15 s');
+      await sleep(500);
+    }
+    const dom = chromium(env.t.applianceNs, `http://127.0.0.1:${PORT}/status`, ['--dump-dom', '--window-size=1280,800'], 3000);
+    const after = json();
+    const scroll = Number(/data-scroll-width="(\d+)"/.exec(dom)?.[1]);
+    const client = Number(/data-client-width="(\d+)"/.exec(dom)?.[1]);
+    assert.ok(client > 1000 && client <= 1280, `the page measured its window (clientWidth ${client})`);
+    assert.ok(scroll <= client, `no horizontal scroll at 1,280 pixels: scrollWidth ${scroll} > clientWidth ${client}`);
+    // Every line of every graph: its values are the points /status.json has for the same sequence
+    // numbers (points never change once taken), its polyline has one vertex per value, and the
+    // newest value is the one printed under the graph.
+    const figs = [...dom.matchAll(/<figure class="g" data-k="([^"]+)" data-seq="(\d+)" data-n="(\d+)">([\s\S]*?)<\/figure>/g)];
+    const keys = ['hist.appliance', ...HEX.map((h) => `hist.ep.${h}`)];
+    for (const k of keys) for (const g of ['pps', 'bps', 'drops']) assert.ok(figs.some((f) => f[1] === `${k}.${g}`), `graph ${k}.${g}`);
+    let compared = 0;
+    let nonzero = 0;
+    for (const f of figs) {
+      const [, key, seqS, , body] = f;
+      const owner = key.split('.').slice(0, -1).join('.');
+      const h = owner === 'hist.appliance' ? after.history.appliance : after.endpoints.find((e) => `hist.ep.${e.eni}` === owner)?.history;
+      assert.ok(h, `${owner} in /status.json`);
+      for (const m of body.matchAll(/<polyline data-k="[^"]+\.(\w+)" data-values="([^"]*)" points="([^"]*)"/g)) {
+        const shown = m[2] === '' ? [] : m[2].split(',').map(Number);
+        assert.equal(m[3] === '' ? 0 : m[3].split(' ').length, shown.length, `${key}.${m[1]}: one vertex per value`);
+        const last = new RegExp(`data-k="${key.replace(/\./g, '\\.')}\\.${m[1]}\\.last" data-v="([^"]+)"`).exec(body);
+        if (shown.length > 0) assert.equal(Number(last?.[1]), shown[shown.length - 1], `${key}.${m[1]}: newest value printed`);
+        const series: number[] | undefined = h[m[1]];
+        assert.ok(series, `${m[1]} in /status.json`);
+        const domSeq = Number(seqS);
+        for (let i = 0; i < shown.length; i++) {
+          const seq = domSeq - (shown.length - 1 - i);
+          const j: number = series.length - 1 - (after.history.seq - seq);
+          if (j < 0 || j >= series.length) continue;
+          assert.equal(shown[i], series[j], `${key}.${m[1]} point ${seq}`);
+          compared++;
+          if (shown[i] > 0) nonzero++;
+        }
+      }
+    }
+    assert.ok(compared >= 20, `points compared with /status.json: ${compared}`);
+    assert.ok(nonzero > 0, 'the traffic shows in the graphs');
   });
 
   test("-j carries the original gwlbtun's keys (udp, enis) with its shapes, next to ours", () => {

@@ -1,7 +1,8 @@
 // The status page's pieces without root (src/ops/status.ts): the render function runs alone in a
 // fresh context (as in the browser) and renders what the server renders; the flow census per
 // endpoint and family and its once-a-second limit; the /proc/net/udp reader; and the Grafana
-// dashboard (examples/grafana/gwlbtun.json) queries only metrics that /metrics exports.
+// dashboard (examples/grafana/gwlbtun.json) queries only metrics that /metrics exports; the
+// history rings behind the page's graphs (bounded, freed with their endpoint) and their SVG.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import type { Daemon } from '../../src/control/daemon';
 import { CounterReader, createCountersBuffer } from '../../src/dataplane/counters';
 import { createFlowTableBuffer, FlowTable, UPSERT_INSERTED } from '../../src/flow/table';
 import { metricsText } from '../../src/ops/health';
-import { StatusCollector, udpSocketDrops } from '../../src/ops/status';
+import { HISTORY_MS, HISTORY_POINTS, HISTORY_SERIES, HistoryRing, StatusCollector, udpSocketDrops } from '../../src/ops/status';
 import { renderStatus, type StatusJson } from '../../src/ops/status-page';
 import { monoMs } from '../../src/flow/clock';
 import { parsePrometheusText } from './helpers/prometheus';
@@ -131,4 +132,46 @@ test('the Grafana dashboard queries only metrics that /metrics exports', () => {
   for (const need of ['gwlbtun_endpoint_packets_from_gwlb_total', 'gwlbtun_drops_total', 'gwlbtun_flows_capacity', 'gwlbtun_hook_create_duration_seconds_total', 'gwlbtun_udp_rcvbuf_errors_total']) {
     assert.ok(used.has(need), need);
   }
+});
+
+test('HistoryRing: rates between cumulative counters, oldest first, bounded to its capacity', () => {
+  const r = new HistoryRing(4);
+  r.last.set([100, 1000, 0, 0, 0]); // the baseline
+  for (let i = 1; i <= 6; i++) r.push([100 + 20 * i, 1000 + 2000 * i, 10 * i, 500 * i, i], 2);
+  assert.equal(r.length, 4);
+  const h = r.toJson();
+  assert.deepEqual(h.ppsFromGwlb, [10, 10, 10, 10]);
+  assert.deepEqual(h.bitsPerSecondFromGwlb, [8000, 8000, 8000, 8000]);
+  assert.deepEqual(h.ppsToGwlb, [5, 5, 5, 5]);
+  assert.deepEqual(h.bitsPerSecondToGwlb, [2000, 2000, 2000, 2000]);
+  assert.deepEqual(h.dropsPerSecond, [0.5, 0.5, 0.5, 0.5]);
+  r.push([100 + 20 * 6 + 40, 0, 0, 0, 6], 2); // a counter that went back is 0/s, not negative
+  assert.deepEqual(r.toJson().ppsFromGwlb, [10, 10, 10, 20], 'the oldest point left, the newest is last');
+  assert.deepEqual(r.toJson().bitsPerSecondFromGwlb.slice(-1), [0]);
+  assert.equal(HISTORY_POINTS * HISTORY_MS, 600_000, 'ten minutes');
+});
+
+test("the sampler keeps one history ring per endpoint and frees it when the endpoint goes; /status.json and the page's graphs carry it", () => {
+  const d = stubDaemon(null);
+  const s = new StatusCollector(d);
+  const ep = { epId: 7, slot: 0, hex: '00000000000000007', gwi: 'gwi-7', gwo: 'gwo-7', state: 'ready', hookRunning: null, lastHook: null, createdMs: monoMs() };
+  (d.endpoints as unknown as Map<string, unknown>).set(ep.hex, ep);
+  const sample = (): void => (s as unknown as { sample(): void }).sample();
+  const eps = (s as unknown as { eps: Map<number, { history: HistoryRing }> }).eps;
+  sample();
+  assert.equal(eps.get(7)?.history.length, 0, 'a new ring holds its baseline only');
+  const ring = eps.get(7)!.history;
+  ring.push([40, 4000, 20, 2000, 2], 2); // as a history point would
+  const json = s.statusJson();
+  const e = json.endpoints.find((x) => x.eni === ep.hex)!;
+  assert.deepEqual(e.history?.ppsFromGwlb, [20]);
+  assert.deepEqual(e.history?.dropsPerSecond, [1]);
+  assert.deepEqual(Object.keys(json.history.appliance).sort(), [...HISTORY_SERIES].sort());
+  const html = renderStatus(json);
+  assert.match(html, /<polyline data-k="hist\.ep\.00000000000000007\.pps\.ppsFromGwlb" data-values="20" points="330\.0,/);
+  assert.match(html, /data-k="hist\.ep\.00000000000000007\.bps\.bitsPerSecondFromGwlb\.last" data-v="16000">16\.0 kbit\/s</);
+  assert.match(html, /data-k="hist\.appliance\.pps"/);
+  (d.endpoints as unknown as Map<string, unknown>).delete(ep.hex);
+  sample();
+  assert.equal(eps.has(7), false, "the endpoint's ring is freed with it");
 });
