@@ -70,10 +70,17 @@ async function phase(c: BenchContext, appliance: LatencyRun['appliance'], family
   let bulk: Promise<GenResult> | null = null;
   if (load > 0) {
     const seconds = count / LATENCY_RATE + SETTLE_MS / 1000 + 1.5;
-    bulk = genSend(c.t, { size: LOAD_SIZE, rate: load, seconds, ttlDec: 1, warmupMs: 500, settleMs: 300 });
+    // The reflector returns the inner packet as it came (no routing hop: TTL as sent).
+    bulk = genSend(c.t, { size: LOAD_SIZE, rate: load, seconds, ttlDec: appliance === 'reflector' ? 0 : 1, warmupMs: 500, settleMs: 300 });
     await sleep(700);
   }
-  const p = await probe(c.t, family, count);
+  let p: ProbeResult;
+  try {
+    p = await probe(c.t, family, count);
+  } catch (e) {
+    await bulk?.catch(() => undefined); // bounded: the load ends by its own seconds
+    throw e;
+  }
   const g = bulk === null ? null : await bulk;
   const run: LatencyRun = {
     appliance, family, load: load > 0 ? 'loaded' : 'idle', round, rate: LATENCY_RATE,
