@@ -9,11 +9,15 @@
 //   bench-cpu.svg         gwlbtun's CPU per returned packet (us) and per GB of inner packets (s/GB)
 //   bench-mechanisms.svg  before/after of every mechanism measured (mechanisms.ts, plus the
 //                         worker-count comparison of the run itself)
+//   bench-latency.svg     round-trip percentiles of the latency probes per appliance, IPv4 and
+//                         IPv6, idle and beside a load (only when the results have latency runs)
 
 import { finite, fmt } from './lib/fmt';
 import { max, median } from './lib/stats';
 import { MECHANISMS, sayValues, type Mechanism, type Measure } from './mechanisms';
 import type { Results, Run } from './results';
+import { LATENCY_APPLIANCES, LATENCY_NAMES, latencyRows } from './latency-report';
+import { PERCENTILES } from './lib/percentiles';
 
 export interface Chart {
   /** File name, next to docs/benchmarks.md. */
@@ -28,12 +32,14 @@ export const CHARTS = {
   saturation: { file: 'bench-saturation.svg', alt: 'Returned packets/s at saturation, gwlbtun against the reflector ceiling, per round and median' },
   cpu: { file: 'bench-cpu.svg', alt: 'CPU per returned packet (us) and per GB (s/GB) of gwlbtun at 100 kpps and at saturation' },
   mechanisms: { file: 'bench-mechanisms.svg', alt: 'Before and after of each mechanism measured, kept or not' },
+  latency: { file: 'bench-latency.svg', alt: 'Round-trip latency percentiles of 64-byte probes through gwlbtun, the C++ original and the reflector, idle and beside a load' },
 } as const;
 
 export const W = 720;
 export const H = 300;
 const C = {
   gwlbtun: '#0969da',
+  original: '#8250df',
   reflector: '#8c959f',
   without: '#8c959f',
   kept: '#0969da',
@@ -352,9 +358,49 @@ export function mechanismsChart(res: Results, mechs: Mechanism[] = MECHANISMS): 
   return { ...CHARTS.mechanisms, svg: svgDoc(W, height, 'Before and after: the mechanisms measured', body) };
 }
 
-/** Every chart of the document, in the order it shows them. */
+// ---- 4. latency percentiles ---------------------------------------------------------------------
+
+/** Four panels (IPv4/IPv6, idle/loaded); groups: p50 to p99.9; bars: each appliance measured
+ * (median over rounds, dots: rounds). The max is left to the table: one outlier would flatten
+ * the rest. */
+export function latencyChart(res: Results): Chart {
+  const rows = latencyRows(res);
+  const runs = res.latency ?? [];
+  const present = LATENCY_APPLIANCES.filter((a) => rows.some((r) => r.appliance === a));
+  const colors = { gwlbtun: C.gwlbtun, original: C.original, reflector: C.reflector };
+  const series = present.map((a) => ({ name: LATENCY_NAMES[a], color: colors[a] }));
+  const PH = 220;
+  const height = 52 + 2 * PH;
+  const body: string[] = [text(12, 20, 'Round-trip time of 64-byte probes through the appliance (us)', { size: 13, weight: 'bold' })];
+  body.push(...legend(12, 38, series));
+  body.push(text(W - 12, 38, 'each on CPU 1; bars: median of rounds; dots: rounds', { size: 10, anchor: 'end', fill: C.muted }));
+  const us = (v: number): string => fmt(v, v >= 100 ? 0 : 1);
+  ([4, 6] as const).forEach((family, row) => {
+    (['idle', 'loaded'] as const).forEach((load, col) => {
+      const load1 = rows.find((r) => r.family === family && r.load === load)?.loadPps ?? NaN;
+      const groups: Group[] = rows.some((r) => r.family === family && r.load === load)
+        ? PERCENTILES.map((q) => ({
+          label: q.label,
+          bars: present.map((a, si) => {
+            const r = rows.find((x) => x.family === family && x.load === load && x.appliance === a);
+            const dots = finite(runs.filter((x) => x.family === family && x.load === load && x.appliance === a).map((x) => num(x.pct?.[q.key])));
+            return { series: si, value: r === undefined ? null : num(r.pct[q.key]), dots };
+          }),
+        }))
+        : [];
+      body.push(...panel({
+        x: col * (W / 2), y: 52 + row * PH, w: W / 2, h: PH,
+        title: `IPv${family}, ${load === 'idle' ? 'idle' : `beside ${Number.isFinite(load1) ? kfmt(load1) : 'a'} pkt/s of load`}`,
+        series, groups, tick: us, value: us,
+      }));
+    });
+  });
+  return { ...CHARTS.latency, svg: svgDoc(W, height, 'Round-trip latency percentiles', body) };
+}
+
+/** Every chart of the document, in the order it shows them (the latency chart only with latency runs). */
 export function charts(res: Results): Chart[] {
-  return [saturationChart(res), cpuChart(res), mechanismsChart(res)];
+  return [saturationChart(res), cpuChart(res), mechanismsChart(res), ...((res.latency ?? []).length > 0 ? [latencyChart(res)] : [])];
 }
 
 /** The markdown that embeds a chart (docs/benchmarks.md and the charts sit in the same folder). */

@@ -9,6 +9,8 @@
 //                           back to the sender: what any appliance must do at the least, without
 //                           TUN devices or kernel forwarding. --gro 1: UDP_GRO on the socket, each
 //                           merged train sent back datagram by datagram (bench/lib/rxgro.ts).
+//   gen probe   [options]   in the GWLB namespace: round-trip times of single 64-byte probes at a
+//                           fixed low rate, sleeping between them (bench/scenarios/latency.ts).
 //   gen exec --cpus LIST -- CMD ARGS...
 //                           set the CPU affinity, then exec CMD (the PID stays the same, so the
 //                           caller can read /proc/<pid>/stat of CMD).
@@ -50,6 +52,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +88,8 @@ static void usage(void) {
           "                [--count N] [--seconds S] [--warmup-ms N] [--settle-ms N] [--batch N]\n"
           "                [--ttl-dec N] [--spin 0|1] [--cpus LIST] [--tcp-run N] [--udp-csum 0|1]\n"
           "       gen reflect [--seconds S] [--cpus LIST] [--batch N] [--gro 0|1]\n"
+          "       gen probe --eni HEX --out FILE [--src IP] [--dst IP] [--family 4|6] [--rate PPS]\n"
+          "                 [--count N] [--settle-ms N] [--cpus LIST]\n"
           "       gen exec --cpus LIST -- CMD [ARGS...]\n");
   exit(2);
 }
@@ -709,6 +714,174 @@ static int run_reflect(double seconds, const char *cpus, int batch, int gro) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// probe mode (bench/scenarios/latency.ts): round-trip time of single small packets through the
+// appliance. One flow of 64-byte inner packets (IPv4 or IPv6 UDP) at a fixed low rate; the
+// sender SLEEPS between probes (a periodic timerfd, poll on it and the receive socket), so it
+// takes no CPU from the appliance or the load beside it. Each probe carries its sequence number;
+// its send time is CLOCK_REALTIME just before sendto (the raw send on a veth runs the appliance
+// side's receive in the same call, so everything after it is the path's), its arrival time is
+// the kernel's receive timestamp of the returned datagram (SO_TIMESTAMPNS, same clock), so this
+// program's own wake-up delay is not in the figure. The RTTs (ns, uint32 little-endian, one per
+// returned probe in arrival order) go to --out FILE; the summary line counts sent, returned, lost,
+// duplicates, bad returns and late timer ticks (ticks that found the previous one still unserved).
+// --src must be an address of its own (bench/scenarios/latency.ts adds 198.18.0.3): the returns
+// come back to UDP 6081 of the source address, and `gen send` beside it has 198.18.0.1:6081.
+
+#define PROBE_INNER 64
+#define PROBE_PORT 61000
+
+static int run_probe(const char *src, const char *dst, uint64_t eni, int family, double rate,
+                     uint32_t count, double settle_ms, const char *cpus, const char *out_path) {
+  set_cpus(cpus);
+  uint32_t gwlb_ip = parse_ip(src), appl_ip = parse_ip(dst);
+  FILE *out = fopen(out_path, "wb");
+  if (!out) die("fopen(--out)");
+  int64_t *sent_at = malloc((size_t)count * sizeof *sent_at);
+  uint32_t *rtt = malloc((size_t)count * sizeof *rtt);
+  uint8_t *seen = calloc(count, 1);
+  if (!sent_at || !rtt || !seen) die("malloc");
+
+  // The packet: outer IPv4 + UDP + Geneve (GWLB's options) + the 64-byte inner packet.
+  static plan_t pl;
+  pl.eni = eni;
+  pl.attach = 0x0123456789abcdefull;
+  pl.nonce = (uint32_t)getpid() * 2654435761u;
+  uint8_t pkt[OUTER_LEN + GENEVE_LEN + PROBE_INNER];
+  const int len = (int)sizeof pkt;
+  memset(pkt, 0, sizeof pkt);
+  ip4_header(pkt, len, 64, 17, gwlb_ip, appl_ip);
+  put16(pkt + 20, PROBE_PORT);
+  put16(pkt + 22, GENEVE_PORT);
+  put16(pkt + 24, (uint32_t)(8 + GENEVE_LEN + PROBE_INNER));
+  geneve(&pl, 0, pkt + OUTER_LEN);
+  uint8_t *in = pkt + OUTER_LEN + GENEVE_LEN;
+  int hdr;  // inner IP + UDP header bytes; the payload (magic, seq, filler) follows
+  if (family == 6) {
+    put16(pkt + OUTER_LEN + 2, 0x86dd);
+    hdr = 48;
+    in[0] = 0x60;
+    put16(in + 4, PROBE_INNER - 40);
+    in[6] = 17;
+    in[7] = 64;
+    static const uint8_t s6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc8};
+    static const uint8_t d6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc8};
+    memcpy(in + 8, s6, 16);
+    memcpy(in + 24, d6, 16);
+  } else {
+    hdr = INNER_HDR;
+    ip4_header(in, PROBE_INNER, 64, 17, 0xc00002c8u, 0xc63364c8u);  // 192.0.2.200 -> 198.51.100.200
+  }
+  put16(in + hdr - 8, 10200);
+  put16(in + hdr - 6, 7000);
+  put16(in + hdr - 4, (uint32_t)(PROBE_INNER - hdr + 8));
+  put32(in + hdr, MAGIC);
+  for (int i = hdr + 8; i < PROBE_INNER; i++) in[i] = (uint8_t)(i * 7 + 3);
+
+  int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (udp < 0) die("socket(udp)");
+  int one = 1;
+  if (setsockopt(udp, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) die("SO_TIMESTAMPNS");
+  set_buf(udp, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(GENEVE_PORT)};
+  a.sin_addr.s_addr = htonl(gwlb_ip);
+  if (bind(udp, (struct sockaddr *)&a, sizeof a) < 0) die("bind(6081)");
+  int raw = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (raw < 0) die("socket(raw)");
+  struct sockaddr_in to = {.sin_family = AF_INET};
+  to.sin_addr.s_addr = htonl(appl_ip);
+  int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (tfd < 0) die("timerfd_create");
+  long period_ns = (long)(1e9 / rate);
+  struct itimerspec its = {.it_interval = {period_ns / 1000000000L, period_ns % 1000000000L},
+                           .it_value = {0, 1000000}};
+  if (timerfd_settime(tfd, 0, &its, NULL) < 0) die("timerfd_settime");
+
+  double returned = 0, dup = 0, bad = 0, late = 0, send_err = 0;
+  uint32_t sent = 0;
+  double t_end_send = 0, settle = settle_ms / 1000;
+  uint8_t rbuf[2048];
+  union {
+    char b[CMSG_SPACE(sizeof(struct timespec))];
+    struct cmsghdr al;
+  } ctl;
+  while (!stop_flag) {
+    if (sent == count) {
+      if (t_end_send == 0) t_end_send = now_s();
+      if (now_s() - t_end_send >= settle || returned + bad >= count) break;
+    }
+    struct pollfd pf[2] = {{.fd = udp, .events = POLLIN}, {.fd = tfd, .events = POLLIN}};
+    int np = sent == count ? 1 : 2;
+    if (poll(pf, (nfds_t)np, sent == count ? 10 : 1000) < 0) {
+      if (errno == EINTR) continue;
+      die("poll");
+    }
+    if (np == 2 && (pf[1].revents & POLLIN)) {
+      uint64_t ticks = 0;
+      if (read(tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks && ticks > 1) late += (double)(ticks - 1);
+      // One probe per tick that fired: a late tick does not send a burst.
+      put32(in + hdr + 4, sent);
+      if (family == 6) {
+        // UDP checksum (mandatory in IPv6) over the pseudo-header and the datagram.
+        put16(in + 46, 0);
+        uint32_t s = 0;
+        for (int i = 8; i < 40; i += 2) s += (uint32_t)(in[i] << 8 | in[i + 1]);
+        s += 17 + (uint32_t)(PROBE_INNER - 40);
+        for (int i = 40; i < PROBE_INNER; i += 2) s += (uint32_t)(in[i] << 8 | in[i + 1]);
+        while (s >> 16) s = (s & 0xffff) + (s >> 16);
+        uint32_t c = ~s & 0xffff;
+        put16(in + 46, c == 0 ? 0xffff : c);
+      }
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      sent_at[sent] = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+      if (sendto(raw, pkt, (size_t)len, 0, (struct sockaddr *)&to, sizeof to) != len) send_err++;
+      sent++;
+    }
+    for (;;) {
+      struct sockaddr_in from;
+      struct iovec iov = {.iov_base = rbuf, .iov_len = sizeof rbuf};
+      struct msghdr mh = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov,
+                          .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+      ssize_t n = recvmsg(udp, &mh, MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+        die("recvmsg");
+      }
+      int64_t at = -1;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+          struct timespec ts;
+          memcpy(&ts, CMSG_DATA(c), sizeof ts);
+          at = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+      }
+      const uint8_t *r = rbuf + GENEVE_LEN;
+      if (n != GENEVE_LEN + PROBE_INNER || at < 0 || ntohl(from.sin_addr.s_addr) != appl_ip ||
+          ntohs(from.sin_port) != PROBE_PORT || (r[0] >> 4) != (family == 6 ? 6 : 4) ||
+          get32(r + hdr) != MAGIC || get32(r + hdr + 4) >= sent) {
+        bad++;
+        continue;
+      }
+      uint32_t seq = get32(r + hdr + 4);
+      if (seen[seq]) { dup++; continue; }
+      seen[seq] = 1;
+      int64_t d = at - sent_at[seq];
+      rtt[(uint32_t)returned] = d < 0 ? 0 : d > 0xffffffffLL ? 0xffffffffu : (uint32_t)d;
+      returned++;
+    }
+  }
+  for (uint32_t i = 0; i < (uint32_t)returned; i++) {
+    uint8_t b[4] = {(uint8_t)rtt[i], (uint8_t)(rtt[i] >> 8), (uint8_t)(rtt[i] >> 16), (uint8_t)(rtt[i] >> 24)};
+    if (fwrite(b, 1, 4, out) != 4) die("fwrite(--out)");
+  }
+  if (fclose(out) != 0) die("fclose(--out)");
+  printf("{\"mode\":\"probe\",\"family\":%d,\"rate\":%.0f,\"sent\":%u,\"returned\":%.0f,\"lost\":%.0f,"
+         "\"duplicates\":%.0f,\"bad\":%.0f,\"late\":%.0f,\"sendErrors\":%.0f}\n",
+         family, rate, sent, returned, (double)sent - returned, dup, bad, late, send_err);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 static double num(const char *s, double lo, double hi) {
   char *end;
@@ -751,6 +924,33 @@ int main(int argc, char **argv) {
       else usage();
     }
     return run_reflect(seconds, cpus, batch, gro);
+  }
+  if (strcmp(mode, "probe") == 0) {
+    const char *src = "198.18.0.3", *dst = "198.18.0.2", *cpus = NULL, *out = NULL;
+    uint64_t eni = 0;
+    int family = 4, have_eni = 0;
+    double rate = 2000, count = 60000, settle_ms = 1000;
+    for (int i = 2; i < argc; i++) {
+      if (i + 1 >= argc) usage();
+      const char *k = argv[i], *val = argv[++i];
+      if (strcmp(k, "--src") == 0) src = val;
+      else if (strcmp(k, "--dst") == 0) dst = val;
+      else if (strcmp(k, "--cpus") == 0) cpus = val;
+      else if (strcmp(k, "--out") == 0) out = val;
+      else if (strcmp(k, "--family") == 0) family = (int)num(val, 4, 6);
+      else if (strcmp(k, "--rate") == 0) rate = num(val, 1, 100000);
+      else if (strcmp(k, "--count") == 0) count = num(val, 1, 10000000);
+      else if (strcmp(k, "--settle-ms") == 0) settle_ms = num(val, 0, 60000);
+      else if (strcmp(k, "--eni") == 0) {
+        char *end;
+        errno = 0;
+        eni = strtoull(val, &end, 16);
+        if (end == val || *end || errno) usage();
+        have_eni = 1;
+      } else usage();
+    }
+    if (!have_eni || out == NULL || (family != 4 && family != 6)) usage();
+    return run_probe(src, dst, eni, family, rate, (uint32_t)count, settle_ms, cpus, out);
   }
   if (strcmp(mode, "send") != 0) usage();
   send_opts_t o = {.src = "198.18.0.1", .dst = "198.18.0.2", .cpus = NULL, .eni = 0, .flows = 64,

@@ -8,7 +8,8 @@
 //                           [--skip-flows] [--skip-flowtable] [--skip-bulk] [--only-bulk] [--skip-lab-tcp]
 //                           [--render RESULTS.json] [--baseline DIR] [--original BIN]
 //                           [--bulk-modes off,on-cut,on-uso,on,original,reflector] [--bulk-sizes 1500,8500]
-//                           [--rx-gro threaded|flush] [--help]
+//                           [--rx-gro threaded|flush] [--skip-latency] [--only-latency]
+//                           [--latency-probes N] [--latency-load PPS] [--help]
 //
 // --help prints the options (exit 0); an unknown or bad option is one line on stderr (exit 2).
 //
@@ -23,6 +24,11 @@
 // --original BIN: the C++ original (aws-samples' gwlbtun v3.0, built outside this repository; see
 // docs/benchmarks.md for how) runs the bulk TCP load in the same rounds as gwlbtun and the
 // reflector, so the bar of issue 13 (CPU per packet against the original's) is a same-run ratio.
+//
+// --only-latency / --skip-latency: the latency scenario (bench/scenarios/latency.ts: round-trip
+// probes through gwlbtun, the original when given and the reflector, idle and beside a load) alone,
+// or everything but it; --latency-probes N per phase (default 60,000 at 2,000/s: 30 s),
+// --latency-load PPS the load beside them (default half of gwlbtun's saturation).
 //
 // --render rewrites the document and its charts from saved results without measuring; the
 // results behind the committed document are bench/fixtures/results-<date>.json.
@@ -61,6 +67,7 @@ import { GEN_SRC, ROOT, log, t0 } from './lib/env';
 import { buildGen } from './lib/gen';
 import { findKsoftirqd, machine } from './lib/system';
 import { report } from './report';
+import { latencyTables } from './latency-report';
 import { baselineTable } from './baseline';
 import type { Results } from './results';
 import { ceiling } from './scenarios/ceiling';
@@ -74,6 +81,7 @@ import { workers } from './scenarios/workers';
 import { bulkTcp } from './scenarios/bulk-tcp';
 import { labTcp } from './scenarios/lab-tcp';
 import { RX_GRO_MODES, type RxGroMode } from './lib/rxgro';
+import { latency } from './scenarios/latency';
 
 // ---- options -----------------------------------------------------------------------------------
 const HELP = `usage: npm run bench -- [options]   (as root, on 2 or more CPUs; writes docs/benchmarks.md)
@@ -135,6 +143,10 @@ function parse() {
     'bulk-modes': { type: 'string' },
     'bulk-sizes': { type: 'string' },
     'rx-gro': { type: 'string' },
+    'skip-latency': { type: 'boolean', default: false },
+    'only-latency': { type: 'boolean', default: false },
+    'latency-probes': { type: 'string' },
+    'latency-load': { type: 'string' },
   },
   }).values;
 }
@@ -149,6 +161,16 @@ const ROUNDS = Math.max(1, Math.min(10, Number(opt.rounds) || 3));
 const SAT_S = Math.max(1, Math.min(30, Number(opt['sat-seconds']) || 4));
 const FIXED_S = Math.max(1, Math.min(60, Number(opt['fixed-seconds']) || 5));
 const RENDER = { satS: SAT_S, fixedS: FIXED_S };
+/** A positive integer option within [lo, hi], or undefined when not given. */
+function intOpt(name: string, lo: number, hi: number): number | undefined {
+  const v = opt[name as keyof typeof opt];
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < lo || x > hi) throw new Error(`--${name}: an integer from ${lo} to ${hi}`);
+  return x;
+}
+const ONLY_LATENCY = opt['only-latency'] === true;
+if (ONLY_LATENCY && opt['skip-latency'] === true) throw new Error('--only-latency and --skip-latency exclude each other');
 
 async function main(): Promise<void> {
   if (opt.render !== undefined) {
@@ -177,6 +199,7 @@ async function main(): Promise<void> {
     syscallsPerPacket: null,
     notes: [],
     labTcp: [],
+    latency: [],
   };
   const t = createTopology('bench');
   destroyOnExit(t);
@@ -184,6 +207,8 @@ async function main(): Promise<void> {
     bulkModes: opt['bulk-modes']?.split(','),
     bulkSizes: opt['bulk-sizes']?.split(',').map(Number),
     rxGro: rxGroMode(opt['rx-gro']),
+    latencyProbes: intOpt('latency-probes', 1, 10_000_000),
+    latencyLoad: intOpt('latency-load', 1, 10_000_000),
   };
   let bg: Bg | null = null;
   try {
@@ -191,10 +216,12 @@ async function main(): Promise<void> {
     // Main comparison: gwlbtun (1 worker) and the reflector, both pinned to CPU 1, alternating.
     // gwlbtun goes first in each round (see scenarios/ceiling.ts for why).
     // Bulk TCP, offloads off and on and the reflector (scenarios/bulk-tcp.ts).
-    if (!opt['skip-bulk']) await bulkTcp(c, ROUNDS);
+    if (!opt['skip-bulk'] && !ONLY_LATENCY) await bulkTcp(c, ROUNDS);
     // Real TCP through the lab: its own namespaces, made and removed per run (scenarios/lab-tcp.ts).
-    if (!opt['skip-lab-tcp']) await labTcp(c, ROUNDS);
-    for (let r = 1; r <= ROUNDS && !opt['only-bulk']; r++) {
+    if (!opt['skip-lab-tcp'] && !ONLY_LATENCY) await labTcp(c, ROUNDS);
+    // Round-trip latency through each appliance, idle and beside a load (scenarios/latency.ts).
+    if (!opt['skip-latency'] && !opt['only-bulk']) await latency(c, ROUNDS);
+    for (let r = 1; r <= ROUNDS && !opt['only-bulk'] && !ONLY_LATENCY; r++) {
       bg = await startDaemon(t, 1, true);
       for (const size of SATURATION_SIZES) await saturation(c, bg, r, size);
       await fixedRate(c, bg, r);
@@ -213,16 +240,17 @@ async function main(): Promise<void> {
       }
       await ceiling(c, r);
     }
-    if (!opt['skip-workers'] && !opt['only-bulk']) await workers(c);
+    if (!opt['skip-workers'] && !opt['only-bulk'] && !ONLY_LATENCY) await workers(c);
   } finally {
     if (bg !== null) await stopBg(bg);
     destroyTopology(t);
     forgetOnExit(t);
   }
-  if (!opt['skip-flowtable'] && !opt['only-bulk']) flowtable(res);
+  if (!opt['skip-flowtable'] && !opt['only-bulk'] && !ONLY_LATENCY) flowtable(res);
   res.seconds = Math.round((Date.now() - t0) / 1000);
   const md = report(res, RENDER);
   process.stdout.write(md.table + '\n');
+  if ((res.latency ?? []).length > 0) process.stdout.write(latencyTables(res) + '\n');
   if (opt.baseline !== undefined) process.stdout.write(baselineTable(res, opt.baseline) + '\n');
   fs.mkdirSync(path.dirname(opt.json!), { recursive: true });
   fs.writeFileSync(opt.json!, JSON.stringify(res, null, 2) + '\n');

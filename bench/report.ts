@@ -13,6 +13,7 @@ import { fmt } from './lib/fmt';
 import { mechanismVars } from './mechanisms';
 import { max, median, min } from './lib/stats';
 import { bulkSection, labTcpSection } from './bulk-report';
+import { latencySection } from './latency-report';
 
 /** The prose: bench/prose in the repository (this file runs as dist/bench/report.js). */
 export const PROSE_DIR = path.resolve(__dirname, '..', '..', 'bench', 'prose');
@@ -134,7 +135,7 @@ ${para('ceiling-limited')}
 ${para('workers')}
 
 ${bulkSection(res, para)}
-${labTcpSection(res, para)}
+${labTcpSection(res, para)}${latencySection(res, para, embed(CHARTS.latency))}
 ## Receive-buffer drops
 
 ${para('rcvbuf', { lastRound: res.rcvbufMetric === null ? '' : ` (last round: metric ${fmt(res.rcvbufMetric.metric)}, /proc/<pid>/net/snmp ${fmt(res.rcvbufMetric.proc)})` })}

@@ -56,6 +56,28 @@ export interface LabTcpRun {
   applCpuS: number;
 }
 
+/** One probe phase of the latency scenario (bench/scenarios/latency.ts): `gen probe` through one
+ * appliance, inner IPv4 or IPv6, alone or beside a bulk load. Times in microseconds. */
+export interface LatencyRun {
+  appliance: 'gwlbtun' | 'original' | 'reflector';
+  family: 4 | 6;
+  load: 'idle' | 'loaded';
+  round: number;
+  /** Probes per second, probes sent, returned (with an RTT), lost, and returns that failed the check. */
+  rate: number;
+  sent: number;
+  returned: number;
+  lost: number;
+  bad: number;
+  /** Timer ticks the probe client missed (it was late by a whole period or more). */
+  late: number;
+  pct: Record<'p50' | 'p90' | 'p99' | 'p999' | 'max', number>;
+  /** 'loaded': the bulk load's packets/s asked for, and what it got back (and lost). */
+  loadPps: number;
+  loadReturnedPps: number;
+  loadLost: number;
+}
+
 export interface Results {
   machine: Record<string, string | number>;
   startedAt: string;
@@ -69,4 +91,6 @@ export interface Results {
   notes: string[];
   /** Real TCP through the lab (older results: absent). */
   labTcp?: LabTcpRun[];
+  /** Round-trip latency of probes (older results: absent). */
+  latency?: LatencyRun[];
 }

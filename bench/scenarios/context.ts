@@ -19,4 +19,8 @@ export interface BenchContext {
   bulkSizes?: number[];
   /** --rx-gro MODE: the bulk TCP rounds with receive-side GRO (bench/lib/rxgro.ts). */
   rxGro?: RxGroMode;
+  /** --latency-probes N: probes per latency phase (default LATENCY_PROBES); --latency-load PPS:
+   * the bulk load beside them (default: half of gwlbtun's saturation, measured). */
+  latencyProbes?: number;
+  latencyLoad?: number;
 }

@@ -5,7 +5,8 @@
 // machines we run on, so a reader sees the old or the new value.
 //
 // Block layout (cells):  [0, DROP_SLOTS)                drops by reason (src/wire/reasons.ts)
-//                        [DROP_SLOTS, GLOBAL_CELLS)      the named counters in C below
+//                        [DROP_SLOTS, GLOBAL_CELLS)      the named counters in C below, then two
+//                                                        histograms (HIST_CELLS each, see "Histograms")
 //                        then EP_STRIDE cells per endpoint slot (EP below).
 
 import { DROP_SLOTS } from '../wire/reasons';
@@ -62,7 +63,62 @@ export const C = {
   // tier: cut in chunks here (raw, USO) or handed whole to the TAP (src/dataplane/returns.ts).
   TUN_SUPERS_LONG: DROP_SLOTS + 34,
 } as const;
-export const GLOBAL_CELLS = DROP_SLOTS + 35;
+
+// ---- Histograms ----------------------------------------------------------------------------------
+// Latency histograms a worker keeps in its own block (issue 20), exported by /metrics as Prometheus
+// histograms (src/ops/health.ts): how long each loop turn's work took (from epoll_wait's return
+// to the turn's end: what a packet arriving meanwhile may wait before it is read), and the
+// worker's GC pauses (v8.GCProfiler, drained once a second in the loop's housekeeping:
+// src/dataplane/gcpauses.ts). Layout from a histogram's first cell: one cell per bucket of
+// HIST_BOUNDS_S plus one for +Inf, each counting the observations that fell in it (not
+// cumulative: the reader sums), then the sum of the observations in seconds, then their count.
+// The main thread keeps the same layout in an array of its own (src/ops/runtime.ts).
+
+/** Upper bounds of the buckets, seconds (10 us to 1 s). */
+export const HIST_BOUNDS_S: readonly number[] = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+/** Cells per histogram: the buckets, +Inf, sum, count. */
+export const HIST_CELLS = HIST_BOUNDS_S.length + 3;
+/** Where the loop-turn and GC-pause histograms of a worker block start. */
+export const LOOP_HIST = DROP_SLOTS + 35;
+export const GC_HIST = LOOP_HIST + HIST_CELLS;
+export const GLOBAL_CELLS = GC_HIST + HIST_CELLS;
+
+// A module-level copy for the per-turn search (an imported binding would be a property read).
+const BOUNDS = Float64Array.from(HIST_BOUNDS_S);
+const NB = BOUNDS.length;
+
+/** One observation of `seconds` into the histogram at cell `base` of `c`. No allocation. */
+export function recordHist(c: Float64Array, base: number, seconds: number): void {
+  let i = 0;
+  while (i < NB && !(seconds <= BOUNDS[i])) i++;
+  c[base + i] += 1;
+  c[base + NB + 1] += seconds;
+  c[base + NB + 2] += 1;
+}
+
+/** A histogram as /metrics shows it: cumulative counts per bound (the last: +Inf), sum, count. */
+export interface HistView {
+  cumulative: number[];
+  sum: number;
+  count: number;
+}
+
+/** Reads the histogram at `base` of one or more blocks (summed). */
+export function histView(blocks: readonly Float64Array[], base: number): HistView {
+  const cumulative: number[] = [];
+  let acc = 0;
+  for (let i = 0; i <= NB; i++) {
+    for (const b of blocks) acc += b[base + i];
+    cumulative.push(acc);
+  }
+  let sum = 0;
+  let count = 0;
+  for (const b of blocks) {
+    sum += b[base + NB + 1];
+    count += b[base + NB + 2];
+  }
+  return { cumulative, sum, count };
+}
 
 /** Per-endpoint counters (offsets inside an endpoint's stride). */
 export const EP = {
@@ -125,6 +181,10 @@ export class CounterReader {
     let s = 0;
     for (const b of this.blocks) s += b[cell];
     return s;
+  }
+  /** One worker's histogram at `base` (LOOP_HIST, GC_HIST). */
+  hist(worker: number, base: number): HistView {
+    return histView([this.blocks[worker]], base);
   }
   /** One worker's value of a cell. */
   of(worker: number, cell: number): number {

@@ -29,7 +29,7 @@ import { FlowTable, UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED } fr
 import { monoMs, nowTicks } from '../flow/clock';
 import { Related } from './related';
 import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
-import { C, EP, EP_STRIDE, GLOBAL_CELLS, countEpDrop } from './counters';
+import { C, EP, EP_STRIDE, GLOBAL_CELLS, LOOP_HIST, countEpDrop, recordHist } from './counters';
 import { CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 import { LocalEndpoints, ST_PENDING, ST_READY, ST_REJECTED } from './endpoints';
 import { HoldRing } from './hold';
@@ -66,6 +66,9 @@ export interface LoopDeps {
   post(m: FromWorker): void;
   /** The next control message waiting, or undefined. */
   receive(): ToWorker | undefined;
+  /** Called in the loop's housekeeping, about once a second (the worker drains its GC pauses
+   * into its counter block there: src/dataplane/worker.ts). */
+  housekeeping?(): void;
 }
 
 export interface Loop {
@@ -417,6 +420,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     for (let i = 0; i < eps.capacity; i++) {
       if (lState[i] === ST_REJECTED && nowMs - eps.sinceMs[i] > REJECT_MS && eps.held[i] === 0) eps.remove(i);
     }
+    deps.housekeeping?.();
   }
 
   /** Test fault injection (GWLBTUN_FAILPOINT): die, or hang without turning the loop (bounded). */
@@ -463,6 +467,8 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
       lastHousekeeping = nowMs;
       housekeeping();
     }
+    // The turn's work, from epoll_wait's return: one observation per turn, a few cells written.
+    recordHist(counters, LOOP_HIST, (monoMs() - nowMs) / 1000);
   }
 
   function run(): void {

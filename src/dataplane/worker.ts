@@ -1,6 +1,7 @@
 // The data-plane worker thread's entry: what the main thread passed (workerData) in, one packet
-// loop (src/dataplane/loop.ts) run until the main thread sets the stop flag. Nothing else lives
-// here, so the loop itself can be unit-tested without threads, root or devices (over
+// loop (src/dataplane/loop.ts) run until the main thread sets the stop flag, and the recording
+// of this thread's GC pauses into its counter block (in the loop's housekeeping). Nothing else
+// lives here, so the loop itself can be unit-tested without threads, root or devices (over
 // src/io/fake.ts).
 
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
@@ -8,6 +9,7 @@ import { native } from '../io/native';
 import { FlowTable } from '../flow/table';
 import { installClockStepFromEnv } from '../flow/clock-failpoint';
 import { workerBlock } from './counters';
+import { GcPauses } from './gcpauses';
 import { CTRL_CELLS, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 import { createLoop } from './loop';
 
@@ -20,11 +22,17 @@ const nat = native();
 if (cfg.startDelayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, cfg.startDelayMs); // failpoint slow-start
 if (cfg.cpus !== null && cfg.cpus.length > 0) nat.setAffinity(cfg.cpus);
 
+const counters = workerBlock(cfg.counterSab, cfg.index, cfg.maxEndpoints);
+
+// This thread's GC pauses, drained into its counter block in the loop's housekeeping.
+const gc = new GcPauses(counters);
+
 createLoop(cfg, {
   nat,
+  housekeeping: () => gc.drain(),
   // The sockets and the epoll set in cfg were opened by the main thread, which owns them (see
   // WorkerConfig): it closes them when this thread exits, even if it never reaches a finally.
-  counters: workerBlock(cfg.counterSab, cfg.index, cfg.maxEndpoints),
+  counters,
   ctrl: new Int32Array(cfg.ctrlSab, cfg.index * CTRL_CELLS * 4, CTRL_CELLS),
   flows: cfg.flowSab === null ? null : new FlowTable(cfg.flowSab),
   post: (m: FromWorker) => parentPort!.postMessage(m),

@@ -14,7 +14,8 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Daemon } from '../control/daemon';
-import { C, EP } from '../dataplane/counters';
+import { C, EP, GC_HIST, HIST_BOUNDS_S, LOOP_HIST, histView, type HistView } from '../dataplane/counters';
+import { MainThreadStats } from './runtime';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { ConnGuard, HEALTH_CONN_LIMITS, type ConnGuardStats, type ConnLimits } from './connguard';
 import { monoMs } from '../flow/clock';
@@ -118,13 +119,24 @@ function linkStat(dev: string, stat: string): number | null {
   }
 }
 
-/** Prometheus text format (version 0.0.4). */
-export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): string {
+/** Prometheus text format (version 0.0.4). `main`: the main thread's histograms (src/ops/runtime.ts). */
+export function metricsText(d: Daemon, conns: ConnGuardStats | null = null, main: MainThreadStats | null = null): string {
   const c = d.counters;
   const out: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [string, number][]): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, v] of samples) out.push(`${name}${labels} ${v}`);
+  };
+  /** A histogram family: per series (its labels without braces, e.g. 'worker="0"'), cumulative
+   * `_bucket{le=...}` up to "+Inf", `_sum` and `_count`. */
+  const histogram = (name: string, help: string, series: [string, HistView][]): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+    for (const [labels, h] of series) {
+      const sep = labels === '' ? '' : ',';
+      h.cumulative.forEach((v, i) => out.push(`${name}_bucket{${labels}${sep}le="${i < HIST_BOUNDS_S.length ? String(HIST_BOUNDS_S[i]) : '+Inf'}"} ${v}`));
+      const braces = labels === '' ? '' : `{${labels}}`;
+      out.push(`${name}_sum${braces} ${h.sum}`, `${name}_count${braces} ${h.count}`);
+    }
   };
   const eps = [...d.endpoints.values()];
   const lbl = (e: { hex: string; gwi: string }): string => `{eni="${e.hex}",interface="${e.gwi}"}`;
@@ -205,6 +217,14 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null): str
     metric('gwlbtun_sysctl_errors_total', 'counter', 'gwi-/gwo- and gwlbtx0 interface sysctls that could not be written.', [['', d.sysctls.errors]]);
   }
   const ws = d.workerStatus();
+  histogram('gwlbtun_worker_loop_turn_seconds', "How long each turn of a data-plane worker's loop took, from epoll_wait's return to the end of its work: what a packet arriving during a turn may wait before it is read.", ws.map((w) => [`worker="${w.index}"`, c.hist(w.index, LOOP_HIST)]));
+  histogram('gwlbtun_gc_pause_seconds', 'Garbage collection pauses, per thread: main, or worker-N (a pause stops only its own thread).', [
+    ...(main === null ? [] : [['thread="main"', histView([main.gc], 0)] as [string, HistView]]),
+    ...ws.map((w): [string, HistView] => [`thread="worker-${w.index}"`, c.hist(w.index, GC_HIST)]),
+  ]);
+  if (main !== null) {
+    histogram('gwlbtun_main_event_loop_delay_seconds', "How late the main thread's event loop ran a timer (sampled every 50 ms): what health checks, control messages and hook completions waited on that thread.", [['', histView([main.loopDelay], 0)]]);
+  }
   metric('gwlbtun_worker_alive', 'gauge', '1 while the data-plane worker runs.', ws.map((w) => [`{worker="${w.index}"}`, w.alive ? 1 : 0]));
   metric('gwlbtun_worker_restarts_total', 'counter', 'Times the worker was restarted after dying.', ws.map((w) => [`{worker="${w.index}"}`, w.restarts]));
   return out.join('\n') + '\n';
@@ -222,7 +242,7 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
     res.shouldKeepAlive = false;
     const headers: Record<string, string> = { 'Cache-Control': 'max-age=0, no-cache', Connection: 'close' };
     if (req.url === '/metrics') {
-      const body = metricsText(d, guard.stats);
+      const body = metricsText(d, guard.stats, runtime);
       res.writeHead(200, { ...headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
       return;
@@ -251,7 +271,12 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
   const guard = new ConnGuard(server, limits);
   const status = new StatusCollector(d);
   status.start();
-  server.on('close', () => status.stop());
+  const runtime = new MainThreadStats();
+  runtime.start();
+  server.on('close', () => {
+    status.stop();
+    runtime.stop();
+  });
   // A backstop for connections that did send a request (answered at once, then closed): any
   // socket idle for 5 s is closed.
   server.setTimeout(5000, (socket) => socket.destroy());

@@ -86,6 +86,27 @@ describe('operations', () => {
       assert.equal(sample('gwlbtun_up'), 1);
       assert.ok(sample('gwlbtun_uptime_seconds') >= 0);
       assert.equal(families.get('gwlbtun_drops_total')!.type, 'counter');
+      // Latency histograms (issue 20): the worker's loop turns (it has turned: the packets above),
+      // GC pauses per thread, the main thread's event-loop delay.
+      const hist = (name: string, labels: Record<string, string>): { count: number; inf: number } => {
+        const f = families.get(name);
+        assert.ok(f, `metric ${name}`);
+        const one = (sampleName: string, l: Record<string, string>): number => {
+          const s = f.samples.find((x) => x.name === sampleName && Object.keys(x.labels).length === Object.keys(l).length && Object.entries(l).every(([k, v]) => x.labels[k] === v));
+          assert.ok(s, `${sampleName}${JSON.stringify(l)}`);
+          return s.value;
+        };
+        return { count: one(`${name}_count`, labels), inf: one(`${name}_bucket`, { ...labels, le: '+Inf' }) };
+      };
+      for (const name of ['gwlbtun_worker_loop_turn_seconds', 'gwlbtun_gc_pause_seconds', 'gwlbtun_main_event_loop_delay_seconds']) assert.equal(families.get(name)?.type, 'histogram', name);
+      const turns = hist('gwlbtun_worker_loop_turn_seconds', { worker: '0' });
+      assert.ok(turns.count > 0 && turns.inf === turns.count, JSON.stringify(turns));
+      for (const thread of ['main', 'worker-0']) {
+        const g = hist('gwlbtun_gc_pause_seconds', { thread });
+        assert.equal(g.inf, g.count, thread);
+      }
+      const delay = hist('gwlbtun_main_event_loop_delay_seconds', {});
+      assert.equal(delay.inf, delay.count);
     });
   });
 

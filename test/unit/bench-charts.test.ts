@@ -10,6 +10,7 @@ import { CHARTS, charts, embed, esc, niceScale, type Chart } from '../../bench/c
 import { MECHANISMS, mechanismVars, sayValues } from '../../bench/mechanisms';
 import { report } from '../../bench/report';
 import type { Results } from '../../bench/results';
+import { latencyRuns } from './helpers/latency-runs';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const FIXTURE = path.join(ROOT, 'bench', 'fixtures', 'results-2026-12-01.json');
@@ -93,7 +94,14 @@ test('bench charts: missing scenarios and null values render as n/a, never NaN',
 
 test('bench charts: the document embeds every chart, and the mechanisms prose quotes the table', () => {
   const { doc } = report(fixture(), { satS: 4, fixedS: 5 });
-  for (const c of Object.values(CHARTS)) assert.ok(doc.includes(`\n${embed(c)}\n`), `${c.file} is not embedded`);
+  // Every chart the runner writes for these results (the fixture has no latency runs) ...
+  for (const c of charts(fixture())) assert.ok(doc.includes(`\n${embed(c)}\n`), `${c.file} is not embedded`);
+  // ... and with latency runs, every chart there is.
+  const withLatency = { ...fixture(), latency: latencyRuns() };
+  const doc2 = report(withLatency, { satS: 4, fixedS: 5 }).doc;
+  assert.equal(charts(withLatency).length, Object.keys(CHARTS).length);
+  for (const c of Object.values(CHARTS)) assert.ok(doc2.includes(`\n${embed(c)}\n`), `${c.file} is not embedded`);
+  for (const c of charts(withLatency)) checkChart(c);
   const vars = mechanismVars();
   assert.equal(vars.readBackLossWithout, '23, 117 and 64');
   assert.equal(vars.readBackLossWith, '0');

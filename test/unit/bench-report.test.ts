@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { PROSE_DIR, prose, report } from '../../bench/report';
 import type { GenResult, Results, Run } from '../../bench/results';
 import { BULK_MODES, BULK_SIZES, bulkLabel } from '../../bench/scenarios/bulk-tcp';
+import { latencyRuns } from './helpers/latency-runs';
 
 function run(kind: Run['kind'], label: string, workers: number, pinned: boolean, size: number, rate: number, spin: boolean): Run {
   const gen: GenResult = {
@@ -37,6 +38,7 @@ function results(): Results {
     flowtable: { nsPerOp: { insert: 480, lookupFwd: 280, lookupRev: 275, lookupHot: 76.5, memLatency: 170.4 }, tableMB: 138.5, evicted: 0 },
     rcvbufMetric: { metric: 12_345, proc: 12_345 }, syscallsPerPacket: null, notes: ['a note'],
     labTcp: (['original', 'off', 'on'] as const).map((mode, i) => ({ mode, round: 1, ok: true, bytes: 6 * 2 ** 26, ms: 4000, applCpuS: 3 - i * 0.5 })),
+    latency: latencyRuns(),
   };
 }
 
@@ -51,7 +53,7 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   const headings = doc.split('\n').filter((l) => l.startsWith('#'));
   assert.deepEqual(headings, [
     '# Benchmarks', '## Machine', '## Results against the bar (issue #4)', '## Workers on 2 CPUs (daemon unpinned, generator on CPU 0)',
-    '## Bulk TCP: offloads (issue 13)', '## Real TCP through the lab (issue 13)', '## Receive-buffer drops', '## 1M active flows', '## Flow table micro-benchmark (bench/flowtable.ts)', '## Every run',
+    '## Bulk TCP: offloads (issue 13)', '## Real TCP through the lab (issue 13)', '## Latency (issue 20)', '## Receive-buffer drops', '## 1M active flows', '## Flow table micro-benchmark (bench/flowtable.ts)', '## Every run',
     '## Where the time goes', '## Changes of the performance pass (before -> after, same machine, runs alternating)', '## Measured and not kept',
     '## How to reproduce', '## Method',
   ]);
@@ -63,6 +65,18 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   assert.match(doc, /^Note: a note$/m);
   assert.match(doc, /\| 1500 \| gwlbtun `--offload on`, UDP tunnel GSO \(kernel >= 6.17\) \| 1.50 \| 7.10; 7.10 \| 4.73 \| 50% \/ 100% \|/);
   assert.match(doc, /\| gwlbtun `--offload on`, UDP tunnel GSO \(kernel >= 6.17\) \| 0.81 \| 4.97 \| 67% \| 1 of 1 \|/);
+  // Latency: the tables, the chart, and the prose's figures (gwlbtun IPv4 added over the reflector).
+  assert.match(doc, /^\| IPv4, idle \| gwlbtun \| \+70\.0 \| \+140\.0 \| \+280\.0 \| \+560\.0 \| \+1,600\.0 \|$/m);
+  assert.ok(doc.includes('![Round-trip latency percentiles'), 'the latency chart is embedded');
+  assert.match(doc, /gwlbtun, IPv4, idle: \+70\.0 us at p50, \+560\.0 us at p99\.9; beside the load:\n\+140\.0 us and \+1,120\.0 us\./);
+});
+
+test('bench report: results without latency runs (older results) have no latency section', () => {
+  const r = results();
+  delete r.latency;
+  const { doc } = report(r, { satS: 4, fixedS: 5 });
+  assert.doesNotMatch(doc, /## Latency|bench-latency\.svg/);
+  assert.doesNotMatch(doc, /NaN|undefined/);
 });
 
 test('bench report: a placeholder without a value, or a value without a placeholder, is an error', () => {

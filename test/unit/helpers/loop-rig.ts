@@ -1,7 +1,7 @@
 // The packet loop (src/dataplane/loop.ts) over the in-memory addon (src/io/fake.ts), with the main
 // thread's part played by the test: what test/unit/loop.test.ts and loop-offload.test.ts share.
 
-import { createLoop, type Loop } from '../../../src/dataplane/loop';
+import { createLoop, type Loop, type LoopDeps } from '../../../src/dataplane/loop';
 import { createCountersBuffer, workerBlock } from '../../../src/dataplane/counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../../src/dataplane/messages';
 import { ip4FromString } from '../../../src/io/native';
@@ -21,7 +21,8 @@ export class LoopRig {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
 
   /** `over` gives the config changes of a test; it runs before the loop is made (e.g. to open a TAP). */
-  constructor(maxEndpoints: number, over: (nat: FakeAddon) => Partial<WorkerConfig> = () => ({})) {
+  /** `housekeeping`: LoopDeps.housekeeping (called about once a second). */
+  constructor(maxEndpoints: number, over: (nat: FakeAddon) => Partial<WorkerConfig> = () => ({}), housekeeping?: LoopDeps['housekeeping']) {
     const counterSab = createCountersBuffer(1, maxEndpoints);
     this.counters = workerBlock(counterSab, 0, maxEndpoints);
     this.udp = this.nat.udpOpen(6081, 0, true);
@@ -42,6 +43,7 @@ export class LoopRig {
       flows: new FlowTable(flowSab),
       post: (m) => this.posted.push(m),
       receive: () => this.inbox.shift(),
+      housekeeping,
     });
   }
 
