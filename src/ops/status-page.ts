@@ -2,6 +2,13 @@
 // from /status.json with the same render function, sent to the browser as its own source text.
 // No external assets. The data comes from src/ops/status.ts.
 
+/** An endpoint's `hook` in /status.json (src/ops/status.ts): the hook running now and the last
+ * run; `killed` and `outlived` as in HookResult (src/control/hooks.ts). */
+export interface HookState {
+  running: string | null;
+  last: { kind: string; result: string; exit: number | null; killed: 'TERM' | 'KILL' | null; outlived: boolean; ms: number; secondsAgo: number; output: string } | null;
+}
+
 export interface StatusJson {
   version: string;
   node: string;
@@ -29,7 +36,7 @@ export interface StatusJson {
     gwi: string;
     gwo: string | null;
     state: string;
-    hook: Record<string, unknown>;
+    hook: HookState;
     packetsFromGwlb: number;
     bytesFromGwlb: number;
     packetsToGwlb: number;
@@ -85,9 +92,18 @@ export function renderStatus(s: StatusJson): string {
   if (s.endpoints.length === 0) parts.push('<tr><td class="l" colspan="14">no endpoints yet</td></tr>');
   for (const e of s.endpoints) {
     const k = 'ep.' + e.eni + '.';
-    const h = e.hook as { running: string | null; last: { kind: string; result: string; exit: number | null; ms: number; secondsAgo: number; output: string } | null };
-    let hook = h.running !== null ? `${h.running} running` : h.last === null ? 'none' : `${h.last.kind} ${h.last.result}${h.last.exit !== null ? ' (exit ' + h.last.exit + ')' : ''}, ${h.last.ms} ms, ${h.last.secondsAgo} s ago`;
-    hook = `<td class="l h" data-k="${esc(k + 'hook')}">${esc(hook)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</td>`;
+    const h = e.hook;
+    // After a timeout: what the hook's process group got (SIGTERM, then SIGKILL after the grace
+    // period); whether processes of its group outlived it (killed after a timeout, else left running).
+    let ht = 'none';
+    if (h.running !== null) ht = `${h.running} running`;
+    else if (h.last !== null) {
+      const l = h.last;
+      const killed = l.killed === 'KILL' ? ', group killed (SIGTERM, then SIGKILL)' : l.killed === 'TERM' ? ', group killed (SIGTERM)' : '';
+      const left = !l.outlived ? '' : l.killed !== null ? ', processes of its group outlived it' : ', left processes running';
+      ht = `${l.kind} ${l.result}${l.exit !== null ? ' (exit ' + l.exit + ')' : ''}${killed}${left}, ${l.ms} ms, ${l.secondsAgo} s ago`;
+    }
+    const hook = `<td class="l h" data-k="${esc(k + 'hook')}">${esc(ht)}${h.last !== null && h.last.output !== '' ? `<pre data-k="${esc(k + 'hookOutput')}">${esc(h.last.output)}</pre>` : ''}</td>`;
     parts.push(
       `<tr data-eni="${esc(e.eni)}">${txt('vpce-' + e.eni)}${txt(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)}${txt(e.state)}` +
         num(k + 'ppsFromGwlb', e.ppsFromGwlb) +
