@@ -14,11 +14,14 @@
 // - A hook that ends by itself (success or failure) keeps its background processes: the
 //   original gwlbtun ran hooks through system(), so a CREATE hook may start a per-endpoint daemon
 //   (a capture, a relay) for DESTROY to stop, and docs/operations.md allows it. They are left
-//   alone and the result says so (`outlived`).
+//   alone and the result says so (`outlived`); when gwlbtun is PID 1 their exit statuses are
+//   collected by src/control/reaper.ts.
+// Every hook PID is tracked for that reaper, which must never collect a child libuv waits for.
 
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { monoMs } from '../flow/clock';
+import { trackChild, untrackChild } from './reaper';
 
 export interface HookResult {
   file: string;
@@ -110,6 +113,7 @@ export function runHook(file: string, args: string[], timeoutMs: number): Promis
     // Own process group (detached): the group is everything the hook started (see the header).
     const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const pid = child.pid;
+    if (pid !== undefined) trackChild(pid);
     let poll: NodeJS.Timeout | undefined;
     const signalGroup = (sig: NodeJS.Signals): void => {
       try {
@@ -150,6 +154,7 @@ export function runHook(file: string, args: string[], timeoutMs: number): Promis
       if (pid === undefined) finish({ code: null, signal: null, error: e.message });
     });
     child.on('exit', (code, signal) => {
+      if (pid !== undefined) untrackChild(pid);
       exited = { code, signal };
       if (!timedOut) {
         // Ended by itself: its background processes, if any, are left alone (see the header).

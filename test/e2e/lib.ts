@@ -41,10 +41,12 @@ export interface Daemon {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start bin/gwlbtun (or `bin`, e.g. an installed copy) in the appliance namespace; resolves once
- * it logs that it started. */
-export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000, bin = BIN): Promise<Daemon> {
-  const a = nsSpawnArgs(t.applianceNs, process.execPath, [bin, ...args]);
+/** Start bin/gwlbtun (or `bin`, e.g. an installed copy) in the appliance namespace, behind the
+ * command `prefix` when given (e.g. unshare: then `pid` is that command's); resolves once it logs
+ * that it started. */
+export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000, bin = BIN, prefix: string[] = []): Promise<Daemon> {
+  const cmd = [...prefix, process.execPath, bin, ...args];
+  const a = nsSpawnArgs(t.applianceNs, cmd[0]!, cmd.slice(1));
   const proc = spawn(a.file, a.args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const onData = (b: Buffer): void => {
