@@ -13,6 +13,7 @@ import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString, native } from './io/native';
 import { installClockStepFromEnv } from './flow/clock-failpoint';
 import { StopSequence } from './control/stop';
+import { startOrphanReaper } from './control/reaper';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -324,6 +325,8 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     fail((e as Error).message);
   }
+  // PID 1 of a container without an init: hooks' orphans are re-parented to us (src/control/reaper.ts).
+  if (process.pid === 1) startOrphanReaper(native(), log);
   const missing = missingCapabilities();
   if (missing !== null && missing.length > 0) fail(`missing capabilities: ${missing.join(', ')} (run as root or grant them)`);
   if (cli.daemon.allow.length === 0) {

@@ -71,6 +71,11 @@ export interface HookRecord {
   kind: 'create' | 'destroy';
   result: 'ok' | 'failed' | 'timed out' | 'could not run';
   exit: number | null;
+  /** After a timeout, the last signal its process group got (HookResult.killed). */
+  killed: 'TERM' | 'KILL' | null;
+  /** Processes of its group were still running after it exited (HookResult.outlived): killed
+   * after a timeout, left alone otherwise. */
+  outlived: boolean;
   ms: number;
   /** Monotonic ms of its end. */
   atMs: number;
@@ -341,15 +346,18 @@ export class EndpointLifecycle {
       kind,
       result: r.error !== undefined ? 'could not run' : r.timedOut ? 'timed out' : r.code !== 0 ? 'failed' : 'ok',
       exit: r.code,
+      killed: r.killed,
+      outlived: r.outlived,
       ms: Math.round(r.durationMs),
       atMs: monoMs(),
       output: r.output.trimEnd().slice(0, HOOK_OUTPUT_MAX),
     };
-    const fields = { hook: file, args: args.join(' '), exit: r.code, signal: r.signal, ms: r.durationMs };
+    const fields = { hook: file, args: args.join(' '), exit: r.code, signal: r.signal, killed: r.killed, outlived: r.outlived, ms: r.durationMs };
+    const left = r.outlived ? (r.timedOut ? ' (processes of its group outlived it)' : '; processes it started are still running (left alone)') : '';
     if (r.error !== undefined) this.log.important('core', `${kind} hook could not run: ${r.error}`, fields);
-    else if (r.timedOut) this.log.important('core', `${kind} hook timed out after ${this.opts.hookTimeoutS} s and was killed`, fields);
-    else if (r.code !== 0) this.log.important('core', `${kind} hook failed`, fields);
-    else this.log.info('core', `${kind} hook done`, fields);
+    else if (r.timedOut) this.log.important('core', `${kind} hook timed out after ${this.opts.hookTimeoutS} s and was killed: SIGTERM to its process group${r.killed === 'KILL' ? ', then SIGKILL' : ''}${left}`, fields);
+    else if (r.code !== 0) this.log.important('core', `${kind} hook failed${left}`, fields);
+    else this.log.info('core', `${kind} hook done${left}`, fields);
     // A failing hook's output is what the operator needs to see: log it at the failure's level.
     if (r.output.length > 0) this.log.log('core', ok ? LEVEL.info : LEVEL.important, `${kind} hook output: ${r.output.trimEnd()}`);
     return r;

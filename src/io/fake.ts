@@ -18,6 +18,8 @@
 //   tunSetOffload records the flags (`offloadRefused` refuses bits, as an older kernel would).
 //   Any other vnet TUN (the USO device) routes what is written to it out: a UDP GSO packet is cut
 //   into datagrams that land in `sent` like raw sends (routeOut). `tunFault` may refuse a write.
+// - Child processes: `zombies` lists exited children; reapOrphans collects them in order up to
+//   the first one in `ours`, as the addon's peek-then-collect loop does.
 // - epoll: epollWait returns at once the registered descriptors with something to read (or a
 //   failure to report); it never sleeps.
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
@@ -351,6 +353,18 @@ export class FakeAddon implements NativeAddon {
   }
 
   setAffinity(_cpus: number[]): void {}
+
+  /** Exited children waiting to be collected, in the kernel's order (test control). */
+  readonly zombies: number[] = [];
+
+  reapOrphans(ours: Int32Array): number {
+    let n = 0;
+    while (n < 1024 && this.zombies.length > 0 && !ours.includes(this.zombies[0])) {
+      this.zombies.shift();
+      n++;
+    }
+    return n;
+  }
 }
 
 /** A symmetric hash of an IP packet's addresses (the kernel's queue choice is per flow). */

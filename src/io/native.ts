@@ -114,6 +114,14 @@ export interface NativeAddon {
 
   /** sched_setaffinity of the calling thread to the given CPUs. */
   setAffinity(cpus: number[]): void;
+
+  /** Collect the exit status of exited children that are not in `ours` (for PID 1: orphans
+   * re-parented to it; src/control/reaper.ts). Loop: waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)
+   * peeks at an exited child without collecting it; a PID found in `ours` (a child that Node's
+   * child_process collects itself, by PID) ends the call, any other is collected with
+   * waitpid(pid, WNOHANG). At most 1,024 per call. Returns how many were collected; never
+   * throws for wait errors (ECHILD: no children at all). */
+  reapOrphans(ours: Int32Array): number;
 }
 
 let loaded: NativeAddon | undefined;

@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 // Largest batch handed to one recvmmsg/sendmmsg. Stack use: about 128 bytes per message, so
@@ -819,6 +820,39 @@ static napi_value SetAffinity(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Orphans (when gwlbtun is PID 1; src/control/reaper.ts has the design)
+
+// Most children collected per call: bounds the time spent here whatever piled up.
+#define MAX_REAP 1024
+
+// reapOrphans(ours): collect exited children whose PID is not in `ours` (the children Node's
+// child_process waits for by PID: taking one of their exit statuses would hide it from libuv for
+// ever). waitid(WNOWAIT) only peeks, so a child of ours is left exactly as it was; the call then
+// stops, since the kernel would show the same child first again until libuv collects it.
+static napi_value ReapOrphans(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  void *data;
+  size_t n;
+  if (get_args(env, info, 1, argv, "reapOrphans") ||
+      get_typed(env, argv[0], napi_int32_array, "reapOrphans: ours", &data, &n))
+    return NULL;
+  const int32_t *ours = data;
+  int reaped = 0;
+  while (reaped < MAX_REAP) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    // ECHILD (no children), EINTR (next call), or si_pid 0: nothing has exited.
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid <= 0) break;
+    const pid_t pid = si.si_pid;
+    for (size_t i = 0; i < n; i++)
+      if (ours[i] == pid) return ret_int(env, reaped);
+    if (waitpid(pid, NULL, WNOHANG) != pid) break;
+    reaped++;
+  }
+  return ret_int(env, reaped);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
@@ -832,6 +866,7 @@ NAPI_MODULE_INIT() {
     FN("epollDel", EpollDel),       FN("epollWait", EpollWait),
     FN("setAffinity", SetAffinity), FN("tunSetQueue", TunSetQueue),
     FN("tunSetOffload", TunSetOffload), FN("tapOpen", TapOpen),
+    FN("reapOrphans", ReapOrphans),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

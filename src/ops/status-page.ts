@@ -16,6 +16,13 @@ export interface HistorySeries {
   dropsPerSecond: number[];
 }
 
+/** An endpoint's `hook` in /status.json (src/ops/status.ts): the hook running now and the last
+ * run; `killed` and `outlived` as in HookResult (src/control/hooks.ts). */
+export interface HookState {
+  running: string | null;
+  last: { kind: string; result: string; exit: number | null; killed: 'TERM' | 'KILL' | null; outlived: boolean; ms: number; secondsAgo: number; output: string } | null;
+}
+
 export interface StatusJson {
   version: string;
   node: string;
@@ -47,7 +54,7 @@ export interface StatusJson {
     gwi: string;
     gwo: string | null;
     state: string;
-    hook: Record<string, unknown>;
+    hook: HookState;
     packetsFromGwlb: number;
     bytesFromGwlb: number;
     packetsToGwlb: number;
@@ -143,8 +150,18 @@ export function renderStatus(s: StatusJson): string {
   if (s.endpoints.length === 0) parts.push('<p class="meta">no endpoints yet</p>');
   for (const e of s.endpoints) {
     const k = 'ep.' + e.eni + '.';
-    const h = e.hook as { running: string | null; last: { kind: string; result: string; exit: number | null; ms: number; secondsAgo: number; output: string } | null };
-    const hook = h.running !== null ? `${h.running} running` : h.last === null ? 'none' : `${h.last.kind} ${h.last.result}${h.last.exit !== null ? ' (exit ' + h.last.exit + ')' : ''}, ${h.last.ms} ms, ${h.last.secondsAgo} s ago`;
+    const h = e.hook;
+    // After a timeout: what the hook's process group got (SIGTERM, then SIGKILL after the grace
+    // period); whether processes of its group outlived it (killed after a timeout, else left running).
+    let ht = 'none';
+    if (h.running !== null) ht = `${h.running} running`;
+    else if (h.last !== null) {
+      const l = h.last;
+      const killed = l.killed === 'KILL' ? ', group killed (SIGTERM, then SIGKILL)' : l.killed === 'TERM' ? ', group killed (SIGTERM)' : '';
+      const left = !l.outlived ? '' : l.killed !== null ? ', processes of its group outlived it' : ', left processes running';
+      ht = `${l.kind} ${l.result}${l.exit !== null ? ' (exit ' + l.exit + ')' : ''}${killed}${left}, ${l.ms} ms, ${l.secondsAgo} s ago`;
+    }
+    const hook = ht;
     parts.push(
       `<section class="ep" data-eni="${esc(e.eni)}"><h3>vpce-${esc(e.eni)} <span class="meta">${esc(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)} &middot; ${esc(e.state)}</span></h3>` +
         '<table><tr><th>packets/s from GWLB</th><th>bits/s from GWLB</th><th>packets/s to GWLB</th><th>bits/s to GWLB</th><th>packets from GWLB</th><th>packets to GWLB</th><th>flows IPv4</th><th>flows IPv6</th><th>drops</th><th>s since last packet</th></tr><tr>' +

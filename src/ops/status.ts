@@ -23,7 +23,7 @@ import type { Daemon, Endpoint } from '../control/daemon';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../dataplane/counters';
 import { DROP_SLOTS } from '../wire/reasons';
 import { monoMs } from '../flow/clock';
-import { statusPage, type StatusJson } from './status-page';
+import { statusPage, type HookState, type StatusJson } from './status-page';
 import { dropsByReason, endpointTotals } from './totals';
 
 /** Sampling period of the rates (ms). */
@@ -249,14 +249,14 @@ export class StatusCollector {
     return this.census;
   }
 
-  private hookState(e: Endpoint): Record<string, unknown> {
+  private hookState(e: Endpoint): HookState {
     const rec = e.lastHook;
     return {
       running: e.hookRunning,
       last:
         rec === null
           ? null
-          : { kind: rec.kind, result: rec.result, exit: rec.exit, ms: rec.ms, secondsAgo: Math.round((monoMs() - rec.atMs) / 100) / 10, output: rec.output },
+          : { kind: rec.kind, result: rec.result, exit: rec.exit, killed: rec.killed, outlived: rec.outlived, ms: rec.ms, secondsAgo: Math.round((monoMs() - rec.atMs) / 100) / 10, output: rec.output },
     };
   }
 

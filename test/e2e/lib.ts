@@ -42,8 +42,8 @@ export interface Daemon {
 }
 
 /** Start bin/gwlbtun (or `bin`, e.g. an installed copy) in the appliance namespace; resolves once
- * it logs that it started. `wrapper` (a command and its arguments, e.g. a seccomp launcher) execs
- * node in turn; the PID is still the daemon's when the wrapper execs. */
+ * it logs that it started. `wrapper` (a command and its arguments) runs it: a seccomp launcher
+ * that execs node (the PID stays the daemon's), or unshare (then `pid` is unshare's). */
 export async function startDaemon(t: Topology, args: string[], env: Record<string, string> = {}, readyTimeoutMs = 10000, bin = BIN, wrapper: string[] = []): Promise<Daemon> {
   const argv = [...wrapper, process.execPath, bin, ...args];
   const a = nsSpawnArgs(t.applianceNs, argv[0]!, argv.slice(1));

@@ -3,7 +3,7 @@
 // (127.0.0.1/127.0.0.2); TUN traffic stays inside a namespace created and removed here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -68,7 +68,7 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkSetup', 'rawOpen',
-    'rawSend', 'setAffinity', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'reapOrphans', 'setAffinity', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
 });
 
@@ -303,6 +303,41 @@ test('bad arguments throw TypeError/RangeError and touch nothing', () => {
   range(() => a.setAffinity([1 << 20]));
   type(() => any.setAffinity!(0));
   a.close(BAD); // EBADF ignored
+});
+
+/** The process has exited and waits to be collected (state Z). */
+function isZombie(pid: number): boolean {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return st.slice(st.lastIndexOf(')') + 2)[0] === 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Waits, without yielding to the event loop (so libuv cannot collect it meanwhile), until the
+ * child is a zombie. */
+function zombieNow(pid: number): void {
+  const deadline = Date.now() + 3000;
+  while (!isZombie(pid)) if (Date.now() > deadline) assert.fail(`child ${pid} did not exit`);
+}
+
+test('reapOrphans leaves the children in `ours` to child_process (their exit code still arrives) and collects the others', async () => {
+  const kept = spawn('/bin/sh', ['-c', 'exit 7'], { stdio: 'ignore' });
+  const keptExit = new Promise<number | null>((res) => kept.on('exit', (c) => res(c)));
+  zombieNow(kept.pid!);
+  assert.equal(a.reapOrphans(Int32Array.of(1, kept.pid!)), 0, 'a child of ours is only peeked at');
+  assert.equal(isZombie(kept.pid!), true, 'its exit status is still there');
+  assert.equal(await keptExit, 7, 'child_process collects it itself');
+
+  // Not in `ours`: collected here, so child_process never sees it (unref: the test must not wait for its 'exit').
+  const other = spawn('/bin/sh', ['-c', 'exit 3'], { stdio: 'ignore' });
+  other.unref();
+  zombieNow(other.pid!);
+  assert.equal(a.reapOrphans(new Int32Array(0)), 1);
+  assert.equal(fs.existsSync(`/proc/${other.pid}`), false, 'collected: gone from /proc');
+  assert.equal(a.reapOrphans(new Int32Array(0)), 0, 'nothing left to collect');
+  assert.throws(() => (a as unknown as { reapOrphans(x: unknown): number }).reapOrphans([1]), TypeError);
 });
 
 /** This thread's Cpus_allowed_list, e.g. '0-1' or '2,5'. */
