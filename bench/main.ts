@@ -99,10 +99,14 @@ const HELP = `usage: npm run bench -- [options]   (as root, on 2 or more CPUs; w
   --fixed-seconds S      seconds per fixed-rate run (default 5)
   --render RESULTS.json  rewrite the document and charts from saved results, without measuring
   --baseline DIR         another built checkout, measured in the same rounds
-  --original BIN         the C++ original, measured in the bulk TCP rounds
+  --original BIN         the C++ original, measured in the bulk TCP and latency rounds
   --bulk-modes LIST      off,on-cut,on-uso,on,original,reflector (bulk TCP modes)
   --bulk-sizes LIST      inner packet sizes of bulk TCP, e.g. 1500,8500
   --rx-gro MODE          ${RX_GRO_MODES.join('|')}: the kernel's UDP GRO on the receive side (an experiment)
+  --skip-latency         leave out round-trip latency
+  --only-latency         round-trip latency only
+  --latency-probes N     probes per latency phase (default 60,000 at 2,000/s)
+  --latency-load PPS     the load beside the probes (default half of gwlbtun's saturation)
   -h, --help             this help
 `;
 
