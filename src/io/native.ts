@@ -114,6 +114,21 @@ export interface NativeAddon {
 
   /** sched_setaffinity of the calling thread to the given CPUs. */
   setAffinity(cpus: number[]): void;
+
+  /** The device the kernel's route to `dst` leaves through (`ip route get dst`: one
+   * RTM_GETROUTE on a netlink socket), '' when there is none. Setup-time call (the main thread's
+   * egress check, src/control/egress.ts), never on the data path. */
+  routeDev(dst: Ip4): string;
+  /** The driver (ETHTOOL_GDRVINFO; '' when the device answers none, e.g. lo) and the names of the
+   * active features (`ethtool -k` names: 'tx-udp-segmentation', ...) of interface `name`. Throws
+   * ENODEV when there is no such interface. Setup-time call, like routeDev. */
+  linkOffloads(name: string): LinkOffloads;
+}
+
+/** What linkOffloads returns. */
+export interface LinkOffloads {
+  driver: string;
+  features: string[];
 }
 
 let loaded: NativeAddon | undefined;
