@@ -60,7 +60,8 @@ for (const [tier, env] of TIERS) {
         await lab.start();
         const t = lab.topo!;
         // The appliance's veth towards GWLB cuts UDP (tunnel) GSO packets in software, as a NIC
-        // without those offloads does (docs/operations.md "Offloads").
+        // without those offloads does (docs/operations.md "Offloads"), so that the tier is used:
+        // in its default state gwlbtun would send raw (src/control/egress.ts).
         inNs(t.appliance, ['ethtool', '-K', 'eth0', 'tx', 'off', 'tx-udp-segmentation', 'off', 'tx-gso-list', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off']);
         for (const x of TARGETS) inNs(t.appliance, ['ip', `-${x.fam}`, 'addr', 'add', `${x.addr}/${x.fam === 4 ? 32 : 128}`, 'dev', 'lo']);
         server = spawn('ip', ['netns', 'exec', t.appliance, process.execPath, SERVER_JS, String(LAB_PORTS.http), '8082', '7007'], { stdio: ['pipe', 'pipe', 'inherit'] });

@@ -246,6 +246,7 @@ for (const [tier, keep] of [['tunnel', true], ['uso', true], ['tunnel', false]] 
     });
 
     test(keep ? 'restored within a second, counted; then every segment of bulk TCP comes back' : 'rp_filter stays 2; the returns through gwlbtx0 are dropped by the kernel, and counted', { timeout: 90_000 }, async () => {
+      // So that the tier is used (on a veth in its default state gwlbtun sends raw).
       const k = nsRun(env.t.applianceNs, 'ethtool', ['-K', env.t.applianceIf, 'tx', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off', 'tx-udp-segmentation', 'off']);
       assert.equal(k.status, 0, `ethtool: ${k.stderr}`);
       const f = '/proc/sys/net/ipv4/conf/gwlbtx0/rp_filter';
