@@ -210,6 +210,9 @@ for (const [mode, tier, workers, veth] of [
         const said = new RegExp(`offloads: returns to GWLB leave through ${env.t.applianceIf}: driver veth passes .* on unfinished to a local receiver \\(.*\\): super-packets are cut here and sent through the raw socket, not through gwlbtx0`);
         assert.match(env.d.output(), said, 'the fall-back to the raw socket logged');
         assert.equal(env.d.output().split('\n').filter((l) => said.test(l)).length, 1, 'in one line');
+        assert.equal(mv(m, 'gwlbtun_send_device_in_use'), 0, 'the metric says so');
+      } else if (mode === 'on' && tier !== 'raw') {
+        assert.equal(mv(m, 'gwlbtun_send_device_in_use'), 1, 'the send device in use');
       }
       if (used === 'uso') {
         assert.ok(mv(m, 'gwlbtun_tun_superpackets_uso_total') > 0, 'super-packets went out through USO');
