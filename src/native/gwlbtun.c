@@ -315,6 +315,18 @@ static napi_value TunSetQueue(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+// An ordinary socket for interface ioctls and `ifr` cleared and naming `name`; -1 after throwing.
+static int ifr_socket(napi_env env, const char *what, const char *name, struct ifreq *ifr) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    throw_errno(env, what, "socket", errno);
+    return -1;
+  }
+  memset(ifr, 0, sizeof *ifr);
+  memcpy(ifr->ifr_name, name, IFNAMSIZ);
+  return s;
+}
+
 // linkSetup(name, mtu): set the MTU and IFF_UP through an ordinary socket's interface ioctls.
 static napi_value LinkSetup(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -324,11 +336,9 @@ static napi_value LinkSetup(napi_env env, napi_callback_info info) {
       get_i32(env, argv[1], "mtu", 1, &mtu) || get_i32(env, argv[2], "txqueuelen", 0, &qlen))
     return NULL;
   snprintf(what, sizeof what, "linkSetup(%s)", name);
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return throw_errno(env, what, "socket", errno);
   struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  memcpy(ifr.ifr_name, name, IFNAMSIZ);
+  int s = ifr_socket(env, what, name, &ifr);
+  if (s < 0) return NULL;
   const char *step = "SIOCSIFMTU";
   ifr.ifr_mtu = mtu;
   if (ioctl(s, SIOCSIFMTU, &ifr) < 0) goto fail;
@@ -902,11 +912,9 @@ static napi_value LinkOffloads(napi_env env, napi_callback_info info) {
   char name[IFNAMSIZ], what[48];
   if (get_args(env, info, 1, argv, "linkOffloads") || get_ifname(env, argv[0], "linkOffloads", name)) return NULL;
   snprintf(what, sizeof what, "linkOffloads(%s)", name);
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return throw_errno(env, what, "socket", errno);
   struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  memcpy(ifr.ifr_name, name, IFNAMSIZ);
+  int s = ifr_socket(env, what, name, &ifr);
+  if (s < 0) return NULL;
   if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
     int e = errno;
     close(s);
