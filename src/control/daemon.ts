@@ -102,6 +102,13 @@ export class Daemon {
     return this.workers.sendDevice;
   }
 
+  /** Whether the returns go through the send device now: null when there is none or no GWLB
+   * address is known yet; false when the egress device towards GWLB would pass its work on
+   * unfinished (a veth: src/control/egress.ts) and the returns go through the raw socket. */
+  get sendDeviceInUse(): boolean | null {
+    return this.workers.sendDeviceInUse;
+  }
+
   get endpointsCreated(): number {
     return this.lifecycle.endpointsCreated;
   }

@@ -11,13 +11,14 @@
 
 import { openTxTap, type TxTap } from './txtap';
 import { openUsoTun, type UsoTun } from './usotun';
+import { EGRESS_POLL_MS, EgressWatch } from './egress';
 import * as path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';
 import { monoMs } from '../flow/clock';
 import { C, type CounterReader } from '../dataplane/counters';
 import { Drop } from '../wire/reasons';
-import { CTRL_CELLS, CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
+import { CTRL_CELLS, CTRL_GWLB_IP, CTRL_MSG_SEQ, CTRL_STOP, CTRL_TX_RAW, type FromWorker, type ToWorker, type WorkerConfig } from '../dataplane/messages';
 import { LEVEL, type Logger, type Section } from '../ops/log';
 import type { DaemonOptions } from './daemon';
 import { RX_SLOT } from '../wire/sizes';
@@ -111,10 +112,37 @@ export class WorkerSupervisor {
       if (this.txTap === null && process.env.GWLBTUN_NO_USO !== '1') this.txUso = openUsoTun(this.nat, this.opts.workers, this.log);
       else if (this.txTap === null) this.log.important('tunnel', 'offloads: super-packets read back are cut into segments here and sent through the raw socket (GWLBTUN_NO_USO=1)');
     }
+    // The egress device towards GWLB decides whether the send device may be used (a veth passes
+    // its work on unfinished, src/control/egress.ts): raw until the first GWLB address is known.
+    const tier = this.txTap !== null ? 'tunnel' : this.txUso !== null ? 'uso' : null;
+    if (tier !== null) {
+      this.setRawReturns(true);
+      const watch = (this.egress = new EgressWatch(this.nat, this.log, tier, this.sendDevice!, (raw) => this.setRawReturns(raw)));
+      const seen = new Uint32Array(this.opts.workers);
+      this.egressTimer = setInterval(() => {
+        for (let i = 0; i < seen.length; i++) seen[i] = this.ctrl[i * CTRL_CELLS + CTRL_GWLB_IP];
+        watch.poll(seen, monoMs());
+      }, EGRESS_POLL_MS);
+      this.egressTimer.unref();
+    }
     await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
   }
   private txTap: TxTap | null = null;
   private txUso: UsoTun | null = null;
+  private egress: EgressWatch | null = null;
+  private egressTimer: NodeJS.Timeout | null = null;
+
+  /** Every worker sends its returns through the raw socket (true) or the send device (false);
+   * the cells outlive a worker, so a restarted one reads the current choice. */
+  private setRawReturns(raw: boolean): void {
+    for (let i = 0; i < this.opts.workers; i++) Atomics.store(this.ctrl, i * CTRL_CELLS + CTRL_TX_RAW, raw ? 1 : 0);
+  }
+
+  /** Whether the send device is in use now: null when there is none or no GWLB address is known
+   * yet, false when the egress device towards GWLB sends the returns through the raw socket. */
+  get sendDeviceInUse(): boolean | null {
+    return this.egress?.inUse ?? null;
+  }
 
   /** The send device of --offload on (the TAP or the USO TUN, `gwlbtx0`), or null: none. */
   get sendDevice(): string | null {
@@ -347,6 +375,8 @@ export class WorkerSupervisor {
     }
     await Promise.race([Promise.all(exits), sleep(1000)]);
     for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
+    if (this.egressTimer !== null) clearInterval(this.egressTimer);
+    this.egressTimer = null;
     if (this.txTap !== null) for (const fd of this.txTap.fds) this.nat.close(fd);
     this.txTap = null;
     if (this.txUso !== null) for (const fd of this.txUso.fds) this.nat.close(fd);

@@ -30,7 +30,7 @@ import { monoMs, nowTicks } from '../flow/clock';
 import { Related } from './related';
 import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, LOOP_HIST, countEpDrop, recordHist } from './counters';
-import { CTRL_MSG_SEQ, CTRL_STOP, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
+import { CTRL_GWLB_IP, CTRL_MSG_SEQ, CTRL_STOP, CTRL_TX_RAW, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 import { LocalEndpoints, ST_PENDING, ST_READY, ST_REJECTED } from './endpoints';
 import { HoldRing } from './hold';
 import { DropLog } from './droplog';
@@ -249,9 +249,12 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
         // Every inbound packet refreshes the stored header: GWLB issues a new cookie when a
         // 5-tuple is reused as a new flow (docs/protocol.md section 1).
         const u = flows.upsert(key, buf, off, gi.headerLen, src, dst, sport, now);
-        if (u === UPSERT_INSERTED) counters[C.FLOW_INSERTS] += 1;
-        else if (u === UPSERT_EVICTED) {
+        if (u === UPSERT_INSERTED) {
           counters[C.FLOW_INSERTS] += 1;
+          ctrl[CTRL_GWLB_IP] = src; // for the egress watch (src/control/egress.ts)
+        } else if (u === UPSERT_EVICTED) {
+          counters[C.FLOW_INSERTS] += 1;
+          ctrl[CTRL_GWLB_IP] = src;
           counters[C.FLOW_EVICTIONS] += 1;
         } else if (u === UPSERT_HEADER_TOO_LONG) {
           // Its returns could not be sent back (the table removed the flow's old header): dropped
@@ -447,6 +450,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     counters[C.LOOPS] += 1;
     counters[C.HEARTBEAT_MS] = nowMs;
     drainControl();
+    returns.rawOnly = ctrl[CTRL_TX_RAW] !== 0;
     for (let i = 0; i < n; i++) {
       const fd = ready[i];
       if (fd === udpFd) receive();

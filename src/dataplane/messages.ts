@@ -54,6 +54,13 @@ export interface WorkerConfig {
 /** Int32 cells of the control buffer (one block of CTRL_CELLS per worker). */
 export const CTRL_STOP = 0; // set to 1 by main: leave the loop
 export const CTRL_MSG_SEQ = 1; // incremented by main after each postMessage
+/** Written by the worker: the outer source (a GWLB address, uint32 as int32) of its latest new
+ * flow; the main thread's egress watch reads it (src/control/egress.ts). */
+export const CTRL_GWLB_IP = 2;
+/** Written by main: 1 = send every return through the raw socket, not the send device of
+ * --offload on (its egress device would pass the work on unfinished: src/control/egress.ts).
+ * Read by the worker once per loop turn. */
+export const CTRL_TX_RAW = 3;
 export const CTRL_CELLS = 4;
 
 export type ToWorker =

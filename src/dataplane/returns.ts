@@ -62,6 +62,10 @@ export class ReturnPath {
   private seenSupers = 0;
   private seenSegmented = 0;
   private seenLong = 0;
+  /** Offloads: send every return through the raw socket, not the send device (set by the loop
+   * once per turn from CTRL_TX_RAW: the egress device towards GWLB would pass the device tier's
+   * work on unfinished, src/control/egress.ts). */
+  rawOnly = false;
 
   constructor(
     private readonly nat: NativeAddon,
@@ -87,10 +91,10 @@ export class ReturnPath {
     if (tap) {
       this.tapFd = txTapFd;
       for (let i = 0; i < 6; i++) this.tapMac[i] = txTapMac[i];
-      this.tunIn.take = (b, off, len) => this.sendWhole(b, off, len);
+      this.tunIn.take = (b, off, len) => (this.rawOnly ? 0 : this.sendWhole(b, off, len));
     } else if (uso) {
       const u = new UsoSender(nat, txUsoFd, rawFd, counters, flows, this.tunIn.areaOff, () => this.sendRaw());
-      this.tunIn.take = (b, off, len) => u.send(b, off, len, this.eps.epId[this.li], this.eps.slot[this.li], this.now, this.nowMs);
+      this.tunIn.take = (b, off, len) => (this.rawOnly ? 0 : u.send(b, off, len, this.eps.epId[this.li], this.eps.slot[this.li], this.now, this.nowMs));
     }
   }
 

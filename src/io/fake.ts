@@ -20,6 +20,8 @@
 //   into datagrams that land in `sent` like raw sends (routeOut). `tunFault` may refuse a write.
 // - Child processes: `zombies` lists exited children; reapOrphans collects them in order up to
 //   the first one in `ours`, as the addon's peek-then-collect loop does.
+// - The egress device (routeDev, linkOffloads): `routes` maps a destination to a device name
+//   ('' or absent: no route) and `links` a device to its driver and active features.
 // - epoll: epollWait returns at once the registered descriptors with something to read (or a
 //   failure to report); it never sleeps.
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
@@ -158,6 +160,21 @@ export class FakeAddon implements NativeAddon {
     if (d === undefined) throw Object.assign(new Error(`linkSetup(${name}): No such device`), { code: 'ENODEV' });
     d.mtu = mtu;
     d.up = true;
+  }
+
+  /** routeDev's answers: destination IPv4 -> device ('' or absent: no route). */
+  readonly routes = new Map<number, string>();
+  /** linkOffloads' answers: device -> driver and active features (absent: ENODEV). */
+  readonly links = new Map<string, { driver: string; features: string[] }>();
+
+  routeDev(dst: number): string {
+    return this.routes.get(dst >>> 0) ?? '';
+  }
+
+  linkOffloads(name: string): { driver: string; features: string[] } {
+    const l = this.links.get(name);
+    if (l === undefined) throw Object.assign(new Error(`linkOffloads(${name}): SIOCGIFINDEX: No such device`), { code: 'ENODEV' });
+    return { driver: l.driver, features: [...l.features] };
   }
 
   ifIndex(name: string): number {

@@ -122,6 +122,20 @@ export interface NativeAddon {
    * waitpid(pid, WNOHANG). At most 1,024 per call. Returns how many were collected; never
    * throws for wait errors (ECHILD: no children at all). */
   reapOrphans(ours: Int32Array): number;
+  /** The device the kernel's route to `dst` leaves through (`ip route get dst`: one
+   * RTM_GETROUTE on a netlink socket), '' when there is none. Setup-time call (the main thread's
+   * egress check, src/control/egress.ts), never on the data path. */
+  routeDev(dst: Ip4): string;
+  /** The driver (ETHTOOL_GDRVINFO; '' when the device answers none, e.g. lo) and the names of the
+   * active features (`ethtool -k` names: 'tx-udp-segmentation', ...) of interface `name`. Throws
+   * ENODEV when there is no such interface. Setup-time call, like routeDev. */
+  linkOffloads(name: string): LinkOffloads;
+}
+
+/** What linkOffloads returns. */
+export interface LinkOffloads {
+  driver: string;
+  features: string[];
 }
 
 let loaded: NativeAddon | undefined;

@@ -23,7 +23,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sockios.h>
 #include <math.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -31,6 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -311,6 +316,18 @@ static napi_value TunSetQueue(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+// An ordinary socket for interface ioctls and `ifr` cleared and naming `name`; -1 after throwing.
+static int ifr_socket(napi_env env, const char *what, const char *name, struct ifreq *ifr) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    throw_errno(env, what, "socket", errno);
+    return -1;
+  }
+  memset(ifr, 0, sizeof *ifr);
+  memcpy(ifr->ifr_name, name, IFNAMSIZ);
+  return s;
+}
+
 // linkSetup(name, mtu): set the MTU and IFF_UP through an ordinary socket's interface ioctls.
 static napi_value LinkSetup(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -320,11 +337,9 @@ static napi_value LinkSetup(napi_env env, napi_callback_info info) {
       get_i32(env, argv[1], "mtu", 1, &mtu) || get_i32(env, argv[2], "txqueuelen", 0, &qlen))
     return NULL;
   snprintf(what, sizeof what, "linkSetup(%s)", name);
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return throw_errno(env, what, "socket", errno);
   struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  memcpy(ifr.ifr_name, name, IFNAMSIZ);
+  int s = ifr_socket(env, what, name, &ifr);
+  if (s < 0) return NULL;
   const char *step = "SIOCSIFMTU";
   ifr.ifr_mtu = mtu;
   if (ioctl(s, SIOCSIFMTU, &ifr) < 0) goto fail;
@@ -852,6 +867,146 @@ static napi_value ReapOrphans(napi_env env, napi_callback_info info) {
   return ret_int(env, reaped);
 }
 
+// The egress device towards GWLB (src/control/egress.ts): off the data path, called by the main
+// thread every few seconds.
+
+// routeDev(dst): the name of the device the kernel's route to IPv4 `dst` leaves through
+// (`ip route get` through one RTM_GETROUTE on a NETLINK_ROUTE socket), "" when there is no route
+// (ENETUNREACH and the like) or its device has no name any more.
+static napi_value RouteDev(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t dst;
+  if (get_args(env, info, 1, argv, "routeDev") || get_int(env, argv[0], "dst", 0, 0xffffffffLL, &dst)) return NULL;
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return throw_errno(env, "routeDev", "socket(NETLINK_ROUTE)", errno);
+  struct timeval tv = {1, 0};  // the kernel answers at once; never block the main thread long
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct {
+    struct nlmsghdr nh;
+    struct rtmsg rt;
+    char attrs[RTA_SPACE(4)];
+  } req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof req.rt);
+  req.nh.nlmsg_type = RTM_GETROUTE;
+  req.nh.nlmsg_flags = NLM_F_REQUEST;
+  req.nh.nlmsg_seq = 1;
+  req.rt.rtm_family = AF_INET;
+  req.rt.rtm_dst_len = 32;
+  struct rtattr *a = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.nh.nlmsg_len));
+  a->rta_type = RTA_DST;
+  a->rta_len = RTA_LENGTH(4);
+  uint32_t d = htonl((uint32_t)dst);
+  memcpy(RTA_DATA(a), &d, 4);
+  req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_SPACE(4);
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(s, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+    int e = errno;
+    close(s);
+    return throw_errno(env, "routeDev", "sendto(RTM_GETROUTE)", e);
+  }
+  // The answer: one RTM_NEWROUTE (or an NLMSG_ERROR), a few hundred bytes.
+  union {
+    struct nlmsghdr nh;
+    char b[8192];
+  } ans;
+  ssize_t n = recv(s, &ans, sizeof ans, 0);
+  int e = errno;
+  close(s);
+  if (n < 0) return throw_errno(env, "routeDev", "recv(RTM_GETROUTE)", e);
+  char name[IF_NAMESIZE] = "";
+  int len = (int)n;
+  for (struct nlmsghdr *nh = &ans.nh; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+    if (nh->nlmsg_type != RTM_NEWROUTE) break;  // NLMSG_ERROR: no route
+    struct rtmsg *rt = NLMSG_DATA(nh);
+    int alen = RTM_PAYLOAD(nh);
+    for (struct rtattr *at = RTM_RTA(rt); RTA_OK(at, alen); at = RTA_NEXT(at, alen)) {
+      if (at->rta_type == RTA_OIF && RTA_PAYLOAD(at) >= 4) {
+        uint32_t oif;
+        memcpy(&oif, RTA_DATA(at), 4);
+        if (if_indextoname(oif, name) == NULL) name[0] = 0;
+      }
+    }
+    break;
+  }
+  napi_value r;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+// linkOffloads(name): { driver, features } of interface `name` through the ethtool ioctls:
+// ETHTOOL_GDRVINFO's driver ("" when the device answers none, e.g. lo), and the names of its
+// active features (ETHTOOL_GSSET_INFO + ETHTOOL_GSTRINGS for the names, ETHTOOL_GFEATURES for the
+// bits; [] when the device reports none). Throws ENODEV when there is no such interface.
+static napi_value LinkOffloads(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, feats, v;
+  char name[IFNAMSIZ], what[48];
+  if (get_args(env, info, 1, argv, "linkOffloads") || get_ifname(env, argv[0], "linkOffloads", name)) return NULL;
+  snprintf(what, sizeof what, "linkOffloads(%s)", name);
+  struct ifreq ifr;
+  int s = ifr_socket(env, what, name, &ifr);
+  if (s < 0) return NULL;
+  if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+    int e = errno;
+    close(s);
+    return throw_errno(env, what, "SIOCGIFINDEX", e);
+  }
+  struct ethtool_drvinfo di;
+  memset(&di, 0, sizeof di);
+  di.cmd = ETHTOOL_GDRVINFO;
+  ifr.ifr_data = (void *)&di;
+  if (ioctl(s, SIOCETHTOOL, &ifr) < 0) di.driver[0] = 0;
+  di.driver[sizeof di.driver - 1] = 0;
+  napi_create_object(env, &out);
+  napi_create_string_utf8(env, di.driver, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, out, "driver", v);
+  napi_create_array(env, &feats);
+  napi_set_named_property(env, out, "features", feats);
+  // How many features: ethtool_sset_info is followed by one u32 per set asked for.
+  union {
+    struct ethtool_sset_info si;
+    char b[sizeof(struct ethtool_sset_info) + sizeof(uint32_t)];
+  } ss;
+  memset(&ss, 0, sizeof ss);
+  ss.si.cmd = ETHTOOL_GSSET_INFO;
+  ss.si.sset_mask = 1ULL << ETH_SS_FEATURES;
+  ifr.ifr_data = (void *)&ss;
+  uint32_t count = 0;
+  if (ioctl(s, SIOCETHTOOL, &ifr) == 0 && (ss.si.sset_mask & (1ULL << ETH_SS_FEATURES)) != 0)
+    memcpy(&count, ss.b + sizeof(struct ethtool_sset_info), sizeof count);
+  if (count == 0 || count > 4096) {
+    close(s);
+    return out;
+  }
+  uint32_t blocks = (count + 31) / 32;
+  struct ethtool_gstrings *gs = calloc(1, sizeof *gs + (size_t)count * ETH_GSTRING_LEN);
+  struct ethtool_gfeatures *gf = calloc(1, sizeof *gf + blocks * sizeof(struct ethtool_get_features_block));
+  if (gs != NULL && gf != NULL) {
+    gs->cmd = ETHTOOL_GSTRINGS;
+    gs->string_set = ETH_SS_FEATURES;
+    gs->len = count;
+    gf->cmd = ETHTOOL_GFEATURES;
+    gf->size = blocks;
+    ifr.ifr_data = (void *)gs;
+    int ok = ioctl(s, SIOCETHTOOL, &ifr) == 0;
+    ifr.ifr_data = (void *)gf;
+    ok = ok && ioctl(s, SIOCETHTOOL, &ifr) == 0;
+    uint32_t k = 0;
+    for (uint32_t i = 0; ok && i < count && i < gs->len && i / 32 < gf->size; i++) {
+      if (((gf->features[i / 32].active >> (i % 32)) & 1) == 0) continue;
+      const char *f = (const char *)gs->data + (size_t)i * ETH_GSTRING_LEN;
+      napi_create_string_utf8(env, f, strnlen(f, ETH_GSTRING_LEN), &v);
+      napi_set_element(env, feats, k++, v);
+    }
+  }
+  free(gs);
+  free(gf);
+  close(s);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 NAPI_MODULE_INIT() {
@@ -867,6 +1022,7 @@ NAPI_MODULE_INIT() {
     FN("setAffinity", SetAffinity), FN("tunSetQueue", TunSetQueue),
     FN("tunSetOffload", TunSetOffload), FN("tapOpen", TapOpen),
     FN("reapOrphans", ReapOrphans),
+    FN("routeDev", RouteDev),       FN("linkOffloads", LinkOffloads),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -172,6 +172,10 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null, main
   }
   const sendDevice = d.sendDevice;
   const sendDropped = sendDevice === null ? null : linkStat(sendDevice, 'rx_dropped');
+  const inUse = d.sendDeviceInUse;
+  if (inUse !== null) {
+    metric('gwlbtun_send_device_in_use', 'gauge', 'Whether the returns go through the send device gwlbtx0 (1) or, because the device towards GWLB would pass its segmentation or checksums on unfinished (a veth), through the raw socket (0); absent until the first GWLB address is known.', [['', inUse ? 1 : 0]]);
+  }
   if (sendDropped !== null) {
     metric('gwlbtun_send_device_rx_dropped_total', 'counter', 'Frames or packets written to the send device gwlbtx0 (--offload on) that the kernel dropped on receipt (rx_dropped of the device).', [['', sendDropped]]);
   }

@@ -33,6 +33,7 @@ const stubDaemon = {
   hookStats: { create: hook, destroy: hook },
   workerStatus: () => [],
   sendDevice: null,
+  sendDeviceInUse: null,
   opts: { noReturn: false },
 } as unknown as Daemon;
 

@@ -17,6 +17,7 @@ import { TUN_F_USO4, TUN_F_USO6, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_UDP
 import { stream, buildSeg, checkPacket } from './helpers/tcp';
 import { coalesce } from './helpers/offload-harness';
 import { LoopRig } from './helpers/loop-rig';
+import { CTRL_GWLB_IP, CTRL_TX_RAW } from '../../src/dataplane/messages';
 
 const MAX_EP = 4;
 const ENI = 0x2b8ee1d4db0c51c4n;
@@ -290,6 +291,29 @@ describe('packet loop with offloads over the fake addon', () => {
     return ((d[26] << 8) | d[27]) !== 0 && s === 0xffff;
   }
   const outer = (d: Uint8Array): string => Buffer.from([...d.subarray(0, 4), ...d.subarray(6, 10), ...d.subarray(12, 26)]).toString('hex');
+
+  // Issue 19, item 3: the main thread's egress watch (src/control/egress.ts) sets CTRL_TX_RAW when
+  // the device towards GWLB would pass the send device's work on unfinished (a veth).
+  for (const tier of [true, 'uso'] as const) {
+    test(`CTRL_TX_RAW set: the ${tier === 'uso' ? 'USO' : 'tunnel'} tier's super-packets are cut and sent through the raw socket, as the raw tier sends them; cleared: the device again; the new flow's GWLB address in CTRL_GWLB_IP`, () => {
+      const raw = new Rig(true);
+      usoWorkload(raw);
+      const r = new Rig(true, tier);
+      assert.equal(r.ctrl[CTRL_GWLB_IP], 0, 'no flow yet');
+      r.ctrl[CTRL_TX_RAW] = 1;
+      usoWorkload(r);
+      assert.ok(r.ctrl[CTRL_GWLB_IP] !== 0, 'the outer source of the new flow');
+      assert.equal(r.ctrl[CTRL_GWLB_IP] >>> 0, r.nat.sent[0].dst >>> 0, 'the address the returns go to');
+      assert.equal(r.counters[C.TUN_SUPERS_TAPPED] + r.counters[C.TUN_SUPERS_USO], 0, 'nothing through the device');
+      assert.equal(r.nat.written.filter((x) => x.dev === 'gwlbtx0').length, 0);
+      assert.deepEqual(r.nat.sent.map((s) => Buffer.from(s.data).toString('hex')), raw.nat.sent.map((s) => Buffer.from(s.data).toString('hex')), 'the raw tier\'s datagrams');
+      r.ctrl[CTRL_TX_RAW] = 0;
+      const before = r.nat.sent.length;
+      usoWorkload(r);
+      assert.equal(r.counters[C.TUN_SUPERS_TAPPED] + r.counters[C.TUN_SUPERS_USO], 2, 'the device again');
+      if (tier === 'uso') assert.equal(r.nat.sent.length - before, 65, 'its datagrams');
+    });
+  }
 
   test('USO: the datagrams GWLB gets are those of the raw tier (Geneve header and inner packet byte for byte; outer addresses, ports, lengths, TTL)', () => {
     const raw = new Rig(true);

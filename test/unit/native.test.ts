@@ -67,9 +67,21 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
-    'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkSetup', 'rawOpen',
-    'rawSend', 'reapOrphans', 'setAffinity', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'rawOpen',
+    'rawSend', 'reapOrphans', 'routeDev', 'setAffinity', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
+});
+
+// The egress device towards GWLB (src/control/egress.ts): nothing is sent, only asked.
+test('routeDev names the route\'s device; linkOffloads its driver and active features; ENODEV for none', () => {
+  assert.equal(a.routeDev(LO1), 'lo', 'a local address: the loopback device');
+  const lo = a.linkOffloads('lo');
+  assert.equal(lo.driver, '', 'lo names no driver');
+  assert.ok(lo.features.includes('loopback'), `features: ${lo.features.join(' ')}`);
+  assert.ok(lo.features.every((f) => /^[a-z0-9_-]+$/.test(f)));
+  assert.equal(codeOf(() => a.linkOffloads('nosuchdev0')).code, 'ENODEV');
+  assert.equal(codeOf(() => a.linkOffloads('')).name, 'RangeError');
+  assert.equal(codeOf(() => a.routeDev(-1)).name, 'RangeError');
 });
 
 test('rawSend -> udpRecv on loopback: payload, addresses, pktinfo, truncation', needRoot, async () => {

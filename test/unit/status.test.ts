@@ -41,6 +41,7 @@ function stubDaemon(flows: FlowTable | null): Daemon {
     startedMs: monoMs(),
     sysctls: { restored: new Map([['ipv4.rp_filter', 0]]), deviceRestored: new Map(), errors: 0 },
     sendDevice: null,
+    sendDeviceInUse: null,
     counters: new CounterReader(createCountersBuffer(2, 4), 2, 4),
     endpoints: new Map(),
     flows,

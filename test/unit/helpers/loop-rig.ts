@@ -18,7 +18,8 @@ export class LoopRig {
   readonly loop: Loop;
   readonly udp: number;
   private readonly inbox: ToWorker[] = [];
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
+  /** The worker's control cells (CTRL_* in src/dataplane/messages.ts). */
+  readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_CELLS * 4));
 
   /** `over` gives the config changes of a test; it runs before the loop is made (e.g. to open a TAP). */
   /** `housekeeping`: LoopDeps.housekeeping (called about once a second). */
