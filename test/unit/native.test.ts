@@ -77,7 +77,10 @@ test('routeDev names the route\'s device; linkOffloads its driver and active fea
   assert.equal(a.routeDev(LO1), 'lo', 'a local address: the loopback device');
   const lo = a.linkOffloads('lo');
   assert.equal(lo.driver, '', 'lo names no driver');
-  assert.ok(lo.features.includes('loopback'), `features: ${lo.features.join(' ')}`);
+  // qemu-user (the arm64 addon's run in test/e2e/package.test.ts) does not translate SIOCETHTOOL,
+  // whose request points at a further buffer: the features come back empty there.
+  const emulated = (process.env.GWLBTUN_TEST_EXEC_WRAPPER ?? '').includes('qemu');
+  if (!emulated) assert.ok(lo.features.includes('loopback'), `features: ${lo.features.join(' ')}`);
   assert.ok(lo.features.every((f) => /^[a-z0-9_-]+$/.test(f)));
   assert.equal(codeOf(() => a.linkOffloads('nosuchdev0')).code, 'ENODEV');
   assert.equal(codeOf(() => a.linkOffloads('')).name, 'RangeError');
