@@ -54,6 +54,7 @@ Options of this edition:
   --offload on|off      TUN offloads (default off): bulk TCP from GWLB goes to gwi- as super-packets
                         and super-packets the kernel hands back are cut into segments here, as
                         Linux GRO/GSO would (docs/operations.md). Counts stay in packets.
+                        Off by default: returns then leave through gwlbtx0 and cross FORWARD.
   --hook-timeout SECS   Kill a hook that runs longer than SECS (default 30).
   --drain SECS          On SIGTERM/SIGINT, first answer health checks with 503 and keep carrying
                         traffic for SECS (0 to 3600, default 0), then shut down; a second signal
