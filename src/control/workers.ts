@@ -22,8 +22,8 @@ import { CTRL_CELLS, CTRL_GWLB_IP, CTRL_MSG_SEQ, CTRL_STOP, CTRL_TX_RAW, type Fr
 import { LEVEL, type Logger, type Section } from '../ops/log';
 import type { DaemonOptions } from './daemon';
 import { RX_SLOT } from '../wire/sizes';
-import { flowKeyFromIp, isLinkLocal6, KEY_WORDS } from '../wire/flowkey';
-import { readPacketCount } from '../wire/segment';
+import { KEY_WORDS } from '../wire/flowkey';
+import { tallyDrained } from '../wire/segment';
 import { VNET_HDR_LEN } from '../wire/virtio';
 import { MAX_SUPER } from '../wire/offload-common';
 
@@ -287,21 +287,15 @@ export class WorkerSupervisor {
     const buf = vnet === 0 ? (this.drainBuf ??= new Uint8Array(RX_SLOT * DRAIN_BATCH)) : (this.drainBigBuf ??= new Uint8Array(slotSize * batch));
     const lens = new Int32Array(batch);
     const key = new Uint32Array(KEY_WORDS);
-    let lost = 0;
-    let chatter = 0;
+    const tally = [0, 0];
     for (let round = 0; round < DRAIN_ROUNDS; round++) {
       const n = this.nat.tunRead(fd, buf, slotSize, 0, 0, batch, lens);
       if (n <= 0) break;
-      for (let i = 0; i < n; i++) {
-        const off = i * slotSize;
-        const len = lens[i];
-        if (flowKeyFromIp(buf, off + vnet, len - vnet, key) && isLinkLocal6(key)) chatter++;
-        else lost += readPacketCount(buf, off, len, vnet);
-      }
+      tallyDrained(buf, slotSize, lens, n, vnet, key, tally);
     }
-    this.counters.addDeadWorkerDrops(index, Drop.LINK_LOCAL, chatter, slot);
-    this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, lost, slot);
-    return lost;
+    this.counters.addDeadWorkerDrops(index, Drop.LINK_LOCAL, tally[1], slot);
+    this.counters.addDeadWorkerDrops(index, Drop.WORKER_DIED, tally[0], slot);
+    return tally[0];
   }
 
   private closeWorkerFds(ws: WorkerSlot): void {

@@ -25,6 +25,7 @@
 // Shared parts and the figures measured: src/wire/offload.ts.
 
 import { sumBytes32, fold16 } from './checksum32';
+import { flowKeyFromIp, isLinkLocal6 } from './flowkey';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4 } from './virtio';
 import { rd16, rd32, wr16, wr32, setIpv4Checksum, addrSum, TCP_FIN, TCP_PSH, TCP_CWR, MAX_INNER } from './offload-common';
 
@@ -220,4 +221,17 @@ export function readPacketCount(buf: Uint8Array, off: number, len: number, vnetL
   const th = gsoType === VNET_GSO_UDP_L4 ? 8 : (buf[p + ip + 12] >> 4) * 4;
   const payload = n - ip - th;
   return payload <= gsoSize ? 1 : Math.ceil(payload / gsoSize);
+}
+
+/** Tallies `n` reads from a TUN queue that nobody will read (a dead worker's), read i at
+ * buf[i * slotSize, + lens[i]) behind a virtio header of vnetLen bytes (0: none): into tally[1]
+ * the kernel's IPv6 link-local chatter (never traffic: drop reason link_local), into tally[0]
+ * the packets lost, a super-packet as its segments (readPacketCount). `key`: scratch. */
+export function tallyDrained(buf: Uint8Array, slotSize: number, lens: Int32Array, n: number, vnetLen: number, key: Uint32Array, tally: number[]): void {
+  for (let i = 0; i < n; i++) {
+    const off = i * slotSize;
+    const len = lens[i];
+    if (flowKeyFromIp(buf, off + vnetLen, len - vnetLen, key) && isLinkLocal6(key)) tally[1]++;
+    else tally[0] += readPacketCount(buf, off, len, vnetLen);
+  }
 }

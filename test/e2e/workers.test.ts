@@ -6,7 +6,6 @@
 
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Topology } from '../../src/sim/topology';
 import { httpGetInNs, metrics, RECORD_HOOK, ROOT, runEmulator, startDaemon, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
@@ -135,33 +134,26 @@ describe('a worker that dies: its share of traffic goes to the live one, and wha
     }
   });
 
-  test('killed while holding packets for an endpoint being created: the held packets are counted, the kernel chatter on its queues is not', async () => {
-    // The kernel's own IPv6 link-local chatter (MLD, router solicitations) waits on the TUN queues
-    // of an endpoint being created, like the held packets. Where the kernel's per-boot flow hash put
-    // it on the dead worker's queue, the main thread counted it as lost with the worker, so
-    // returned + counted exceeded what was sent (issue 18: -2 to -4 on every run of one machine).
-    // The hook sends such chatter from a link-local address over 16 source ports: some of it lands
-    // on the dying worker's queues whatever this boot's hash.
+  test('killed while holding packets for an endpoint being created: the held packets are counted', async () => {
+    // The kernel's own IPv6 link-local chatter (MLD) waits on the TUN queues of an endpoint being
+    // created, like the held packets. Where the kernel's per-boot flow hash put it on the dead
+    // worker's queue, the main thread counted it as lost with the worker, so returned + counted
+    // exceeded what was sent (issue 18: -2 to -4 on every run of one machine; tallyDrained in
+    // src/wire/segment.ts, and its unit test, now tell it apart).
     const hookLog = path.join(env.dir, 'hold.log');
     const d = await startDaemon(env.t, ['--udpthreads', '2', '-c', RECORD_HOOK, '-r', RECORD_HOOK, '-p', String(DEATH_PORT), '-j'], {
       GWLBTUN_FAILPOINT: 'worker-crash:1:60',
       GWLBTUN_TEST_HOOK_SLEEP: '1.5',
       GWLBTUN_TEST_HOOK_LOG: hookLog,
-      GWLBTUN_TEST_HOOK_CHATTER: '1',
     });
     try {
-      const r = await emu(['--flows', '16', '--packets', '25', '--rate', '150', '--flow-offset', '50']);
+      const r = await emu(['--flows', '16', '--packets', '25', '--rate', '300', '--flow-offset', '50']);
       await waitFor('worker 1 restarted', () => metrics(env.t, DEATH_PORT).get('gwlbtun_worker_restarts_total{worker="1"}') === 1, 5000);
-      // The chatter was queued before the worker died (else this test proves nothing about it).
-      const chatterMs = Number(/^chatter\t\S+\t(\d+)$/m.exec(fs.readFileSync(hookLog, 'utf8'))?.[1]);
-      const diedAt = /^(\S+) core\s+critical\s+worker 1 failed/m.exec(d.output());
-      assert.ok(diedAt !== null && chatterMs > 0 && chatterMs < Date.parse(diedAt[1]), `the hook sent its chatter (at ${chatterMs}) before worker 1 died (${diedAt?.[1]})`);
       const m = metrics(env.t, DEATH_PORT);
       const died = m.get('gwlbtun_drops_total{reason="worker_died"}') ?? 0;
       assert.ok(died >= 1, `packets held by the dead worker are counted as worker_died (${died})`);
       const counted = countedDrops(env.t);
       const missing = r.totals.sent - r.totals.returned - counted;
-      assert.ok((m.get('gwlbtun_drops_total{reason="link_local"}') ?? 0) >= 32, `the hook's 32 chatter datagrams are counted as link_local:\n${await countedNonZero(env.t.applianceNs, DEATH_PORT)}`);
       if (missing !== 0) console.error(`held: ${missing} unaccounted; the daemon counted:\n${await countedNonZero(env.t.applianceNs, DEATH_PORT)}\nemulator: ${JSON.stringify(r.totals)}\n${d.output()}`);
       assert.ok(missing >= 0 && missing <= 2, `sent ${r.totals.sent}, returned ${r.totals.returned}, counted ${counted}: ${missing} unaccounted`);
     } finally {

@@ -19,7 +19,8 @@ import {
   TcpCoalescer,
   segmentPacket,
 } from '../../src/wire/offload';
-import { readPacketCount } from '../../src/wire/segment';
+import { readPacketCount, tallyDrained } from '../../src/wire/segment';
+import { buildInnerPacket } from '../../src/wire/build';
 import {
   VNET_F_NEEDS_CSUM,
   VNET_GSO_ECN,
@@ -678,4 +679,37 @@ test('readPacketCount: a super-packet counts as its segments, anything else as o
   const bad = new Uint8Array(30);
   writeVnetHdr(bad, 0, 0, VNET_GSO_TCPV4, 0, 1000, 0, 0);
   assert.equal(readPacketCount(bad, 0, bad.length, 10), 1);
+});
+
+test('tallyDrained: a dead worker\'s queue: the kernel\'s link-local chatter apart, super-packets as their segments', () => {
+  // What the main thread reads from a dead worker's TUN queue. Before issue 18 every read counted
+  // as one worker_died packet, the kernel's IPv6 chatter (MLD, router solicitations) included, so
+  // returned + counted could exceed what GWLB sent.
+  const slot = 70000;
+  const buf = new Uint8Array(slot * 4);
+  const lens = new Int32Array(4);
+  const put = (i: number, p: Uint8Array, vnet: number): void => {
+    buf.set(p, i * slot + vnet);
+    lens[i] = p.length + vnet;
+  };
+  const mld = buildInnerPacket({ family: 6, proto: 58, src: '::', dst: 'ff02::16', payload: new Uint8Array(20) });
+  const rs = buildInnerPacket({ family: 6, proto: 58, src: 'fe80::1', dst: 'ff02::2', payload: new Uint8Array(8) });
+  const v4 = buildInnerPacket({ family: 4, proto: 17, src: '192.0.2.1', dst: '198.51.100.1', srcPort: 1, dstPort: 2, payload: new Uint8Array(100) });
+  const key = new Uint32Array(11);
+  for (const vnet of [0, 10]) {
+    buf.fill(0);
+    put(0, mld, vnet);
+    put(1, v4, vnet);
+    put(2, rs, vnet);
+    let n = 3;
+    if (vnet === 10) {
+      const sup = coalesce(stream({ v6: false, options: TS_A, flags: 0x10 }, 130, 500, 1, 0x18))[0].bytes!;
+      buf.set(sup, 3 * slot);
+      lens[3] = sup.length;
+      n = 4;
+    }
+    const tally = [0, 0];
+    tallyDrained(buf, slot, lens, n, vnet, key, tally);
+    assert.deepEqual(tally, [vnet === 10 ? 131 : 1, 2], `virtio header ${vnet}: [lost, link-local chatter]`);
+  }
 });
