@@ -74,6 +74,17 @@ function checkEntries(what: string, entries: Entry[], treeOf: (name: string) => 
   assert.deepEqual(bad, [], `${what}: entries with other modes or owners`);
 }
 
+/** For a package's payload (the .deb, the RPM: the same tree, the unit in `unitDir`): the path in
+ * the release tree of an entry, or undefined for an entry outside it. */
+function packagedTree(unitDir: string): (name: string) => string | undefined {
+  return (n) => {
+    if (n.startsWith('./opt/gwlbtun/')) return n.slice('./opt/gwlbtun/'.length).replace(/\/$/, '');
+    if (n === `${unitDir}/gwlbtun.service`) return 'examples/systemd/gwlbtun.service';
+    if (n === './usr/lib/sysusers.d/gwlbtun.conf') return 'examples/systemd/gwlbtun.sysusers';
+    return undefined;
+  };
+}
+
 for (const umask of ['027', '077']) {
   describe(`release artefacts built under umask ${umask}`, () => {
     let dir = '';
@@ -108,12 +119,7 @@ for (const umask of ['027', '077']) {
       assert.equal(packaged.status, 0, `package.js failed:\n${packaged.out}`);
       const deb = path.join(out, `gwlbtun_${VERSION}_${DEB_ARCH[ARCH]}.deb`);
       const data = listing(must('dpkg-deb', ['-c', deb]));
-      checkEntries('.deb data', data, (n) => {
-        if (n.startsWith('./opt/gwlbtun/')) return n.slice('./opt/gwlbtun/'.length).replace(/\/$/, '');
-        if (n === './lib/systemd/system/gwlbtun.service') return 'examples/systemd/gwlbtun.service';
-        if (n === './usr/lib/sysusers.d/gwlbtun.conf') return 'examples/systemd/gwlbtun.sysusers';
-        return undefined;
-      });
+      checkEntries('.deb data', data, packagedTree('./lib/systemd/system'));
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/examples/hooks/one-arm.sh' && e.mode === '-rwxr-xr-x'), 'the hooks are executable');
       const ctrlTar = spawnSync('dpkg-deb', ['--ctrl-tarfile', deb], { timeout: 60000, maxBuffer: 16 * 1024 * 1024 });
       assert.equal(ctrlTar.status, 0, String(ctrlTar.stderr));
@@ -128,12 +134,7 @@ for (const umask of ['027', '077']) {
       const payload = spawnSync('rpm2archive', ['-'], { input: fs.readFileSync(rpm), timeout: 60000, maxBuffer: 64 * 1024 * 1024 });
       assert.equal(payload.status, 0, String(payload.stderr));
       const data = listing(must('tar', ['--numeric-owner', '-tvzf', '-'], payload.stdout));
-      checkEntries('RPM payload', data, (n) => {
-        if (n.startsWith('./opt/gwlbtun/')) return n.slice('./opt/gwlbtun/'.length).replace(/\/$/, '');
-        if (n === './usr/lib/systemd/system/gwlbtun.service') return 'examples/systemd/gwlbtun.service';
-        if (n === './usr/lib/sysusers.d/gwlbtun.conf') return 'examples/systemd/gwlbtun.sysusers';
-        return undefined;
-      });
+      checkEntries('RPM payload', data, packagedTree('./usr/lib/systemd/system'));
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/examples/hooks/one-arm.sh' && e.mode === '-rwxr-xr-x'), 'the hooks are executable');
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/bin/' && e.mode === 'drwxr-xr-x'), 'its directories are in it');
     });
