@@ -20,7 +20,7 @@
 
 import type { NativeAddon } from '../io/native';
 import { UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from '../io/native';
-import { TunWriter } from '../io/tun';
+import { TunDevice } from '../io/device';
 import { parseGeneve, GeneveInfo } from '../wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { Drop } from '../wire/reasons';
@@ -124,9 +124,19 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   const rxMeta = new Int32Array(RX_BATCH * U_STRIDE);
   const gi = new GeneveInfo();
   const key = new Uint32Array(KEY_WORDS);
-  // Decapsulated packets go to TUN in one write call per batch, each to its endpoint's gwi- queue.
-  const tunOut = new TunWriter(nat, RX_BATCH, cfg.offload);
-  if (cfg.offload) tunOut.setCoalesceArea(rxBuf, RX_BATCH * RX_SLOT, RX_BATCH * RX_SLOT);
+  // The device (src/io/device.ts): the TUN queues, their offloads and the send tiers, the tier
+  // chosen here once. Decapsulated packets go to TUN in one write call per batch, each to its
+  // endpoint's gwi- queue (dev.out).
+  const dev = new TunDevice(nat, {
+    rawFd: cfg.rawFd,
+    writeBatch: RX_BATCH,
+    vnet: cfg.offload,
+    tapFd: flows === null ? -1 : cfg.txTapFd,
+    tapMac: cfg.txTapMac,
+    usoFd: flows === null ? -1 : (cfg.txUsoFd ?? -1),
+    coalesceArea: cfg.offload ? { buf: rxBuf, off: RX_BATCH * RX_SLOT, cap: RX_BATCH * RX_SLOT } : undefined,
+  });
+  const tunOut = dev.out;
   const wTag = tunOut.tag;
   // Entries written to since the last drain (deduplicated by a stamp), so that receive() can read
   // their gwo- queue right after the writes: see drainTouched().
@@ -354,7 +364,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   }
 
   // ---- return side (src/dataplane/returns.ts) --------------------------------------------------
-  const returns = new ReturnPath(nat, cfg.rawFd, counters, flows, related, eps, log, deviceGone, cfg.offload, cfg.txTapFd, cfg.txTapMac, cfg.txUsoFd ?? -1);
+  const returns = new ReturnPath(dev, dev, counters, flows, related, eps, log, deviceGone, cfg.offload);
 
   // ---- control ---------------------------------------------------------------------------------
   let seenSeq = 0;

@@ -181,12 +181,17 @@ export class TunReader {
   segmented = 0;
   long = 0;
   readonly segErrors = new Float64Array(5);
-  /** Offloads: segments of the super-packets that `take` sent on whole during the last read(). */
-  taken = 0;
-  /** Offloads: offered every TCP super-packet (its virtio header at buf[off], len bytes with it,
-   * BIG_HEAD bytes free before off) before it is cut: returns how many segments it sent on whole,
-   * or 0 to leave it to be cut here (then the virtio header must be as it was). */
-  take: ((buf: Uint8Array, off: number, len: number) => number) | null = null;
+  /** Offloads: stop at every super-packet before cutting it, so that the owner (src/io/device.ts)
+   * may send it on whole: read() then returns 0 with `whole` set (only as the first packet of a
+   * read, so that it never overtakes packets put into slots before it). */
+  offerWhole = false;
+  /** The super-packet read() stopped at: its virtio header at buf[wholeOff], wholeLen bytes with
+   * it, BIG_HEAD bytes free before it. The owner calls accept() (sent) or decline() (to be cut by
+   * the next read(), its virtio header as it was) before reading again. */
+  whole = false;
+  wholeOff = 0;
+  wholeLen = 0;
+  private declined = false;
   // Offloads only: packets read but not yet put into slots (big slots pendI..pendN-1).
   private pendI = 0;
   private pendN = 0;
@@ -205,7 +210,7 @@ export class TunReader {
     readonly headroom: number,
     /** The queues carry a virtio header (opened with IFF_VNET_HDR). */
     readonly vnet = false,
-    /** Bytes of room after everything else, for the caller (areaOff): USO, src/dataplane/uso.ts. */
+    /** Bytes of room after everything else, for the owner (areaOff): USO, src/io/uso.ts. */
     area = 0,
   ) {
     // Offloads: the big slots follow the slots, at a multiple of BIG_SLOT (tunRead's slot layout).
@@ -240,7 +245,7 @@ export class TunReader {
    * over several reads, the rest pending. The caller advances `used` once it has dealt with them. */
   read(fd: number, max: number): number {
     this.first = this.used;
-    this.taken = 0;
+    this.whole = false;
     if (!this.vnet) {
       const want = max < this.room ? max : this.room;
       if (want <= 0) return 0;
@@ -249,7 +254,7 @@ export class TunReader {
     let k = 0;
     for (;;) {
       if (this.pendI === this.pendN) {
-        const left = max - k - this.taken;
+        const left = max - k;
         const want = left < BIG_SLOTS ? left : BIG_SLOTS;
         if (want <= 0 || this.used + k >= this.slots) break;
         const r = this.nat.tunRead(fd, this.buf, BIG_SLOT, BIG_HEAD, this.bigFirst, want, this.bigLens);
@@ -259,7 +264,7 @@ export class TunReader {
         this.pendN = r;
       }
       const got = this.place(this.used + k);
-      if (got < 0) break; // no room: stays pending
+      if (got < 0) break; // no room, or offered whole: stays pending
       k += got;
       if (this.pendSeg !== 0) break; // a chunk of a long super-packet filled the slots: the rest stays pending
       this.pendI++;
@@ -269,6 +274,20 @@ export class TunReader {
 
   reset(): void {
     this.used = 0;
+  }
+
+  /** Offloads: the super-packet offered whole was sent: the reader goes on with the next one. */
+  accept(): void {
+    this.whole = false;
+    this.pendI++;
+    this.pendSeg = 0;
+  }
+
+  /** Offloads: the super-packet offered whole was not sent (its virtio header as it was read):
+   * the next read() cuts it into the slots. */
+  decline(): void {
+    this.whole = false;
+    this.declined = true;
   }
 
   /** Puts pending packet pendI into the slots from t on. Returns the packets put there (0: it was
@@ -299,16 +318,16 @@ export class TunReader {
       return 1;
     }
     const from = this.pendSeg;
-    if (this.take !== null && from === 0) {
+    if (this.offerWhole && from === 0 && !this.declined) {
       // Packets put into slots by this read are sent after it returns: a super-packet handed on
       // now would overtake them. It waits for the next read (the caller reads again while pending).
       if (t !== this.first) return -1;
-      const w = this.take(b, off, len);
-      if (w > 0) {
-        this.taken += w;
-        return 0;
-      }
+      this.whole = true;
+      this.wholeOff = off;
+      this.wholeLen = len;
+      return -1;
     }
+    this.declined = false;
     const segs = this.segs;
     const r = segmentPacket(b, off, len, VNET_HDR_LEN, segs, this.offset(t), this.slotSize, true, room, from);
     if (r === SEG_NO_ROOM && t > 0) return -1;
