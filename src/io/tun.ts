@@ -2,11 +2,11 @@
 // call, and a reader that fills fixed-size slots (with headroom in front of each packet, for
 // encapsulation in place).
 //
-// This is the boundary behind which TUN offloads will live (as wireguard-go's tun/ hides GRO and
-// GSO from device/): a reader on a queue opened with a virtio header will split super-packets
-// into plain packets, one per slot, and the writer will coalesce what it is given into
-// super-packets, so the packet loop keeps seeing plain packets. Hence the contract counts
-// packets, never reads or writes:
+// With the send tiers, this is the device of a worker (src/io/device.ts, which owns one reader and
+// one writer; as wireguard-go's tun/ hides GRO and GSO from device/): a reader on a queue opened
+// with a virtio header splits super-packets into plain packets, one per slot, and the writer
+// coalesces what it is given into super-packets, so the packet loop keeps seeing plain packets.
+// Hence the contract counts packets, never reads or writes:
 // - TunReader.read(fd, max) puts at most `max` packets into the next free slots and returns how
 //   many it put there (however many reads that took), or -errno when the queue failed.
 // - TunWriter.write() writes every queued packet and reports each one's outcome by its index.
@@ -22,7 +22,10 @@
 // is copied into its slot (its checksum completed when the kernel left it partial). A super-packet
 // with more segments than the free slots is cut in chunks, as many as fit each time: the rest
 // stays pending until the caller has sent those and freed the slots (a peer with MSS 536 makes
-// 64 KiB super-packets of about 120 segments, more than the 64 slots of the return path).
+// 64 KiB super-packets of about 120 segments, more than the 64 slots of the return path). With
+// `offerWhole` (set by the device when its send tier takes super-packets whole), the reader stops
+// at a super-packet before cutting it and lets the device decide: accept() (sent) or decline()
+// (cut by the next read). It never calls out.
 
 import {
   TUNW_META_FD,
