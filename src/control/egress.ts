@@ -1,8 +1,8 @@
 // The egress device towards GWLB, and whether the send tier of --offload on may use it (issue 19,
 // item 3; docs/architecture.md "TUN offloads", docs/operations.md "Offloads").
 //
-// The tunnel tier (src/control/txtap.ts) hands the kernel a UDP tunnel GSO packet whose inner TCP
-// checksums are partial; the USO tier (src/control/usotun.ts) a UDP GSO packet. Both leave the
+// The tunnel tier (src/io/txtap.ts) hands the kernel a UDP tunnel GSO packet whose inner TCP
+// checksums are partial; the USO tier (src/io/usotun.ts) a UDP GSO packet. Both leave the
 // rest of the work -- cutting the datagrams, finishing the checksums -- to the device the route to
 // GWLB leaves through, when it advertises the features: a NIC does it in hardware, and for a NIC
 // without them the kernel does it in software before the driver. But some drivers deliver what

@@ -11,14 +11,14 @@
 // each endpoint and setting, and counts every one (gwlbtun_sysctl_restored_total).
 //
 // The send device of --offload on (`gwlbtx0`: the UDP tunnel GSO TAP or the USO TUN,
-// src/control/txtap.ts) is kept the same way: the kernel routes what gwlbtun writes to it as if
+// src/io/txtap.ts) is kept the same way: the kernel routes what gwlbtun writes to it as if
 // received there, so rp_filter 1 or 2 on it (udev again) drops every return in the kernel
 // (IPReversePathFilter) after gwlbtun counted it as sent. Its settings (SEND_DEVICE_SETTINGS) are
 // written when it is opened, and the watcher reads them back on every tick, endpoints or not.
 //
 // /proc/sys/net shows the network namespace of the reading process: the daemon's, which is the
 // namespace its interfaces live in. `--no-sysctl` turns all of this off but the send device's
-// first write (without which its tier does not work at all: src/control/txtap.ts).
+// first write (without which its tier does not work at all: src/io/txtap.ts).
 
 import * as fs from 'node:fs';
 import { LEVEL, type Logger } from '../ops/log';

@@ -9,8 +9,9 @@
 // told, so that it detaches the worker's TUN queues and settles the acknowledgements the worker
 // owed. Messages are posted only to live workers. It knows nothing of endpoints itself.
 
-import { openTxTap, type TxTap } from './txtap';
-import { openUsoTun, type UsoTun } from './usotun';
+import { openTxTap, type TxTap } from '../io/txtap';
+import { openUsoTun, type UsoTun } from '../io/usotun';
+import { writeSendDeviceSettings } from './sysctl';
 import { EGRESS_POLL_MS, EgressWatch } from './egress';
 import * as path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -104,12 +105,12 @@ export class WorkerSupervisor {
     } catch (e) {
       throw withCode(e, 'cannot open a raw IPv4 socket (needs CAP_NET_RAW)');
     }
-    // --offload on: the UDP tunnel GSO send tier, when the kernel has it (src/control/txtap.ts),
-    // else the USO tier (src/control/usotun.ts), else the raw socket. GWLBTUN_NO_UDP_TUNNEL_GSO=1
+    // --offload on: the UDP tunnel GSO send tier, when the kernel has it (src/io/txtap.ts),
+    // else the USO tier (src/io/usotun.ts), else the raw socket. GWLBTUN_NO_UDP_TUNNEL_GSO=1
     // leaves the first out, GWLBTUN_NO_USO=1 the second (tests of the other tiers, diagnosis).
     if (this.opts.offload && !this.opts.noReturn && !this.opts.hexDump) {
-      if (process.env.GWLBTUN_NO_UDP_TUNNEL_GSO !== '1') this.txTap = openTxTap(this.nat, this.opts.workers, this.log);
-      if (this.txTap === null && process.env.GWLBTUN_NO_USO !== '1') this.txUso = openUsoTun(this.nat, this.opts.workers, this.log);
+      if (process.env.GWLBTUN_NO_UDP_TUNNEL_GSO !== '1') this.txTap = openTxTap(this.nat, this.opts.workers, this.log, writeSendDeviceSettings);
+      if (this.txTap === null && process.env.GWLBTUN_NO_USO !== '1') this.txUso = openUsoTun(this.nat, this.opts.workers, this.log, writeSendDeviceSettings);
       else if (this.txTap === null) this.log.important('tunnel', 'offloads: super-packets read back are cut into segments here and sent through the raw socket (GWLBTUN_NO_USO=1)');
     }
     // The egress device towards GWLB decides whether the send device may be used (a veth passes

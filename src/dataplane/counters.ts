@@ -46,7 +46,7 @@ export const C = {
   TUN_SUPERS_WRITTEN: DROP_SLOTS + 24,
   TUN_SUPERS_READ: DROP_SLOTS + 25,
   TUN_SEGMENTED: DROP_SLOTS + 26,
-  // UDP tunnel GSO (src/control/txtap.ts): super-packets sent whole through the TAP, their
+  // UDP tunnel GSO (src/io/txtap.ts): super-packets sent whole through the TAP, their
   // segments, and TAP writes that failed (those super-packets were cut and sent here instead).
   TUN_SUPERS_TAPPED: DROP_SLOTS + 27,
   TUN_TAPPED: DROP_SLOTS + 28,
@@ -54,7 +54,7 @@ export const C = {
   // Flow refreshes skipped because the packet repeated the one before it (same flow, header,
   // addresses and tick: src/dataplane/loop.ts, "Same-flow runs"); also counted in FLOW_REFRESHES.
   FLOW_RUN_SKIPS: DROP_SLOTS + 30,
-  // USO (src/dataplane/uso.ts): super-packets cut here for the USO device, the segments that went
+  // USO (src/io/uso.ts): super-packets cut here for the USO device, the segments that went
   // out in its writes, and writes that failed (the rest of that super-packet went out raw).
   TUN_SUPERS_USO: DROP_SLOTS + 31,
   TUN_USO: DROP_SLOTS + 32,

@@ -16,12 +16,12 @@ export interface WorkerConfig {
   /** --offload on: the TUN queues carry virtio headers; batches are coalesced into TCP
    * super-packets and super-packets read are cut into segments (src/io/tun.ts). */
   offload: boolean;
-  /** --offload on with UDP tunnel GSO (src/control/txtap.ts): this worker's queue of the TAP that
+  /** --offload on with UDP tunnel GSO (src/io/txtap.ts): this worker's queue of the TAP that
    * takes whole super-packets back to GWLB, and the TAP's MAC; -1 and [] without. The main thread
    * owns the queue. */
   txTapFd: number;
   txTapMac: number[];
-  /** --offload on with USO but no UDP tunnel GSO (src/control/usotun.ts): this worker's queue of
+  /** --offload on with USO but no UDP tunnel GSO (src/io/usotun.ts): this worker's queue of
    * the USO device; -1 or absent without. The main thread owns the queue. */
   txUsoFd?: number;
   cpus: number[] | null;

@@ -2,7 +2,7 @@
 // loop (src/dataplane/loop.ts) run until the main thread sets the stop flag, and the recording
 // of this thread's GC pauses into its counter block (in the loop's housekeeping). Nothing else
 // lives here, so the loop itself can be unit-tested without threads, root or devices (over
-// src/io/fake.ts).
+// src/testkit/fake.ts).
 
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';

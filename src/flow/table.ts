@@ -84,6 +84,7 @@
 
 import { randomFillSync } from 'node:crypto';
 import { KEY_WORDS as FLOWKEY_WORDS } from '../wire/flowkey';
+import { FLOW_HEADER_MAX as SIZES_FLOW_HEADER_MAX } from '../wire/sizes';
 
 // Word layout of a flow key: src/wire/flowkey.ts. A local constant (the hot loops then see a
 // literal, not a property of another module), checked against the source of truth at load.
@@ -91,6 +92,7 @@ const KEY_WORDS = 11;
 if (FLOWKEY_WORDS !== KEY_WORDS) throw new Error(`flow table expects ${KEY_WORDS}-word keys, flowkey.ts has ${FLOWKEY_WORDS}`);
 
 const HDR_MAX = 60;
+if (SIZES_FLOW_HEADER_MAX !== HDR_MAX) throw new Error('flow table and src/wire/sizes.ts disagree on FLOW_HEADER_MAX');
 const HDR_WORDS = HDR_MAX / 4;
 /** Longest Geneve header stored (GWLB's is 40 bytes). */
 export const FLOW_HEADER_MAX = HDR_MAX;

@@ -2,11 +2,11 @@
 // call, and a reader that fills fixed-size slots (with headroom in front of each packet, for
 // encapsulation in place).
 //
-// This is the boundary behind which TUN offloads will live (as wireguard-go's tun/ hides GRO and
-// GSO from device/): a reader on a queue opened with a virtio header will split super-packets
-// into plain packets, one per slot, and the writer will coalesce what it is given into
-// super-packets, so the packet loop keeps seeing plain packets. Hence the contract counts
-// packets, never reads or writes:
+// With the send tiers, this is the device of a worker (src/io/device.ts, which owns one reader and
+// one writer; as wireguard-go's tun/ hides GRO and GSO from device/): a reader on a queue opened
+// with a virtio header splits super-packets into plain packets, one per slot, and the writer
+// coalesces what it is given into super-packets, so the packet loop keeps seeing plain packets.
+// Hence the contract counts packets, never reads or writes:
 // - TunReader.read(fd, max) puts at most `max` packets into the next free slots and returns how
 //   many it put there (however many reads that took), or -errno when the queue failed.
 // - TunWriter.write() writes every queued packet and reports each one's outcome by its index.
@@ -22,7 +22,10 @@
 // is copied into its slot (its checksum completed when the kernel left it partial). A super-packet
 // with more segments than the free slots is cut in chunks, as many as fit each time: the rest
 // stays pending until the caller has sent those and freed the slots (a peer with MSS 536 makes
-// 64 KiB super-packets of about 120 segments, more than the 64 slots of the return path).
+// 64 KiB super-packets of about 120 segments, more than the 64 slots of the return path). With
+// `offerWhole` (set by the device when its send tier takes super-packets whole), the reader stops
+// at a super-packet before cutting it and lets the device decide: accept() (sent) or decline()
+// (cut by the next read). It never calls out.
 
 import {
   TUNW_META_FD,
@@ -181,12 +184,17 @@ export class TunReader {
   segmented = 0;
   long = 0;
   readonly segErrors = new Float64Array(5);
-  /** Offloads: segments of the super-packets that `take` sent on whole during the last read(). */
-  taken = 0;
-  /** Offloads: offered every TCP super-packet (its virtio header at buf[off], len bytes with it,
-   * BIG_HEAD bytes free before off) before it is cut: returns how many segments it sent on whole,
-   * or 0 to leave it to be cut here (then the virtio header must be as it was). */
-  take: ((buf: Uint8Array, off: number, len: number) => number) | null = null;
+  /** Offloads: stop at every super-packet before cutting it, so that the owner (src/io/device.ts)
+   * may send it on whole: read() then returns 0 with `whole` set (only as the first packet of a
+   * read, so that it never overtakes packets put into slots before it). */
+  offerWhole = false;
+  /** The super-packet read() stopped at: its virtio header at buf[wholeOff], wholeLen bytes with
+   * it, BIG_HEAD bytes free before it. The owner calls accept() (sent) or decline() (to be cut by
+   * the next read(), its virtio header as it was) before reading again. */
+  whole = false;
+  wholeOff = 0;
+  wholeLen = 0;
+  private declined = false;
   // Offloads only: packets read but not yet put into slots (big slots pendI..pendN-1).
   private pendI = 0;
   private pendN = 0;
@@ -205,7 +213,7 @@ export class TunReader {
     readonly headroom: number,
     /** The queues carry a virtio header (opened with IFF_VNET_HDR). */
     readonly vnet = false,
-    /** Bytes of room after everything else, for the caller (areaOff): USO, src/dataplane/uso.ts. */
+    /** Bytes of room after everything else, for the owner (areaOff): USO, src/io/uso.ts. */
     area = 0,
   ) {
     // Offloads: the big slots follow the slots, at a multiple of BIG_SLOT (tunRead's slot layout).
@@ -240,7 +248,7 @@ export class TunReader {
    * over several reads, the rest pending. The caller advances `used` once it has dealt with them. */
   read(fd: number, max: number): number {
     this.first = this.used;
-    this.taken = 0;
+    this.whole = false;
     if (!this.vnet) {
       const want = max < this.room ? max : this.room;
       if (want <= 0) return 0;
@@ -249,7 +257,7 @@ export class TunReader {
     let k = 0;
     for (;;) {
       if (this.pendI === this.pendN) {
-        const left = max - k - this.taken;
+        const left = max - k;
         const want = left < BIG_SLOTS ? left : BIG_SLOTS;
         if (want <= 0 || this.used + k >= this.slots) break;
         const r = this.nat.tunRead(fd, this.buf, BIG_SLOT, BIG_HEAD, this.bigFirst, want, this.bigLens);
@@ -259,7 +267,7 @@ export class TunReader {
         this.pendN = r;
       }
       const got = this.place(this.used + k);
-      if (got < 0) break; // no room: stays pending
+      if (got < 0) break; // no room, or offered whole: stays pending
       k += got;
       if (this.pendSeg !== 0) break; // a chunk of a long super-packet filled the slots: the rest stays pending
       this.pendI++;
@@ -269,6 +277,20 @@ export class TunReader {
 
   reset(): void {
     this.used = 0;
+  }
+
+  /** Offloads: the super-packet offered whole was sent: the reader goes on with the next one. */
+  accept(): void {
+    this.whole = false;
+    this.pendI++;
+    this.pendSeg = 0;
+  }
+
+  /** Offloads: the super-packet offered whole was not sent (its virtio header as it was read):
+   * the next read() cuts it into the slots. */
+  decline(): void {
+    this.whole = false;
+    this.declined = true;
   }
 
   /** Puts pending packet pendI into the slots from t on. Returns the packets put there (0: it was
@@ -299,16 +321,16 @@ export class TunReader {
       return 1;
     }
     const from = this.pendSeg;
-    if (this.take !== null && from === 0) {
+    if (this.offerWhole && from === 0 && !this.declined) {
       // Packets put into slots by this read are sent after it returns: a super-packet handed on
       // now would overtake them. It waits for the next read (the caller reads again while pending).
       if (t !== this.first) return -1;
-      const w = this.take(b, off, len);
-      if (w > 0) {
-        this.taken += w;
-        return 0;
-      }
+      this.whole = true;
+      this.wholeOff = off;
+      this.wholeLen = len;
+      return -1;
     }
+    this.declined = false;
     const segs = this.segs;
     const r = segmentPacket(b, off, len, VNET_HDR_LEN, segs, this.offset(t), this.slotSize, true, room, from);
     if (r === SEG_NO_ROOM && t > 0) return -1;

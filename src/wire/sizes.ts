@@ -9,3 +9,7 @@
  * 9216 (9 KiB, a multiple of 64 so slots stay cache-line aligned) is above both; a longer
  * datagram arrives truncated and is dropped as `udp_truncated` (docs/operations.md). */
 export const RX_SLOT = 9216;
+
+/** Longest Geneve header a flow stores (GWLB's is 40 bytes): src/flow/table.ts checks it has the
+ * same; here so that the send tiers (src/io/) size their room without importing the flow table. */
+export const FLOW_HEADER_MAX = 60;

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EGRESS_RECHECK_MS, EgressWatch, tierSafety, type SendTier } from '../../src/control/egress';
-import { FakeAddon } from '../../src/io/fake';
+import { FakeAddon } from '../../src/testkit/fake';
 import { defaultLogConfig, Logger } from '../../src/ops/log';
 
 // `ethtool -k` of a veth as `ip link add type veth` makes it (kernel 6.18), the features that matter.

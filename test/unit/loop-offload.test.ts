@@ -1,5 +1,5 @@
 // The packet loop with --offload on (src/io/tun.ts behind src/dataplane/loop.ts and returns.ts),
-// over the in-memory addon with virtio headers (src/io/fake.ts): a receive batch goes to gwi- as
+// over the in-memory addon with virtio headers (src/testkit/fake.ts): a receive batch goes to gwi- as
 // TCP super-packets, super-packets read from gwo- are cut back into segments, and everything GWLB
 // gets back is, packet for packet, what it sent. Counts are packets, never super-packets.
 
@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../../src/dataplane/counters';
-import { FakeAddon } from '../../src/io/fake';
+import { FakeAddon } from '../../src/testkit/fake';
 import { applyOffloads, offloadNames } from '../../src/io/offload';
 import { buildInnerPacket, concatBytes } from '../../src/wire/build';
 import { writeGeneveHeader } from '../../src/wire/geneve';

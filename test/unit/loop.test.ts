@@ -1,4 +1,4 @@
-// The packet loop (src/dataplane/loop.ts) over the in-memory addon (src/io/fake.ts): no root, no
+// The packet loop (src/dataplane/loop.ts) over the in-memory addon (src/testkit/fake.ts): no root, no
 // threads, no devices. The main thread's part (opening queues, 'add', 'reject', 'remove') is
 // played by the test.
 

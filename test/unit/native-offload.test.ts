@@ -1,6 +1,6 @@
 // The addon's offload calls against the real kernel, inside a network namespace of their own:
 // tunOpen with a virtio header, TUNSETOFFLOAD probing (a bit the kernel does not know is refused
-// with EINVAL, returned, not thrown), and the UDP tunnel GSO TAP of src/control/txtap.ts.
+// with EINVAL, returned, not thrown), and the UDP tunnel GSO TAP of src/io/txtap.ts.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

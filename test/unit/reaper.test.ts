@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { runHook } from '../../src/control/hooks';
 import { reapOrphans } from '../../src/control/reaper';
 import { native } from '../../src/io/native';
-import { FakeAddon } from '../../src/io/fake';
+import { FakeAddon } from '../../src/testkit/fake';
 
 let dir = '';
 before(() => {

@@ -1,11 +1,11 @@
-// The packet loop (src/dataplane/loop.ts) over the in-memory addon (src/io/fake.ts), with the main
+// The packet loop (src/dataplane/loop.ts) over the in-memory addon (src/testkit/fake.ts), with the main
 // thread's part played by the test: what test/unit/loop.test.ts and loop-offload.test.ts share.
 
 import { createLoop, type Loop, type LoopDeps } from '../../../src/dataplane/loop';
 import { createCountersBuffer, workerBlock } from '../../../src/dataplane/counters';
 import { CTRL_CELLS, CTRL_MSG_SEQ, type FromWorker, type ToWorker, type WorkerConfig } from '../../../src/dataplane/messages';
 import { ip4FromString } from '../../../src/io/native';
-import { FakeAddon } from '../../../src/io/fake';
+import { FakeAddon } from '../../../src/testkit/fake';
 import { createFlowTableBuffer, FlowTable } from '../../../src/flow/table';
 
 export const GWLB = ip4FromString('198.18.0.1');

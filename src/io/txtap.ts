@@ -13,18 +13,19 @@
 // destination GWLB (forwarding=1 on the TAP; rp_filter 0), out of the interface towards GWLB.
 // It crosses the FORWARD chain and the outer TTL is decremented (the frame carries 65, so 64
 // leaves, what the raw socket sends). Probed at start: when the kernel refuses the UDP tunnel
-// offload bits the TAP is closed and the next tier is tried (USO, src/control/usotun.ts).
+// offload bits the TAP is closed and the next tier is tried (USO, src/io/usotun.ts).
+//
+// Opened by the main thread (src/control/workers.ts) and handed to the workers as queue fds; the
+// frames are built by src/wire/txframe.ts and written by the device (src/io/device.ts). io/ does
+// not import control/: the sysctls the device needs are written by the caller's `settings`.
 
 import * as fs from 'node:fs';
-import type { NativeAddon } from '../io/native';
-import { writeSendDeviceSettings } from './sysctl';
+import type { NativeAddon } from './native';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO } from '../wire/virtio';
 import type { Logger } from '../ops/log';
+import { TX_TAP_HDR } from '../wire/txframe';
 
 export const TX_TAP_NAME = 'gwlbtx0';
-/** virtio_net_hdr_v1_hash_tunnel: the 12-byte v1 header, hash 4, report 2, padding 2, outer
- * transport header offset 2, inner network header offset 2. */
-export const TX_TAP_HDR = 24;
 const TX_TAP_FLAGS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UDP_TUNNEL_GSO;
 
 export interface TxTap {
@@ -35,9 +36,13 @@ export interface TxTap {
   mac: number[];
 }
 
-/** Opens a send device (the TAP here, or the USO TUN of src/control/usotun.ts): one queue per
+/** Writes a send device's sysctls (writeSendDeviceSettings of src/control/sysctl.ts, passed in by
+ * the main thread). */
+export type SendDeviceSettings = (name: string) => void;
+
+/** Opens a send device (the TAP here, or the USO TUN of src/io/usotun.ts): one queue per
  * worker with open(), the offload bits `flags` asked for on the first, and, when the kernel takes
- * them, its sysctls and then setup(). The sysctls (SEND_DEVICE_SETTINGS, src/control/sysctl.ts:
+ * them, its sysctls (`settings`) and then setup(). The sysctls (SEND_DEVICE_SETTINGS, src/control/sysctl.ts:
  * the appliance's own address as source (accept_local), no reverse-path check, forwarding on; IPv6
  * off, so that it stays quiet) are written even with --no-sysctl, since the device does not work
  * without them; the sysctl keeper then keeps them (not with --no-sysctl). Returns the queues, or null with every
@@ -47,6 +52,7 @@ export function openSendDevice(
   nat: NativeAddon,
   workers: number,
   log: Logger,
+  settings: SendDeviceSettings,
   name: string,
   open: () => number,
   flags: number,
@@ -65,7 +71,7 @@ export function openSendDevice(
       log.important('tunnel', refused);
       return null;
     }
-    writeSendDeviceSettings(name);
+    settings(name);
     setup();
     return fds;
   } catch (e) {
@@ -77,12 +83,13 @@ export function openSendDevice(
 
 /** Opens the TAP with one queue per worker and configures it; null (logged) when this kernel has
  * no UDP tunnel GSO on TAP devices, or the TAP cannot be set up. */
-export function openTxTap(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): TxTap | null {
+export function openTxTap(nat: NativeAddon, workers: number, log: Logger, settings: SendDeviceSettings, name = TX_TAP_NAME): TxTap | null {
   const mac: number[] = [];
   const fds = openSendDevice(
     nat,
     workers,
     log,
+    settings,
     name,
     () => nat.tapOpen(name, TX_TAP_HDR),
     TX_TAP_FLAGS,

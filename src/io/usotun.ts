@@ -1,5 +1,5 @@
 // The USO send tier of --offload on (docs/architecture.md "TUN offloads"), for kernels with UDP
-// GSO on TUN devices (TUN_F_USO4, 6.2 and later) but without UDP tunnel GSO (src/control/txtap.ts,
+// GSO on TUN devices (TUN_F_USO4, 6.2 and later) but without UDP tunnel GSO (src/io/txtap.ts,
 // 6.17 and later): a worker cuts a TCP super-packet read from gwo-/gwi- into segments in
 // TypeScript, as the raw-socket tier does, but writes all the flow's Geneve datagrams of it as one
 // UDP GSO packet (src/wire/uso.ts) into this TUN device, and the kernel routes it out and cuts it
@@ -10,12 +10,13 @@
 // written to it is received on it and forwarded (accept_local=1 for the appliance's own source
 // address, rp_filter 0, forwarding=1, all on this device only), so it crosses the FORWARD chain
 // like the TAP's frames. Probed at start: when the kernel refuses the USO bits the device is
-// closed (it disappears with its last queue) and the raw-socket tier is used.
+// closed (it disappears with its last queue) and the raw-socket tier is used. The segments are cut
+// and written by the device (src/io/device.ts, src/io/uso.ts).
 
-import type { NativeAddon } from '../io/native';
+import type { NativeAddon } from './native';
 import { TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6 } from '../wire/virtio';
 import type { Logger } from '../ops/log';
-import { openSendDevice, TX_TAP_NAME } from './txtap';
+import { openSendDevice, TX_TAP_NAME, type SendDeviceSettings } from './txtap';
 
 /** The kernel takes USO only for both families at once (USO4 alone is refused). */
 const USO_FLAGS = TUN_F_CSUM | TUN_F_USO4 | TUN_F_USO6;
@@ -31,11 +32,12 @@ export interface UsoTun {
 
 /** Opens the USO device with one queue per worker and configures it; null (logged) when this
  * kernel has no USO on TUN devices, or the device cannot be set up. */
-export function openUsoTun(nat: NativeAddon, workers: number, log: Logger, name = TX_TAP_NAME): UsoTun | null {
+export function openUsoTun(nat: NativeAddon, workers: number, log: Logger, settings: SendDeviceSettings, name = TX_TAP_NAME): UsoTun | null {
   const fds = openSendDevice(
     nat,
     workers,
     log,
+    settings,
     name,
     () => nat.tunOpen(name, true),
     USO_FLAGS,

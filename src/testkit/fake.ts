@@ -1,6 +1,8 @@
 // An in-memory NativeAddon (the contract in src/io/native.ts), for unit tests of the packet loop
 // without root, threads or devices -- what wireguard-go's tuntest and bindtest are to its device
-// package. Never loaded by the daemon.
+// package. Never loaded by the daemon: src/testkit/ holds tools of the tests and the emulator,
+// which the product never imports. The device of a worker (src/io/device.ts: reader, writer, send
+// tiers) runs over it unchanged, as it runs over the addon, so the same EndpointDevice is tested.
 //
 // What it models:
 // - UDP sockets: datagrams injected with injectUdp() are returned by udpRecv in order, with the
@@ -26,9 +28,9 @@
 //   failure to report); it never sleeps.
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
 
-import type { NativeAddon } from './native';
-import { sendQueueFull } from './constants';
-import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from './native';
+import type { NativeAddon } from '../io/native';
+import { sendQueueFull } from '../io/constants';
+import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from '../io/native';
 
 export const EBADFD = 77;
 export const EIO = 5;
@@ -297,7 +299,7 @@ export class FakeAddon implements NativeAddon {
   }
 
   /** What the kernel does with an IPv4 UDP packet written to a vnet TUN that routes it out (the USO
-   * device, src/control/usotun.ts): forwarded (TTL - 1), a GSO_UDP_L4 packet cut at gso_size into
+   * device, src/io/usotun.ts): forwarded (TTL - 1), a GSO_UDP_L4 packet cut at gso_size into
    * datagrams, each with a copy of the IPv4/UDP header, its lengths, an IPv4 ID incremented per
    * datagram and its UDP checksum completed (NEEDS_CSUM); each goes to `sent` like a raw send.
    * Anything else written there is dropped, as a kernel would refuse it. */
