@@ -302,7 +302,8 @@ export async function main(argv: string[]): Promise<void> {
     // src/ops/doctor/main.ts: the same flags as the daemon, usage errors as strings.
     const service = (a: string[]) => {
       try {
-        return parseCli(a, os.availableParallelism(), false).daemon;
+        const c = parseCli(a, os.availableParallelism(), false);
+        return { daemon: c.daemon, healthPort: c.healthPort };
       } catch (e) {
         if (e instanceof UsageError) return e.message;
         throw e;

@@ -19,6 +19,7 @@ import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../
 import type { CheckResult, Status } from '../../src/ops/doctor/checks';
 
 const IMDS_PORT = 18080;
+const HEALTH_PORT = 18081;
 const ENI = 'eni-0a1b2c3d4e5f60718';
 const OFF = ['tx', 'off', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off', 'tx-udp-segmentation', 'off'];
 const ON = ['tx', 'on', 'tx-udp_tnl-segmentation', 'on', 'tx-udp_tnl-csum-segmentation', 'on', 'tx-udp-segmentation', 'on'];
@@ -114,7 +115,7 @@ describe('gwlbtun doctor in a test namespace', () => {
     const r = doctor();
     onlyBroken(r);
     assert.equal(r.code, 0);
-    assert.equal(r.checks.size, 12);
+    assert.equal(r.checks.size, 13);
     expect(r, 'gwlb-mtu', 'ok', new RegExp(`9001 on ${t.applianceIf}`));
     expect(r, 'egress-offloads', 'ok', /veth/);
     expect(r, 'instance-type', 'ok', /c6gn\.large/);
@@ -123,7 +124,7 @@ describe('gwlbtun doctor in a test namespace', () => {
     // The text form: one line per check and the verdict.
     const text = nsRun(t.applianceNs, process.execPath, [BIN, 'doctor', '--imds', 'off', '--gwlb-cidr', '198.18.0.0/24']);
     assert.equal(text.status, 0, text.stdout);
-    assert.equal(text.stdout.trimEnd().split('\n').length, 13);
+    assert.equal(text.stdout.trimEnd().split('\n').length, 14);
     assert.match(text.stdout, /^skip +instance-type +instance metadata not reachable \(--imds off\)$/m);
   });
 
@@ -194,26 +195,34 @@ describe('gwlbtun doctor in a test namespace', () => {
     }
   });
 
-  test('UDP 6081 held by another program: fail naming it; held by gwlbtun: ok', async () => {
-    const a = nsSpawnArgs(t.applianceNs, process.execPath, ['-e', "require('node:dgram').createSocket('udp4').bind(6081, () => console.log('bound'))"]);
+  test('UDP 6081 and the -p port held by another program: fail naming it; held by gwlbtun: ok, answering 200', async () => {
+    const hold = "require('node:dgram').createSocket('udp4').bind(6081, () => require('node:net').createServer().listen(HEALTH_PORT, () => console.log('bound')))";
+    const a = nsSpawnArgs(t.applianceNs, process.execPath, ['-e', hold.replace('HEALTH_PORT', String(HEALTH_PORT))]);
     const holder = spawn(a.file, a.args, { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       let out = '';
       holder.stdout!.on('data', (b: Buffer) => (out += b.toString()));
       await waitFor('the port holder', () => out.includes('bound'), 10_000, 50);
-      const r = doctor();
+      const r = doctor(['-p', String(HEALTH_PORT)]);
       expect(r, 'udp-port', 'fail', new RegExp(`UDP 6081 is bound by PID ${holder.pid} \\(.*node`));
-      onlyBroken(r, 'udp-port');
+      expect(r, 'health-port', 'fail', new RegExp(`TCP ${HEALTH_PORT} is bound by PID ${holder.pid}`));
+      onlyBroken(r, 'udp-port', 'health-port');
     } finally {
       holder.kill('SIGKILL');
     }
     await sleep(100);
-    const d = await startDaemon(t, ['--gwlb-cidr', '198.18.0.0/24', '--offload', 'on', '--udpthreads', '2']);
+    expect(doctor(['-p', String(HEALTH_PORT)]), 'health-port', 'ok', /is free/);
+    const d = await startDaemon(t, ['--gwlb-cidr', '198.18.0.0/24', '--offload', 'on', '--udpthreads', '2', '-p', String(HEALTH_PORT), '--drain', '30']);
     try {
-      const r = doctor();
+      const r = doctor(['-p', String(HEALTH_PORT)]);
       expect(r, 'udp-port', 'ok', new RegExp(`gwlbtun's \\(PID ${d.pid}: running\\)`));
+      expect(r, 'health-port', 'ok', new RegExp(`answers 200 on TCP ${HEALTH_PORT}`));
       expect(r, 'forward-policy', 'ok', /accepts/);
       expect(r, 'rp-filter', 'ok', /gwlbtx0=0/);
+      // Draining (the first SIGTERM with --drain): health 503, GWLB takes the target out.
+      d.proc.kill('SIGTERM');
+      await waitFor('the drain', () => d.output().includes('draining for'), 5000, 50);
+      expect(doctor(['-p', String(HEALTH_PORT)]), 'health-port', 'warn', new RegExp(`answers 503 on TCP ${HEALTH_PORT}`));
     } finally {
       await stopDaemon(d);
     }

@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  checkCapabilities, checkEgressOffloads, checkForwarding, checkForwardPolicy, checkGwlbMtu, checkHooks, checkInstanceType,
+  checkCapabilities, checkEgressOffloads, checkHealthPort, checkForwarding, checkForwardPolicy, checkGwlbMtu, checkHooks, checkInstanceType,
   checkRcvbuf, checkRpFilter, checkSourceDestCheck, checkTunDevice, checkUdpPort, exitCode, expectedTier, worstStatus,
   type CheckResult, type HookFile, type RpFilterInfo, type Status, type TierInputs,
 } from '../../src/ops/doctor/checks';
-import { isGwlbtunCmd, parseDefaultRoute, parseNftForward, parseProcNetUdp } from '../../src/ops/doctor/readers';
+import { isGwlbtunCmd, parseDefaultRoute, parseNftForward, parseProcNet } from '../../src/ops/doctor/readers';
 import { formatJson, formatText, parseDoctorArgs } from '../../src/ops/doctor/main';
 
 function expect(r: CheckResult, status: Status, re: RegExp): void {
@@ -73,6 +73,17 @@ test('udp-port: free, ours, someone else, invisible', () => {
   expect(checkUdpPort(6081, [ours, ours]), 'ok', /gwlbtun's \(PID 10: running\)/);
   expect(checkUdpPort(6081, [ours, { pid: 20, cmd: 'socat', ours: false }]), 'fail', /PID 20 \(socat\)/);
   expect(checkUdpPort(6081, [{ pid: null, cmd: '', ours: false }]), 'warn', /cannot see/);
+});
+
+test("health-port: free before, gwlbtun's and 200 while it runs", () => {
+  const ours = { pid: 10, cmd: 'node /usr/bin/gwlbtun', ours: true };
+  expect(checkHealthPort(null, [], null), 'ok', /no -p/);
+  expect(checkHealthPort(80, [], null), 'ok', /TCP 80 is free/);
+  expect(checkHealthPort(80, [{ pid: 7, cmd: 'nginx', ours: false }], null), 'fail', /PID 7 \(nginx\)/);
+  expect(checkHealthPort(80, [{ pid: null, cmd: '', ours: false }], null), 'warn', /cannot see/);
+  expect(checkHealthPort(80, [ours], 200), 'ok', /answers 200/);
+  expect(checkHealthPort(80, [ours], 503), 'warn', /answers 503/);
+  expect(checkHealthPort(80, [ours], 'ETIMEDOUT'), 'fail', /ETIMEDOUT/);
 });
 
 test('rcvbuf: rmem_max only matters without SO_RCVBUFFORCE', () => {
@@ -184,6 +195,16 @@ test("doctor's own options come out; the rest is the service's", () => {
   assert.throws(() => parseDoctorArgs(['--gwlb-dev']), /needs a value/);
 });
 
+test('/proc/net/tcp: listening sockets only', () => {
+  const text = [
+    '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+    '   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 555 1 0000000000000000 100 0 0 10 0',
+    '   1: 0100007F:0050 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 556 1 0000000000000000 20 4 30 10 -1',
+  ].join('\n');
+  assert.deepEqual(parseProcNet(text, 80, true), [555]);
+  assert.deepEqual(parseProcNet(text, 80), [555, 556]);
+});
+
 test('/proc/net/udp: the inodes bound to the port', () => {
   const text = [
     '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops',
@@ -191,10 +212,10 @@ test('/proc/net/udp: the inodes bound to the port', () => {
     ' 2: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 99 2 0000000000000000 0',
     ' 3: 00000000:17C1 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 0',
   ].join('\n');
-  assert.deepEqual(parseProcNetUdp(text, 6081), [4242, 4243]);
-  assert.deepEqual(parseProcNetUdp(text, 53), [99]);
-  assert.deepEqual(parseProcNetUdp(text, 80), []);
-  assert.deepEqual(parseProcNetUdp('', 6081), []);
+  assert.deepEqual(parseProcNet(text, 6081), [4242, 4243]);
+  assert.deepEqual(parseProcNet(text, 53), [99]);
+  assert.deepEqual(parseProcNet(text, 80), []);
+  assert.deepEqual(parseProcNet('', 6081), []);
 });
 
 test('gwlbtun command lines', () => {

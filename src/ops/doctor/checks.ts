@@ -154,6 +154,22 @@ export function checkUdpPort(port: number, holders: readonly PortHolder[]): Chec
   return ok(id, `UDP ${port} is gwlbtun's (PID ${pids.join(', ')}: running)`);
 }
 
+/** -p: the health port gwlbtun binds (TCP, all addresses). Before gwlbtun runs it must be free
+ * (else gwlbtun exits at start-up); while it runs, gwlbtun's, and answering 200 -- what GWLB's
+ * target group asks. answer: the HTTP status of GET / on 127.0.0.1, or why there was none; null
+ * when not asked (not gwlbtun's). */
+export function checkHealthPort(port: number | null, holders: readonly PortHolder[], answer: number | string | null): CheckResult {
+  const id = 'health-port';
+  if (port === null) return ok(id, 'no -p: no health check here (GWLB\'s target group needs one somewhere)');
+  if (holders.length === 0) return ok(id, `TCP ${port} is free`);
+  const others = holders.filter((h) => !h.ours && h.pid !== null);
+  if (others.length > 0) return res(id, 'fail', `TCP ${port} is bound by ${others.map((h) => `PID ${h.pid} (${h.cmd})`).join(', ')}: gwlbtun cannot serve its health check there`, 'stop that program, or choose another -p (and the target group\'s health check port)');
+  if (holders.some((h) => h.pid === null)) return res(id, 'warn', `TCP ${port} is held by a process doctor cannot see`, 'run doctor as root, in the PID namespace of the service');
+  if (typeof answer === 'number' && answer === 200) return ok(id, `gwlbtun answers 200 on TCP ${port}`);
+  if (typeof answer === 'number') return res(id, 'warn', `gwlbtun answers ${answer} on TCP ${port}: GWLB takes the target out (draining, or a worker is down)`, 'look at its log and /status');
+  return res(id, 'fail', `gwlbtun holds TCP ${port} but does not answer (${answer ?? 'not asked'}): GWLB takes the target out`, 'look at its log; restart it');
+}
+
 /** rmemMax: net.core.rmem_max; rcvbuf: the --rcvbuf asked for; force: whether gwlbtun (run like
  * doctor) may exceed rmem_max with SO_RCVBUFFORCE, which takes CAP_NET_ADMIN in the initial user
  * namespace (the kernel's capable(), not the namespace's: a rootless container's CAP_NET_ADMIN

@@ -13,13 +13,13 @@ import * as os from 'node:os';
 import type { DaemonOptions } from '../../control/daemon';
 import { native } from '../../io/native';
 import {
-  checkCapabilities, checkEgressOffloads, checkForwarding, checkForwardPolicy, checkGwlbMtu, checkHooks, checkInstanceType,
+  checkCapabilities, checkEgressOffloads, checkHealthPort, checkForwarding, checkForwardPolicy, checkGwlbMtu, checkHooks, checkInstanceType,
   checkRcvbuf, checkRpFilter, checkSourceDestCheck, checkTunDevice, checkUdpPort, CAP_NET_ADMIN, exitCode, expectedTier,
   SEND_DEVICE, worstStatus, type CheckResult,
 } from './checks';
 import {
   findGwlbDevice, readCapEff, readInitUserNs, readForwardChains, readHookFile, readImds, readLinkAttr, readLinkOffloads, readLinks,
-  readRpFilter, readSourceDestCheck, readSysctl, readTunDevice, readUdpHolders,
+  readHealthAnswer, readPortHolders, readRpFilter, readSourceDestCheck, readSysctl, readTunDevice,
 } from './readers';
 
 export const DOCTOR_HELP = `gwlbtun doctor: checks the host for gwlbtun, before and while it runs
@@ -29,7 +29,7 @@ Example: gwlbtun doctor --gwlb-cidr 10.0.0.0/24 --offload on -c /etc/gwlbtun/cre
 Prints one line per check: ok, warn, fail or skip, what was found and what to do.
 Checks: /dev/net/tun, capabilities, IPv4/IPv6 forwarding, rp_filter (all, default, the
 GWLB-facing device, gwi-/gwo- and ${SEND_DEVICE} when they exist), the GWLB-facing MTU (8500 + 68),
-UDP 6081 free or gwlbtun's, net.core.rmem_max against --rcvbuf, the FORWARD policy against the
+UDP 6081 and the -p port free or gwlbtun's (answering 200), net.core.rmem_max against --rcvbuf, the FORWARD policy against the
 --offload tier, the GWLB-facing device's offloads, the hooks, and on EC2 (IMDSv2) the instance
 type and the source/destination check (through the AWS CLI).
 
@@ -49,6 +49,12 @@ Run it as the service runs (root, or its capabilities) and in its network namesp
 
 /** What of the service's options the checks need. */
 export type DoctorServiceOptions = Pick<DaemonOptions, 'createHook' | 'destroyHook' | 'rcvbuf' | 'offload' | 'noReturn' | 'hexDump' | 'manageSysctls' | 'allow' | 'udpPort'>;
+
+/** The service's options as src/cli.ts parses them: the daemon's and -p. */
+export interface DoctorService {
+  daemon: DoctorServiceOptions;
+  healthPort: number | null;
+}
 
 export interface DoctorOptions {
   help: boolean;
@@ -92,7 +98,7 @@ export function parseDoctorArgs(argv: readonly string[]): DoctorOptions {
 }
 
 /** Every check, in the order printed. */
-export async function runChecks(o: DoctorOptions, svc: DoctorServiceOptions): Promise<CheckResult[]> {
+export async function runChecks(o: DoctorOptions, svc: DoctorServiceOptions, healthPort: number | null): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   out.push(checkTunDevice(readTunDevice()));
   const caps = readCapEff();
@@ -115,7 +121,10 @@ export async function runChecks(o: DoctorOptions, svc: DoctorServiceOptions): Pr
   );
   const mtu = gwlb.dev === null ? null : readLinkAttr(gwlb.dev, 'mtu');
   out.push(checkGwlbMtu(gwlb.dev === null || mtu === null ? null : { name: gwlb.dev, mtu }, gwlb.dev === null ? gwlb.why : `${gwlb.dev}: no such device`));
-  out.push(checkUdpPort(svc.udpPort, readUdpHolders(svc.udpPort)));
+  out.push(checkUdpPort(svc.udpPort, readPortHolders('udp', svc.udpPort)));
+  const tcp = healthPort === null ? [] : readPortHolders('tcp', healthPort);
+  const ours = tcp.length > 0 && tcp.every((h) => h.ours);
+  out.push(checkHealthPort(healthPort, tcp, healthPort !== null && ours ? await readHealthAnswer(healthPort) : null));
   const rmem = readSysctl('core/rmem_max');
   const netAdmin = caps !== null && (caps & (1n << CAP_NET_ADMIN)) !== 0n;
   const initNs = readInitUserNs();
@@ -163,9 +172,9 @@ export function formatJson(results: readonly CheckResult[]): string {
 
 /** Runs doctor; returns the exit status. parseService: the daemon's parser (src/cli.ts), which
  * returns a usage message as a string. */
-export async function doctorMain(argv: readonly string[], parseService: (argv: string[]) => DoctorServiceOptions | string): Promise<number> {
+export async function doctorMain(argv: readonly string[], parseService: (argv: string[]) => DoctorService | string): Promise<number> {
   let o: DoctorOptions;
-  let svc: DoctorServiceOptions | string;
+  let svc: DoctorService | string;
   try {
     o = parseDoctorArgs(argv);
     svc = o.help ? '' : parseService(o.rest);
@@ -181,7 +190,7 @@ export async function doctorMain(argv: readonly string[], parseService: (argv: s
     process.stderr.write(`gwlbtun doctor: ${svc} (see gwlbtun doctor -h)\n`);
     return 2;
   }
-  const results = await runChecks(o, svc);
+  const results = await runChecks(o, svc.daemon, svc.healthPort);
   process.stdout.write(o.format === 'json' ? formatJson(results) : formatText(results));
   return exitCode(results);
 }

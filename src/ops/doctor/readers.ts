@@ -116,14 +116,15 @@ export function findGwlbDevice(given: string | null, allow: readonly number[], n
   return dev === null ? { dev: null, why: 'no --gwlb-cidr and no default route' } : { dev, why: 'default route' };
 }
 
-/** Socket inodes bound to local UDP `port` in /proc/net/udp or udp6 text. */
-export function parseProcNetUdp(text: string, port: number): number[] {
+/** Socket inodes bound to local `port` in /proc/net/{udp,udp6,tcp,tcp6} text; listenOnly: TCP
+ * sockets in state LISTEN (0A) only. */
+export function parseProcNet(text: string, port: number, listenOnly = false): number[] {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   const out: number[] = [];
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10) continue;
-    if (f[1].split(':')[1] === hex) out.push(Number(f[9]));
+    if (f[1].split(':')[1] === hex && (!listenOnly || f[3] === '0A')) out.push(Number(f[9]));
   }
   return out.filter((i) => i > 0);
 }
@@ -134,13 +135,14 @@ export function isGwlbtunCmd(argv: readonly string[]): boolean {
   return argv.slice(0, 3).some((a) => path.basename(a) === 'gwlbtun' || a.endsWith('dist/src/cli.js'));
 }
 
-/** Who holds UDP `port` in this network namespace: inodes from /proc/net/udp{,6}, owners by the
- * socket links in /proc/<pid>/fd (all processes, needs root for others'). */
-export function readUdpHolders(port: number): PortHolder[] {
+/** Who holds `port` in this network namespace (UDP bound, or TCP listening): inodes from
+ * /proc/net/<proto>{,6}, owners by the socket links in /proc/<pid>/fd (all processes, needs root
+ * for others'). */
+export function readPortHolders(proto: 'udp' | 'tcp', port: number): PortHolder[] {
   const inodes = new Set<number>();
-  for (const f of ['/proc/net/udp', '/proc/net/udp6']) {
+  for (const f of [`/proc/net/${proto}`, `/proc/net/${proto}6`]) {
     try {
-      for (const i of parseProcNetUdp(fs.readFileSync(f, 'latin1'), port)) inodes.add(i);
+      for (const i of parseProcNet(fs.readFileSync(f, 'latin1'), port, proto === 'tcp')) inodes.add(i);
     } catch {
       // no IPv6
     }
@@ -271,6 +273,18 @@ export function readHookFile(flag: string, file: string): HookFile {
     h.error = errCode(e);
   }
   return h;
+}
+
+/** GET / on 127.0.0.1:port: the HTTP status, or why there was none. */
+export function readHealthAnswer(port: number, timeoutMs = 2000): Promise<number | string> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 'no status');
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (e) => resolve(errCode(e)));
+  });
 }
 
 function imdsRequest(base: string, method: 'GET' | 'PUT', p: string, headers: Record<string, string>, timeoutMs: number): Promise<string> {
