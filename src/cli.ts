@@ -15,6 +15,7 @@ import { scheduleMain } from './io/sched';
 import { installClockStepFromEnv } from './flow/clock-failpoint';
 import { StopSequence } from './control/stop';
 import { startOrphanReaper } from './control/reaper';
+import { doctorMain } from './ops/doctor/main';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -22,6 +23,7 @@ export const TUN_MAX_QUEUES = 256;
 
 export const HELP = `gwlbtun: tunnel handler for AWS Gateway Load Balancer (TypeScript edition)
 Usage: gwlbtun [options]
+       gwlbtun doctor [options]   check the host first (gwlbtun doctor -h)
 Example: gwlbtun -c /etc/gwlbtun/create.sh -r /etc/gwlbtun/destroy.sh -p 80
 
 Options of the original gwlbtun (same meaning):
@@ -167,8 +169,9 @@ function executable(flag: string, file: string): string {
   return file;
 }
 
-/** cores: the CPU count the default number of workers follows (a parameter for the tests). */
-export function parseCli(argv: string[], cores: number = os.availableParallelism()): CliResult {
+/** cores: the CPU count the default number of workers follows (a parameter for the tests).
+ * checkHooks false: -c/-r are taken as given (gwlbtun doctor reports on them itself). */
+export function parseCli(argv: string[], cores: number = os.availableParallelism(), checkHooks = true): CliResult {
   let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
@@ -245,8 +248,8 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
   for (const c of (values['gwlb-cidr'] as string[] | undefined) ?? []) allow.push(...parseCidr('--gwlb-cidr', c));
   const port = int('-p/--port', s('port'), 1, 65535) ?? null;
   const daemon: DaemonOptions = {
-    createHook: s('cmdnew') === undefined ? null : executable('-c/--cmdnew', s('cmdnew') as string),
-    destroyHook: s('cmddel') === undefined ? null : executable('-r/--cmddel', s('cmddel') as string),
+    createHook: s('cmdnew') === undefined ? null : checkHooks ? executable('-c/--cmdnew', s('cmdnew') as string) : (s('cmdnew') as string),
+    destroyHook: s('cmddel') === undefined ? null : checkHooks ? executable('-r/--cmddel', s('cmddel') as string) : (s('cmddel') as string),
     endpointTimeoutS: int('-t/--timeout', s('timeout'), 0, 86_400 * 365) ?? 0,
     tcpIdleS: tcpIdle,
     otherIdleS: otherIdle,
@@ -296,6 +299,19 @@ function missingCapabilities(): string[] | null {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'doctor') {
+    // src/ops/doctor/main.ts: the same flags as the daemon, usage errors as strings.
+    const service = (a: string[]) => {
+      try {
+        const c = parseCli(a, os.availableParallelism(), false);
+        return { daemon: c.daemon, healthPort: c.healthPort };
+      } catch (e) {
+        if (e instanceof UsageError) return e.message;
+        throw e;
+      }
+    };
+    process.exit(await doctorMain(argv.slice(1), service));
+  }
   try {
     installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
   } catch (e) {

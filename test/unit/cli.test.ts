@@ -150,6 +150,14 @@ test('bad flags and values are usage errors naming the flag', () => {
   }
 });
 
+test('gwlbtun doctor parses the service flags without refusing the hooks (it reports on them)', () => {
+  const d = parseCli(['-c', '/nonexistent/hook', '-r', '/nonexistent/other'], 2, false).daemon;
+  assert.equal(d.createHook, '/nonexistent/hook');
+  assert.equal(d.destroyHook, '/nonexistent/other');
+  assert.throws(() => parseCli(['-c', '/nonexistent/hook'], 2), UsageError, 'the daemon still refuses them');
+  assert.match(HELP, /gwlbtun doctor/);
+});
+
 test('help lists every flag, the hook arguments, the logging sections and levels', () => {
   for (const f of ['-h', '-c', '-r', '-t', '-i', '-p', '-j', '-s', '-d', '-x', '--udpthreads', '--udpaffinity', '--tunthreads', '--tunaffinity', '--logging', '--idle-other', '--no-return', '--hook-timeout', '--log-format', '--gwlb-cidr', '--max-endpoints', '--max-flows', '--drain']) {
     assert.ok(HELP.includes(f), f);

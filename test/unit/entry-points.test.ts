@@ -10,7 +10,8 @@ import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const ENTRY_POINTS: { name: string; file: string; pre: string[]; bad: string[][] }[] = [
-  { name: 'gwlbtun', file: path.join(ROOT, 'bin', 'gwlbtun'), pre: [], bad: [['--bogus'], ['-p']] },
+  { name: 'gwlbtun', file: path.join(ROOT, 'bin', 'gwlbtun'), pre: [], bad: [['--bogus'], ['-p'], ['doctor', '--bogus'], ['doctor', '--format', 'xml'], ['doctor', '--imds'], ['doctor', '-p', 'x']] },
+  { name: 'gwlbtun doctor', file: path.join(ROOT, 'bin', 'gwlbtun'), pre: ['doctor'], bad: [] },
   { name: 'bench', file: path.join(ROOT, 'dist', 'bench', 'main.js'), pre: [], bad: [['--bogus'], ['--rounds'], ['--rx-gro', 'sometimes']] },
   { name: 'lab', file: path.join(ROOT, 'dist', 'src', 'lab', 'main.js'), pre: [], bad: [['--bogus'], ['--hook', 'no-such-hook'], ['-p', 'x'], ['--check', '-p', '1']] },
   { name: 'emulator', file: path.join(ROOT, 'dist', 'src', 'sim', 'cli.js'), pre: [], bad: [['--bogus'], ['emulate', '--bogus'], ['reflect', '--bogus']] },
