@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import type { NativeAddon } from '../io/native';
 import { writeSendDeviceSettings } from './sysctl';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO } from '../wire/virtio';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 
 export const TX_TAP_NAME = 'gwlbtx0';
 /** virtio_net_hdr_v1_hash_tunnel: the 12-byte v1 header, hash 4, report 2, padding 2, outer

@@ -14,7 +14,7 @@
 
 import type { NativeAddon } from '../io/native';
 import { TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6 } from '../wire/virtio';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 import { openSendDevice, TX_TAP_NAME } from './txtap';
 
 /** The kernel takes USO only for both families at once (USO4 alone is refused). */

@@ -26,7 +26,7 @@ import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { Drop } from '../wire/reasons';
 import { RX_SLOT as SIZES_RX_SLOT } from '../wire/sizes';
 import { FlowTable, UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED } from '../flow/table';
-import { monoMs, nowTicks } from '../flow/clock';
+import { monoMs, nowTicks } from '../base/clock';
 import { Related } from './related';
 import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, LOOP_HIST, countEpDrop, recordHist } from './counters';
@@ -99,7 +99,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   const ep = cfg.epFd;
 
   let now = nowTicks();
-  let nowMs = monoMs(); // monotonic ms (src/flow/clock.ts), never the wall clock
+  let nowMs = monoMs(); // monotonic ms (src/base/clock.ts), never the wall clock
 
   const drop = (reason: number): void => {
     counters[reason] += 1;

@@ -15,7 +15,7 @@ import { createFlowTableBuffer, FlowTable, UPSERT_INSERTED } from '../../src/flo
 import { metricsText } from '../../src/ops/health';
 import { HISTORY_MS, HISTORY_POINTS, HISTORY_SERIES, HistoryRing, StatusCollector, udpSocketDrops } from '../../src/ops/status';
 import { renderStatus, type StatusJson } from '../../src/ops/status-page';
-import { monoMs } from '../../src/flow/clock';
+import { monoMs } from '../../src/base/clock';
 import { parsePrometheusText } from './helpers/prometheus';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
