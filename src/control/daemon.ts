@@ -1,4 +1,6 @@
-// The control plane: runs on the main thread, never touches packets. This module composes it:
+// The control plane: runs on the main thread and carries no traffic (the only packets it reads are
+// what a dead worker left behind, counted and discarded: src/control/workers.ts). This module
+// composes it:
 //
 // - the worker supervisor (src/control/workers.ts): starts the data-plane workers, owns their
 //   descriptors, restarts one that dies;

@@ -2,10 +2,10 @@
 // call, and a reader that fills fixed-size slots (with headroom in front of each packet, for
 // encapsulation in place).
 //
-// This is the boundary behind which TUN offloads will live (as wireguard-go's tun/ hides GRO and
-// GSO from device/): a reader on a queue opened with a virtio header will split super-packets
-// into plain packets, one per slot, and the writer will coalesce what it is given into
-// super-packets, so the packet loop keeps seeing plain packets. Hence the contract counts
+// This is the boundary behind which the TUN offloads live (as wireguard-go's tun/ hides GRO and
+// GSO from device/): a reader on a queue opened with a virtio header splits super-packets into
+// plain packets, one per slot, and the writer coalesces what it is given into super-packets, so
+// the packet loop sees plain packets only. Hence the contract counts
 // packets, never reads or writes:
 // - TunReader.read(fd, max) puts at most `max` packets into the next free slots and returns how
 //   many it put there (however many reads that took), or -errno when the queue failed.
