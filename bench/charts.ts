@@ -40,6 +40,7 @@ export const H = 300;
 const C = {
   gwlbtun: '#0969da',
   original: '#8250df',
+  baseline: '#54aeff',
   reflector: '#8c959f',
   without: '#8c959f',
   kept: '#0969da',
@@ -367,7 +368,7 @@ export function latencyChart(res: Results): Chart {
   const rows = latencyRows(res);
   const runs = res.latency ?? [];
   const present = LATENCY_APPLIANCES.filter((a) => rows.some((r) => r.appliance === a));
-  const colors = { gwlbtun: C.gwlbtun, original: C.original, reflector: C.reflector };
+  const colors = { gwlbtun: C.gwlbtun, baseline: C.baseline, original: C.original, reflector: C.reflector };
   const series = present.map((a) => ({ name: LATENCY_NAMES[a], color: colors[a] }));
   const PH = 220;
   const height = 52 + 2 * PH;

@@ -9,9 +9,10 @@ import { max, median } from './lib/stats';
 import { PERCENTILES, type PercentileKey, type Percentiles } from './lib/percentiles';
 import type { LatencyRun, Results } from './results';
 
-export const LATENCY_APPLIANCES = ['gwlbtun', 'original', 'reflector'] as const;
+export const LATENCY_APPLIANCES = ['gwlbtun', 'baseline', 'original', 'reflector'] as const;
 export const LATENCY_NAMES: Record<LatencyRun['appliance'], string> = {
   gwlbtun: 'gwlbtun',
+  baseline: 'gwlbtun, baseline (--baseline)',
   original: 'C++ original (v3.0)',
   reflector: 'reflector (no appliance)',
 };

@@ -16,7 +16,8 @@
 // --baseline DIR: DIR is another built checkout (a commit from before a change); its bin/gwlbtun
 // runs the saturation and fixed-rate scenarios in the same rounds, right after this checkout's,
 // and the runner prints both side by side with their ratio (bench/baseline.ts): a change's
-// effect measured in one run, on one machine state.
+// effect measured in one run, on one machine state. It runs the latency phases too (appliance
+// 'baseline' in the latency tables).
 //
 // --rx-gro MODE: the bulk TCP rounds with the kernel's UDP GRO on the appliance's receive side, an
 // experiment (bench/lib/rxgro.ts); its runs are logged and saved (--json), not put in the document.
@@ -213,6 +214,7 @@ async function main(): Promise<void> {
     rxGro: rxGroMode(opt['rx-gro']),
     latencyProbes: intOpt('latency-probes', 1, 10_000_000),
     latencyLoad: intOpt('latency-load', 1, 10_000_000),
+    baseline: opt.baseline === undefined ? undefined : path.join(path.resolve(opt.baseline), 'bin', 'gwlbtun'),
   };
   let bg: Bg | null = null;
   try {

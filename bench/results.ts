@@ -59,7 +59,7 @@ export interface LabTcpRun {
 /** One probe phase of the latency scenario (bench/scenarios/latency.ts): `gen probe` through one
  * appliance, inner IPv4 or IPv6, alone or beside a bulk load. Times in microseconds. */
 export interface LatencyRun {
-  appliance: 'gwlbtun' | 'original' | 'reflector';
+  appliance: 'gwlbtun' | 'baseline' | 'original' | 'reflector';
   family: 4 | 6;
   load: 'idle' | 'loaded';
   round: number;

@@ -9,6 +9,10 @@
 //   gwlbtun_<version>_<amd64|arm64>.deb     the same tree under /opt/gwlbtun, the unit in
 //                                           /lib/systemd/system, the sysusers file, /usr/bin/gwlbtun;
 //                                           Depends: nodejs (>= 20)
+//   gwlbtun-<version>-<release>.<x86_64|aarch64>.rpm
+//                                           the same for Amazon Linux 2023 (and other rpm
+//                                           distributions), the unit in /usr/lib/systemd/system;
+//                                           writeRpm() below says what it requires and why
 //   SHA256SUMS
 //
 // The addon of the machine's own CPU is build/gwlbtun.node (npm run build); the other one is
@@ -25,16 +29,18 @@
 // before tar and dpkg-deb read them (test/e2e/package-modes.test.ts builds under umask 027 and 077).
 //
 // What ships is decided in one place, stageTree(): it writes the installed tree, and every artefact
-// is made from that tree (the tarball holds it, the .deb puts it under /opt/gwlbtun; another package
-// format should reuse it the same way, through this module's exports). It ships what the daemon runs
-// and nothing else: of dist/src, the product folders of docs/architecture.md ("Layers"); the tools
-// (TOOL_DIRS: the emulator, the lab, the demo, the test kit) stay in the repository and in the npm
-// scripts, and bench/ and test/ never ship. test/unit/layers.test.ts checks that no product file
-// imports a tool, so the daemon never misses one (test/e2e/package.test.ts runs it from the tarball).
+// is made from that tree (the tarball holds it; the .deb and the RPM put it under /opt/gwlbtun).
+// It ships what the daemon runs and nothing else: of dist/src, the product folders of
+// docs/architecture.md ("Layers"); the tools (TOOL_DIRS: the emulator, the lab, the demo, the test
+// kit) stay in the repository and in the npm scripts, and bench/ and test/ never ship.
+// test/unit/layers.test.ts checks that no product file imports a tool, so the daemon never misses
+// one (test/e2e/package.test.ts runs it from the tarball).
 //
-// Usage: node scripts/package.js [--out DIR] [--arch x64,arm64]   (default DIR: build/release)
+// Usage: node scripts/package.js [--out DIR] [--arch x64,arm64] [--rpm-release N]
+//        (default DIR: build/release; N: the RPM's Release, default 1, raised for a rebuild of the
+//        same version so that `rpm -U` takes it as an upgrade)
 'use strict';
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -44,6 +50,7 @@ const root = path.resolve(__dirname, '..');
 const TRIPLES = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
 const DEB_ARCH = { x64: 'amd64', arm64: 'arm64' };
 const ELF_MACHINE = { x64: 62, arm64: 183 };
+const RPM_ARCH = { x64: 'x86_64', arm64: 'aarch64' };
 
 function die(msg) {
   console.error(`package: ${msg}`);
@@ -51,13 +58,15 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const o = { out: path.join(root, 'build', 'release'), arches: ['x64', 'arm64'] };
+  const o = { out: path.join(root, 'build', 'release'), arches: ['x64', 'arm64'], rpmRelease: '1' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--out' && i + 1 < argv.length) o.out = path.resolve(argv[++i]);
     else if (a === '--arch' && i + 1 < argv.length) o.arches = argv[++i].split(',').filter(Boolean);
-    else die(`unknown argument '${a}' (usage: node scripts/package.js [--out DIR] [--arch x64,arm64])`);
+    else if (a === '--rpm-release' && i + 1 < argv.length) o.rpmRelease = argv[++i];
+    else die(`unknown argument '${a}' (usage: node scripts/package.js [--out DIR] [--arch x64,arm64] [--rpm-release N])`);
   }
+  if (!/^[1-9][0-9]*$/.test(o.rpmRelease)) die(`--rpm-release ${o.rpmRelease}: a positive whole number`);
   for (const a of o.arches) if (!(a in TRIPLES)) die(`--arch ${a}: only x64 and arm64 are packaged`);
   return o;
 }
@@ -256,11 +265,152 @@ function writeDeb(stageTreeDir, arch, pkg, outFile, work, epoch) {
   });
 }
 
+// The RPM (Amazon Linux 2023 first: the distribution most GWLB appliances run). Built by rpmbuild
+// (Debian: apt-get install rpm) from a spec written here, whose %install copies a tree staged like
+// the .deb's; only the unit moves, to /usr/lib/systemd/system (AL2023 and Fedora merged /lib into
+// /usr, and an RPM must not put files under the /lib symbolic link).
+//
+// Requires: (nodejs20 or nodejs22 or nodejs24 or nodejs >= 1:20). AL2023 ships each Node.js major
+// as its own package, nodejs20, nodejs22, nodejs24 (its plain `nodejs` is Node.js 18, not enough);
+// each installs /usr/bin/node-<N> and makes /usr/bin/node an `alternatives` link to the active
+// one, and bin/gwlbtun starts through `#!/usr/bin/env node`, so any of them will do (openSUSE
+// names its packages the same way). Fedora, RHEL and their rebuilds call it `nodejs`, with Epoch
+// 1: the last alternative. The Epoch must be written: rpm compares it first and takes a missing one
+// for 0, so `nodejs >= 20` was met by nodejs 1:18 (test/e2e/package-rpm.test.ts puts stand-in
+// packages in a transaction to see which satisfy it); a `nodejs` without Epoch (0) does not, even
+// a 22: install one of the above, or use --nodeps knowingly. With an older major installed beside
+// a newer one, `alternatives --set node /usr/bin/node-22` picks the one /usr/bin/node runs.
+// Dependencies found by rpm in the files (/bin/sh for the hooks, /usr/bin/env, the C library for
+// the addon) are kept; nothing under /opt/gwlbtun is offered to other packages (the addon is no
+// shared library for them: __provides_exclude_from).
+//
+// Configuration kept across upgrades: the hooks (examples/hooks/, which the unit runs from
+// /opt/gwlbtun) and the sysctl drop-in are %config(noreplace): an edited one stays on `rpm -U`
+// (the new version is written beside it as <name>.rpmnew when it changed) and is kept as
+// <name>.rpmsave on erase. The command line lives in a systemd drop-in under /etc, which no
+// package owns, so neither upgrade nor erase touch it.
+//
+// Scriptlets, plain shell (Debian's rpm has no systemd-rpm-macros; these do what %systemd_post,
+// %systemd_preun and %systemd_postun_with_restart do, without enabling anything by preset, like
+// the .deb), each doing nothing towards systemd when systemd is not the init (/run/systemd/system,
+// which also keeps them quiet in an image build or an `rpm --root` installation):
+//   %post    ($1 = 1 install, 2 upgrade): the system user (systemd-sysusers with the sysusers file,
+//            else useradd), systemctl daemon-reload. Neither enabled nor started.
+//   %preun   ($1 = 0 erase): systemctl --no-reload disable --now gwlbtun.service.
+//   %postun  systemctl daemon-reload; on upgrade ($1 >= 1) try-restart, so that a running daemon
+//            runs the new version (it drains first: --drain in the unit).
+// The system user stays after erase (as with `dpkg -r`; rpm has no purge).
+//
+// Modes come from the staged tree (setModes); every entry is owned by root (%defattr). rpmbuild's
+// post-install processing (strip, build-id links, debug packages) is off: the addon is built and
+// stripped already, and the host's strip cannot handle the other CPU's.
+
+const RPM_CONFIG = /^\/opt\/gwlbtun\/examples\/(hooks|sysctl)\//;
+
+const RPM_POST = `if ! getent passwd gwlbtun >/dev/null; then
+  if command -v systemd-sysusers >/dev/null 2>&1; then
+    systemd-sysusers /usr/lib/sysusers.d/gwlbtun.conf || echo 'gwlbtun: systemd-sysusers could not create the user gwlbtun' >&2
+  else
+    useradd --system --no-create-home --home-dir /nonexistent --shell /sbin/nologin gwlbtun || echo 'gwlbtun: useradd could not create the user gwlbtun' >&2
+  fi
+fi
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || :; fi
+exit 0`;
+
+const RPM_PREUN = `if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
+  systemctl --no-reload disable --now gwlbtun.service || :
+fi
+exit 0`;
+
+const RPM_POSTUN = `if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload || :
+  if [ "$1" -ge 1 ]; then systemctl try-restart gwlbtun.service || :; fi
+fi
+exit 0`;
+
+/** rpm's %files lines for the staged root `dir`: every directory of ours (/opt/gwlbtun and below;
+ * /usr/bin and the like belong to the system), every file and link, configuration marked. */
+function rpmFiles(dir) {
+  const lines = [];
+  const walk = (rel) => {
+    const st = fs.lstatSync(path.join(dir, rel));
+    if (st.isDirectory()) {
+      if (rel === '/opt/gwlbtun' || rel.startsWith('/opt/gwlbtun/')) lines.push(`%dir "${rel}"`);
+      for (const e of fs.readdirSync(path.join(dir, rel)).sort()) walk(path.posix.join(rel, e));
+    } else {
+      lines.push(RPM_CONFIG.test(rel) ? `%config(noreplace) "${rel}"` : `"${rel}"`);
+    }
+  };
+  walk('/');
+  return lines.filter((l) => l !== '%dir "/"');
+}
+
+function writeRpm(stageTreeDir, arch, pkg, release, outDir, work, epoch) {
+  const top = path.join(work, `rpm-${arch}`);
+  const rpmRoot = path.join(top, 'root');
+  fs.rmSync(top, { recursive: true, force: true });
+  copy(stageTreeDir, path.join(rpmRoot, 'opt', 'gwlbtun'));
+  copy(path.join(root, 'examples', 'systemd', 'gwlbtun.service'), path.join(rpmRoot, 'usr', 'lib', 'systemd', 'system', 'gwlbtun.service'));
+  copy(path.join(root, 'examples', 'systemd', 'gwlbtun.sysusers'), path.join(rpmRoot, 'usr', 'lib', 'sysusers.d', 'gwlbtun.conf'));
+  fs.mkdirSync(path.join(rpmRoot, 'usr', 'bin'), { recursive: true });
+  fs.symlinkSync('/opt/gwlbtun/bin/gwlbtun', path.join(rpmRoot, 'usr', 'bin', 'gwlbtun'));
+  setModes(rpmRoot);
+  // rpm's Version has no '-': a pre-release 1.2.0-rc.1 becomes 1.2.0~rc.1 (sorts before 1.2.0).
+  const version = pkg.version.replace(/-/g, '~');
+  const spec = [
+    '# Written by scripts/package.js (writeRpm explains the choices); built with rpmbuild -bb.',
+    '%global debug_package %{nil}',
+    '%global __os_install_post %{nil}',
+    '%global _build_id_links none',
+    '%global __provides_exclude_from ^/opt/gwlbtun/.*$',
+    '%global _binary_payload w9.gzdio',
+    '%global _buildhost gwlbtun',
+    '%global use_source_date_epoch_as_buildtime 1',
+    '%global clamp_mtime_to_source_date_epoch 1',
+    'Name: gwlbtun',
+    `Version: ${version}`,
+    `Release: ${release}`,
+    'Summary: AWS Gateway Load Balancer tunnel handler',
+    `License: ${pkg.license}`,
+    'Requires: (nodejs20 or nodejs22 or nodejs24 or nodejs >= 1:20)',
+    '',
+    '%description',
+    "Receives the Geneve traffic of an AWS Gateway Load Balancer, hands each endpoint's",
+    'traffic to Linux as TUN interfaces gwi-<X>/gwo-<X>, and returns what the kernel routes',
+    'back out. Installed in /opt/gwlbtun; unit gwlbtun.service (not enabled).',
+    '',
+    '%install',
+    `cp -a "${rpmRoot}/." "%{buildroot}/"`,
+    '',
+    '%post', RPM_POST, '',
+    '%preun', RPM_PREUN, '',
+    '%postun', RPM_POSTUN, '',
+    '%files',
+    '%defattr(-,root,root,-)',
+    ...rpmFiles(rpmRoot),
+    '',
+  ].join('\n');
+  const specFile = path.join(top, 'gwlbtun.spec');
+  fs.writeFileSync(specFile, spec, { mode: 0o644 });
+  const r = spawnSync('rpmbuild', [
+    '-bb', '--quiet', '--target', `${RPM_ARCH[arch]}-linux`,
+    '--define', `_topdir ${path.join(top, 'top')}`,
+    '--define', `_rpmdir ${outDir}`,
+    '--define', '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm',
+    specFile,
+  ], { encoding: 'utf8', env: { ...process.env, SOURCE_DATE_EPOCH: epoch } });
+  if (r.status !== 0) die(`rpmbuild failed for linux-${arch} (spec: ${specFile}):\n${r.stdout}${r.stderr}${r.error ?? ''}`);
+  const out = path.join(outDir, `gwlbtun-${version}-${release}.${RPM_ARCH[arch]}.rpm`);
+  if (!fs.existsSync(out)) die(`rpmbuild wrote no ${out}`);
+  return out;
+}
+
 function main() {
   const o = parseArgs(process.argv.slice(2));
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
   if (!fs.existsSync(path.join(root, 'dist', 'src', 'cli.js'))) die("dist/src/cli.js is missing: run 'npm run build' first");
   if (onPath('dpkg-deb') === undefined) die('dpkg-deb is not on PATH (Debian: apt-get install dpkg)');
+  if (onPath('rpmbuild') === undefined) die('rpmbuild is not on PATH (Debian: apt-get install rpm)');
   const epoch = sourceDateEpoch();
   fs.mkdirSync(o.out, { recursive: true });
   const work = path.join(o.out, '.stage');
@@ -275,7 +425,8 @@ function main() {
     writeTarball(work, name, tarball, epoch);
     const debFile = path.join(o.out, `gwlbtun_${pkg.version}_${DEB_ARCH[arch]}.deb`);
     writeDeb(tree, arch, pkg, debFile, work, epoch);
-    for (const f of [tarball, debFile]) {
+    const rpmFile = writeRpm(tree, arch, pkg, o.rpmRelease, o.out, work, epoch);
+    for (const f of [tarball, debFile, rpmFile]) {
       sums.push(`${crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex')}  ${path.basename(f)}`);
       console.log(`package: ${path.relative(process.cwd(), f)}`);
     }
@@ -284,6 +435,4 @@ function main() {
   fs.rmSync(work, { recursive: true, force: true });
 }
 
-module.exports = { TOOL_DIRS, stageTree, setModes, addonFor };
-
-if (require.main === module) main();
+main();

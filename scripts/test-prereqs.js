@@ -17,6 +17,7 @@ const COMMANDS = [
   ['tar', 'tar'], // unpacking the pinned Node.js packages (scripts/test-nodes.js)
   ['gzip', 'gzip'], // ... and the release tarballs (test/e2e/package-modes.test.ts)
   ['dpkg-deb', 'dpkg'], // building and listing the .deb (test/e2e/package-modes.test.ts)
+  ['rpmbuild', 'rpm'], // building, querying and installing the RPMs (test/e2e/package-rpm.test.ts, package-modes.test.ts)
   ['systemd-analyze', 'systemd'], // the unit's checks and its system call groups (test/*/systemd-*.test.ts)
   ['ethtool', 'ethtool'], // test/e2e/offload.test.ts, offload-mss.test.ts: the veth's tunnel offloads off (as on a NIC without them)
 ];

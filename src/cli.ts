@@ -12,6 +12,7 @@ import { startHealthServer, type HealthStyle } from './ops/health';
 import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString, native } from './io/native';
+import { scheduleMain } from './io/sched';
 import { installClockStepFromEnv } from './base/clock-failpoint';
 import { StopSequence } from './control/stop';
 import { startOrphanReaper } from './control/reaper';
@@ -367,6 +368,9 @@ export async function main(argv: string[]): Promise<void> {
       fail(`health check port ${cli.healthPort}: ${(e as Error).message}`);
     }
   }
+  // The main thread's wake-ups stop preempting the workers (src/io/sched.ts).
+  const schedNote = scheduleMain(native());
+  if (schedNote !== null) log.important('core', schedNote);
   stop.started = true; // from now on a signal drains first (with --drain)
   log.important('core', `gwlbtun started: ${cli.daemon.workers} worker(s), UDP ${cli.daemon.udpPort}` + (cli.healthPort !== null ? `, health on TCP ${cli.healthPort}` : '') + (cli.drainS > 0 ? `, drain ${cli.drainS} s` : ''));
 }

@@ -14,6 +14,8 @@ export interface BenchContext {
   fixedS: number;
   /** The C++ original's binary (--original BIN), measured in the bulk TCP rounds; undefined: not run. */
   original?: string;
+  /** --baseline DIR: another built checkout's bin/gwlbtun, measured in the same rounds. */
+  baseline?: string;
   /** --bulk-modes / --bulk-sizes: a subset of the bulk TCP runs (for profiling one of them). */
   bulkModes?: string[];
   bulkSizes?: number[];

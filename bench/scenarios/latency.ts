@@ -118,6 +118,12 @@ export async function latency(c: BenchContext, rounds: number): Promise<void> {
       await phases(c, 'gwlbtun', load, r);
       await stopBg(bg);
       bg = null;
+      if (c.baseline !== undefined) {
+        bg = await startDaemon(c.t, 1, true, [], c.baseline);
+        await phases(c, 'baseline', load, r);
+        await stopBg(bg);
+        bg = null;
+      }
       if (c.original !== undefined) {
         const orig = await startOriginal(c.t, c.original);
         try {

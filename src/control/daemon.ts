@@ -63,7 +63,10 @@ export class Daemon {
       { counterSab: this.counterSab, flowSab: this.flowSab },
       {
         workerUp: (i) => this.lifecycle.workerUp(i),
-        workerExited: (i, drain) => this.lifecycle.workerExited(i, drain),
+        workerExited: (i, drain) => {
+          this.flows?.suspectStuck(); // it may have died holding a flow entry (FlowTable.sweep)
+          return this.lifecycle.workerExited(i, drain);
+        },
         message: (m) => this.lifecycle.message(m),
       },
       stopping,

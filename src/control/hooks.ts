@@ -22,6 +22,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { monoMs } from '../base/clock';
 import { trackChild, untrackChild } from './reaper';
+import { spawnNormally } from '../io/sched';
 
 export interface HookResult {
   file: string;
@@ -111,7 +112,8 @@ export function runHook(file: string, args: string[], timeoutMs: number): Promis
       if (output.length < OUTPUT_MAX) output += b.toString('utf8', 0, Math.min(b.length, OUTPUT_MAX - output.length));
     };
     // Own process group (detached): the group is everything the hook started (see the header).
-    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // As an ordinary process, not in the main thread's SCHED_BATCH (src/io/sched.ts).
+    const child = spawnNormally(() => spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
     const pid = child.pid;
     if (pid !== undefined) trackChild(pid);
     let poll: NodeJS.Timeout | undefined;

@@ -6,6 +6,7 @@
 
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { native } from '../io/native';
+import { scheduleWorker } from '../io/sched';
 import { FlowTable } from '../flow/table';
 import { installClockStepFromEnv } from '../base/clock-failpoint';
 import { workerBlock } from './counters';
@@ -21,6 +22,9 @@ const nat = native();
 
 if (cfg.startDelayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, cfg.startDelayMs); // failpoint slow-start
 if (cfg.cpus !== null && cfg.cpus.length > 0) nat.setAffinity(cfg.cpus);
+// A short time slice: this thread runs as soon as a packet wakes it (src/io/sched.ts).
+const schedNote = scheduleWorker(nat);
+if (schedNote !== null) parentPort!.postMessage({ t: 'log', index: cfg.index, level: 1, section: 'core', msg: schedNote } satisfies FromWorker);
 
 const counters = workerBlock(cfg.counterSab, cfg.index, cfg.maxEndpoints);
 

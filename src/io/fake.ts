@@ -371,6 +371,14 @@ export class FakeAddon implements NativeAddon {
 
   setAffinity(_cpus: number[]): void {}
 
+  /** The last setSched call of any thread (test control); the fake keeps no per-thread state. */
+  sched: { batch: boolean; sliceNs: number } | null = null;
+
+  setSched(batch: boolean, sliceNs: number): number {
+    this.sched = { batch, sliceNs };
+    return sliceNs;
+  }
+
   /** Exited children waiting to be collected, in the kernel's order (test control). */
   readonly zombies: number[] = [];
 

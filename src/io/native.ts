@@ -114,6 +114,10 @@ export interface NativeAddon {
 
   /** sched_setaffinity of the calling thread to the given CPUs. */
   setAffinity(cpus: number[]): void;
+  /** The calling thread's scheduling policy: SCHED_BATCH (batch) or SCHED_OTHER, nice kept, and
+   * with sliceNs > 0 its EEVDF time slice (Linux 6.12+, ignored before). Returns the slice in
+   * effect in ns (0 where the kernel reports none). src/io/sched.ts has the design. */
+  setSched(batch: boolean, sliceNs: number): number;
 
   /** Collect the exit status of exited children that are not in `ours` (for PID 1: orphans
    * re-parented to it; src/control/reaper.ts). Loop: waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)

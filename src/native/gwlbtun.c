@@ -834,6 +834,42 @@ static napi_value SetAffinity(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+// Scheduling class of the calling thread (src/control/sched.ts has the design). The kernel's
+// struct sched_attr, declared here: glibc has no wrapper for sched_setattr before 2.41.
+struct gw_sched_attr {
+  uint32_t size, sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+// setSched(batch, sliceNs): SCHED_BATCH (batch true) or SCHED_OTHER for the calling thread, its
+// nice value kept; sliceNs > 0 also asks for that time slice (Linux 6.12+: EEVDF's
+// sched_attr.sched_runtime; older kernels ignore it). Returns the slice in effect afterwards in
+// ns (0 where the kernel does not report one).
+static napi_value SetSched(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bool batch;
+  int64_t slice;
+  if (get_args(env, info, 2, argv, "setSched")) return NULL;
+  if (napi_get_value_bool(env, argv[0], &batch) != napi_ok) return throw_type(env, "setSched: batch must be a boolean");
+  if (get_int(env, argv[1], "sliceNs", 0, 100000000, &slice)) return NULL;
+  struct gw_sched_attr a;
+  memset(&a, 0, sizeof a);
+  if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) < 0) return throw_errno(env, "setSched", "sched_getattr", errno);
+  a.size = sizeof a;
+  a.sched_policy = batch ? SCHED_BATCH : SCHED_OTHER;
+  a.sched_flags = 0;
+  a.sched_priority = 0;
+  a.sched_runtime = (uint64_t)slice;
+  a.sched_deadline = a.sched_period = 0;
+  if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) return throw_errno(env, "setSched", "sched_setattr", errno);
+  memset(&a, 0, sizeof a);
+  if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) < 0) return throw_errno(env, "setSched", "sched_getattr", errno);
+  return ret_int(env, (int32_t)(a.sched_runtime > 0x7fffffff ? 0x7fffffff : a.sched_runtime));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orphans (when gwlbtun is PID 1; src/control/reaper.ts has the design)
 
@@ -1019,7 +1055,7 @@ NAPI_MODULE_INIT() {
     FN("tunRead", TunRead),         FN("tunWrite", TunWrite),
     FN("epollCreate", EpollCreate), FN("epollAdd", EpollAdd),
     FN("epollDel", EpollDel),       FN("epollWait", EpollWait),
-    FN("setAffinity", SetAffinity), FN("tunSetQueue", TunSetQueue),
+    FN("setAffinity", SetAffinity), FN("setSched", SetSched), FN("tunSetQueue", TunSetQueue),
     FN("tunSetOffload", TunSetOffload), FN("tapOpen", TapOpen),
     FN("reapOrphans", ReapOrphans),
     FN("routeDev", RouteDev),       FN("linkOffloads", LinkOffloads),

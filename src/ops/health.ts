@@ -273,10 +273,10 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
   // closes connections without a whole request after 2 s (Node's own header timeout is only
   // checked every 30 s).
   const guard = new ConnGuard(server, limits);
-  const status = new StatusCollector(d);
-  status.start();
   const runtime = new MainThreadStats();
   runtime.start();
+  const status = new StatusCollector(d, runtime);
+  status.start();
   server.on('close', () => {
     status.stop();
     runtime.stop();

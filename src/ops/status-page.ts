@@ -73,6 +73,12 @@ export interface StatusJson {
   flows: { size: number; capacity: number; inserts: number; evictions: number; expiries: number } | null;
   drops: Record<string, number>;
   hooks: Record<string, { runs: number; failures: number; timeouts: number; durationMsTotal: number }>;
+  /** The histograms of /metrics that say how long a packet may wait inside gwlbtun, since start:
+   * per thread (`main`, `worker-N`), what was measured (`loop turn`: a worker's turn, `GC pause`,
+   * `event-loop delay`: the main thread's late timers), the observations, and the quantiles as
+   * the upper bound (us) of the histogram bucket they fall in (null: no observation; -1: above
+   * the last bound, 1 s). */
+  latency: { thread: string; what: string; count: number; p50Us: number | null; p99Us: number | null; p999Us: number | null; maxUs: number | null }[];
 }
 
 /** The page's body from a /status.json object. Runs on the server and, as its own source text, in
@@ -222,6 +228,14 @@ export function renderStatus(s: StatusJson): string {
   for (const kind of Object.keys(s.hooks)) {
     const h = s.hooks[kind];
     parts.push(`<tr>${txt(kind)}${num('hooks.' + kind + '.runs', h.runs)}${num('hooks.' + kind + '.failures', h.failures)}${num('hooks.' + kind + '.timeouts', h.timeouts)}${num('hooks.' + kind + '.ms', Math.round(h.durationMsTotal))}</tr>`);
+  }
+  parts.push('</table>');
+  // Quantiles are bucket bounds: "at most" that long (docs/operations.md, "Latency inside gwlbtun").
+  const le = (v: number | null): string => (v === null ? '-' : v < 0 ? '&gt; 1 s' : v >= 1000 ? `&le; ${esc((v / 1000).toFixed(v % 1000 === 0 ? 0 : 1))} ms` : `&le; ${esc(v)} us`);
+  parts.push('<h2>Latency inside gwlbtun <span class="meta">(since start; bucket bounds of the /metrics histograms)</span></h2><table><tr><th class="l">thread</th><th class="l">what</th><th>count</th><th>p50</th><th>p99</th><th>p99.9</th><th>max</th></tr>');
+  for (const l of s.latency) {
+    const k = 'lat.' + l.thread + '.' + l.what.replace(/ /g, '-') + '.';
+    parts.push(`<tr>${txt(l.thread)}${txt(l.what)}${num(k + 'count', l.count)}<td>${le(l.p50Us)}</td><td>${le(l.p99Us)}</td><td>${le(l.p999Us)}</td><td data-k="${esc(k + 'max')}"${l.maxUs === null ? '' : ` data-v="${l.maxUs}"`}>${le(l.maxUs)}</td></tr>`);
   }
   parts.push('</table>');
   return parts.join('\n');

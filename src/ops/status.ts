@@ -20,11 +20,29 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Daemon, Endpoint } from '../control/daemon';
-import { C, EP, EP_STRIDE, GLOBAL_CELLS } from '../dataplane/counters';
+import { C, EP, EP_STRIDE, GC_HIST, GLOBAL_CELLS, HIST_BOUNDS_S, LOOP_HIST, histView, type HistView } from '../dataplane/counters';
 import { DROP_SLOTS } from '../wire/reasons';
 import { monoMs } from '../base/clock';
 import { statusPage, type HookState, type StatusJson } from './status-page';
 import { dropsByReason, endpointTotals } from './totals';
+import type { MainThreadStats } from './runtime';
+
+/** Count and quantiles of a histogram, each as the upper bound in us of the bucket it falls in
+ * (-1: the +Inf bucket; null: no observation). The largest: the bound of the highest non-empty
+ * bucket. Pure. */
+export function histSummary(h: HistView): { count: number; p50Us: number | null; p99Us: number | null; p999Us: number | null; maxUs: number | null } {
+  const n = h.count;
+  const boundUs = (i: number): number => (i < HIST_BOUNDS_S.length ? Math.round(HIST_BOUNDS_S[i]! * 1e6) : -1);
+  const q = (p: number): number | null => {
+    if (n === 0) return null;
+    const want = Math.ceil(p * n);
+    const i = h.cumulative.findIndex((c) => c >= want);
+    return boundUs(i < 0 ? h.cumulative.length - 1 : i);
+  };
+  let top = -1;
+  for (let i = 0; i < h.cumulative.length; i++) if (h.cumulative[i]! > (i === 0 ? 0 : h.cumulative[i - 1]!)) top = i;
+  return { count: n, p50Us: q(0.5), p99Us: q(0.99), p999Us: q(0.999), maxUs: top < 0 ? null : boundUs(top) };
+}
 
 /** Sampling period of the rates (ms). */
 export const SAMPLE_MS = 1000;
@@ -154,7 +172,10 @@ export class StatusCollector {
   private historySeq = 0; // points taken so far
   private readonly cur = new Float64Array(NS); // scratch
 
-  constructor(private readonly d: Daemon) {}
+  constructor(
+    private readonly d: Daemon,
+    private readonly main: MainThreadStats | null = null,
+  ) {}
 
   start(): void {
     if (this.timer !== null) return;
@@ -317,7 +338,23 @@ export class StatusCollector {
           : { size: d.flows.size(), capacity: d.flows.capacity, inserts: c.sum(C.FLOW_INSERTS), evictions: c.sum(C.FLOW_EVICTIONS), expiries: d.flowExpiries },
       drops,
       hooks: { create: { ...d.hookStats.create }, destroy: { ...d.hookStats.destroy } },
+      latency: this.latency(),
     };
+  }
+
+  private latency(): StatusJson['latency'] {
+    const c = this.d.counters;
+    const rows: StatusJson['latency'] = [];
+    const row = (thread: string, what: string, h: HistView): void => void rows.push({ thread, what, ...histSummary(h) });
+    for (const w of this.d.workerStatus()) {
+      row(`worker-${w.index}`, 'loop turn', c.hist(w.index, LOOP_HIST));
+      row(`worker-${w.index}`, 'GC pause', c.hist(w.index, GC_HIST));
+    }
+    if (this.main !== null) {
+      row('main', 'GC pause', histView([this.main.gc], 0));
+      row('main', 'event-loop delay', histView([this.main.loopDelay], 0));
+    }
+    return rows;
   }
 
   /** The original gwlbtun's health JSON members, `udp` and `enis`, with its key spellings and

@@ -7,11 +7,13 @@
 //   (`dpkg-deb --ctrl-tarfile`) archives is owned by 0/0 (root/root) and is a 0755 directory, a 0644
 //   file, a 0755 executable or a symbolic link; the executables are exactly those that are
 //   executable in the repository (bin/gwlbtun, the hooks), the addon and the maintainer scripts;
-// - neither ships a tool: no emulator, lab, demo or test kit under dist/src/ (docs/architecture.md,
-//   "Layers"), no bench/ or test/; every compiled file it holds has its source in a product folder.
+// - the same for the RPM's payload (rpm2archive), whose modes rpmbuild takes from the staged tree;
+// - none of them ships a tool: no emulator, lab, demo or test kit under dist/src/
+//   (docs/architecture.md, "Layers"), no bench/ or test/; every compiled file has its source in a
+//   product folder.
 // A 0750 directory in the tarball makes /opt/gwlbtun unreadable for the gwlbtun user after the
 // CloudFormation user data's `tar -x` as root, and the service cannot start.
-// Needs tar, gzip and dpkg-deb (test/e2e/package.test.ts installs them); no root, no network.
+// Needs tar, gzip, dpkg-deb and rpmbuild (scripts/test-prereqs.js installs them); no root, no network.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +26,7 @@ import { ROOT } from './lib';
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const ARCH = process.arch;
 const DEB_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
+const RPM_ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
 
 interface Entry {
   mode: string; // as tar -v prints it: drwxr-xr-x, -rw-r--r--, lrwxrwxrwx
@@ -91,6 +94,17 @@ function checkEntries(what: string, entries: Entry[], treeOf: (name: string) => 
   assert.deepEqual(bad, [], `${what}: entries with other modes or owners`);
 }
 
+/** For a package's payload (the .deb, the RPM: the same tree, the unit in `unitDir`): the path in
+ * the release tree of an entry, or undefined for an entry outside it. */
+function packagedTree(unitDir: string): (name: string) => string | undefined {
+  return (n) => {
+    if (n.startsWith('./opt/gwlbtun/')) return n.slice('./opt/gwlbtun/'.length).replace(/\/$/, '');
+    if (n === `${unitDir}/gwlbtun.service`) return 'examples/systemd/gwlbtun.service';
+    if (n === './usr/lib/sysusers.d/gwlbtun.conf') return 'examples/systemd/gwlbtun.sysusers';
+    return undefined;
+  };
+}
+
 for (const umask of ['027', '077']) {
   describe(`release artefacts built under umask ${umask}`, () => {
     let dir = '';
@@ -126,12 +140,7 @@ for (const umask of ['027', '077']) {
       assert.equal(packaged.status, 0, `package.js failed:\n${packaged.out}`);
       const deb = path.join(out, `gwlbtun_${VERSION}_${DEB_ARCH[ARCH]}.deb`);
       const data = listing(must('dpkg-deb', ['-c', deb]));
-      checkEntries('.deb data', data, (n) => {
-        if (n.startsWith('./opt/gwlbtun/')) return n.slice('./opt/gwlbtun/'.length).replace(/\/$/, '');
-        if (n === './lib/systemd/system/gwlbtun.service') return 'examples/systemd/gwlbtun.service';
-        if (n === './usr/lib/sysusers.d/gwlbtun.conf') return 'examples/systemd/gwlbtun.sysusers';
-        return undefined;
-      });
+      checkEntries('.deb data', data, packagedTree('./lib/systemd/system'));
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/examples/hooks/one-arm.sh' && e.mode === '-rwxr-xr-x'), 'the hooks are executable');
       assert.deepEqual(toolFiles(data.filter((e) => e.name.startsWith('./opt/gwlbtun/')).map((e) => e.name.slice('./opt/gwlbtun/'.length))), [], 'the .deb ships no tool');
       const ctrlTar = spawnSync('dpkg-deb', ['--ctrl-tarfile', deb], { timeout: 60000, maxBuffer: 16 * 1024 * 1024 });
@@ -139,6 +148,18 @@ for (const umask of ['027', '077']) {
       const ctrl = listing(must('tar', ['--numeric-owner', '-tvf', '-'], ctrlTar.stdout));
       assert.deepEqual(ctrl.map((e) => e.name).sort(), ['./', './control', './postinst', './postrm', './prerm']);
       checkEntries('.deb control', ctrl, () => undefined, new Set(['./postinst', './postrm', './prerm']));
+    });
+
+    test('rpmbuild builds the RPM; its payload has the same modes, all root', () => {
+      assert.equal(packaged.status, 0, `package.js failed:\n${packaged.out}`);
+      const rpm = path.join(out, `gwlbtun-${VERSION}-1.${RPM_ARCH[ARCH]}.rpm`);
+      const payload = spawnSync('rpm2archive', ['-'], { input: fs.readFileSync(rpm), timeout: 60000, maxBuffer: 64 * 1024 * 1024 });
+      assert.equal(payload.status, 0, String(payload.stderr));
+      const data = listing(must('tar', ['--numeric-owner', '-tvzf', '-'], payload.stdout));
+      checkEntries('RPM payload', data, packagedTree('./usr/lib/systemd/system'));
+      assert.ok(data.some((e) => e.name === './opt/gwlbtun/examples/hooks/one-arm.sh' && e.mode === '-rwxr-xr-x'), 'the hooks are executable');
+      assert.ok(data.some((e) => e.name === './opt/gwlbtun/bin/' && e.mode === 'drwxr-xr-x'), 'its directories are in it');
+      assert.deepEqual(toolFiles(data.filter((e) => e.name.startsWith('./opt/gwlbtun/')).map((e) => e.name.slice('./opt/gwlbtun/'.length))), [], 'the RPM ships no tool');
     });
   });
 }

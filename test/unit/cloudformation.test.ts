@@ -83,7 +83,7 @@ const SAMPLE_CIDRS = ['198.18.0.0/28', '198.18.1.0/28', '198.18.2.0/28', '198.18
 /** Parameter values: the defaults, sample values for those without one, and `over`. */
 function paramValues(over: Record<string, string | string[]> = {}): Record<string, string | string[]> {
   const v: Record<string, string | string[]> = {
-    ReleaseUrl: 'https://example.com/gwlbtun-0.1.0-linux-x64.tar.gz',
+    ReleaseUrl: 'https://example.com/gwlbtun-0.1.0-1.x86_64.rpm',
     ReleaseSha256: SHA,
     GwlbSubnetCidrs: SAMPLE_CIDRS.slice(0, 2),
     'AWS::Region': 'us-east-1',
@@ -137,6 +137,11 @@ function evaluate(v: unknown, pv: Record<string, string | string[]>): unknown {
       case 'Fn::If': {
         assert.ok(typeof args[0] === 'string' && args[0] in obj(tpl.Conditions), `Fn::If on a condition: ${String(args[0])}`);
         return evaluate(obj(tpl.Conditions)[args[0]], pv) === true ? evaluate(args[1], pv) : evaluate(args[2], pv);
+      }
+      case 'Fn::FindInMap': {
+        const v = obj(obj(obj(tpl.Mappings)[str(args[0])])[str(args[1])])[str(args[2])];
+        assert.ok(v !== undefined, `Fn::FindInMap ${JSON.stringify(args)}: no such entry`);
+        return v;
       }
       case 'Fn::Not':
         return evaluate(args[0], pv) !== true;
@@ -233,9 +238,9 @@ test('the release checksum is required: 64 hex digits, checked unconditionally b
   for (const bad of ['', 'ab'.repeat(31) + 'a', 'ab'.repeat(33), 'g'.repeat(64), ` ${SHA}`]) assert.ok(!allowed('ReleaseSha256', bad), `'${bad}' refused`);
   const ud = renderUserData();
   const check = ud.split('\n').filter((l) => l.includes('sha256sum'));
-  assert.deepEqual(check, [`echo '${SHA}  /root/gwlbtun.tar.gz' | sha256sum -c -`], 'one unconditional sha256sum -c of the downloaded tarball');
-  // set -e: a mismatch ends the script before anything is unpacked.
-  assert.ok(ud.indexOf('sha256sum') < ud.indexOf('tar -x'), 'checked before it is unpacked');
+  assert.deepEqual(check, [`echo '${SHA}  /root/gwlbtun.rpm' | sha256sum -c -`], 'one unconditional sha256sum -c of the downloaded RPM');
+  // set -e: a mismatch ends the script before anything is installed.
+  assert.ok(ud.indexOf('sha256sum') < ud.indexOf('dnf install -y /root/gwlbtun.rpm'), 'checked before it is installed');
   assert.match(ud, /^set -euo pipefail$/m);
 });
 
@@ -258,8 +263,34 @@ test('Auto Scaling group: the launch template, the target group, a termination l
   assert.match(img[0], /^\{\{resolve:ssm:\/aws\/service\/ami-amazon-linux-latest\/al2023-ami-kernel-default-\$\{AmiArch\}\}\}$/);
   const arch = obj(params.Architecture);
   const map = obj(obj(tpl.Mappings).ArchMap);
-  assert.deepEqual(arch.AllowedValues, ['x64', 'arm64'], 'the release tarballs scripts/package.js makes');
+  assert.deepEqual(arch.AllowedValues, ['x64', 'arm64'], 'the release RPMs scripts/package.js makes');
   assert.deepEqual(Object.fromEntries(Object.entries(map).map(([k, v]) => [k, obj(v).Ami])), { x64: 'x86_64', arm64: 'arm64' });
+});
+
+test('user data installs the release RPM of the instance\'s CPU with dnf; the RPM brings the unit and the user', () => {
+  // ReleaseUrl names an RPM (npm run package: gwlbtun-<version>-<release>.<x86_64|aarch64>.rpm).
+  assert.ok(allowed('ReleaseUrl', 'https://example.com/gwlbtun-0.1.0-1.aarch64.rpm?X-Amz-Signature=ab'));
+  for (const bad of ['https://example.com/gwlbtun-0.1.0-linux-x64.tar.gz', 'http://example.com/gwlbtun-0.1.0-1.x86_64.rpm', 'https://example.com/gwlbtun.deb']) assert.ok(!allowed('ReleaseUrl', bad), `'${bad}' refused`);
+  // The RPM's architecture (what rpm calls the CPUs, as in its file name) is checked before dnf
+  // installs it, with its own message; Node.js comes first, from nodejs<NodeMajor>, which
+  // satisfies the RPM's Requires.
+  for (const [arch, rpmArch] of [['x64', 'x86_64'], ['arm64', 'aarch64']] as const) {
+    const ud = renderUserData({ Architecture: arch, NodeMajor: '24' });
+    const lines = ud.split('\n');
+    const at = (prefix: string): number => {
+      const i = lines.findIndex((l) => l.startsWith(prefix));
+      assert.ok(i >= 0, `${arch}: a line starting '${prefix}'`);
+      return i;
+    };
+    assert.match(ud, new RegExp(`^test "\\$\\(rpm -qp --qf '%\\{ARCH\\}' /root/gwlbtun\\.rpm\\)" = ${rpmArch} \\|\\| `, 'm'), `${arch}: the RPM must be ${rpmArch}`);
+    assert.ok(at('dnf install -y nodejs24 ') < at('dnf install -y /root/gwlbtun.rpm'), `${arch}: Node.js before the RPM`);
+    assert.ok(at('echo ') < at('test "$(rpm -qp') && at('test "$(rpm -qp') < at('dnf install -y /root/gwlbtun.rpm'), `${arch}: checksum, then architecture, then install`);
+    assert.ok(at('dnf install -y /root/gwlbtun.rpm') < at('systemctl enable --now gwlbtun.service'));
+    // No tarball any more; the unit (/usr/lib/systemd/system) and the system user (%post) come
+    // from the RPM, the user data adds only its drop-in and the sysctl settings.
+    assert.doesNotMatch(ud, /tar -x|\.tar\.gz|systemd-sysusers|\/etc\/systemd\/system\/gwlbtun\.service(?!\.d)/);
+    assert.match(ud, /^cat >\/etc\/systemd\/system\/gwlbtun\.service\.d\/deploy\.conf <<'EOF'$/m);
+  }
 });
 
 test('VPC endpoint service on the GWLB; its service name is an output', () => {

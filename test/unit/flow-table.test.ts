@@ -593,6 +593,36 @@ test('an entry left locked by a dead writer is reclaimed by sweep after STUCK_TI
   assert.equal(look(t, k).len, 40);
 });
 
+test('an entry left locked with tag 0 (its remover died between clearing the tag and publishing) is reclaimed once a worker death is reported', () => {
+  const sab = createFlowTableBuffer(100);
+  const t = new FlowTable(sab);
+  const raw = new Int32Array(sab);
+  const h = hdr(40, 1);
+  t.upsert(key4(1, TCP, A4, B4, 1, 2), h.buf, h.off, 40, GWLB, LOCAL, 1, 0);
+  const base = FLOW_LAYOUT.entriesBase(t.buckets);
+  let e = -1;
+  for (let i = 0; i < t.capacity && e < 0; i++) {
+    const x = base + i * FLOW_LAYOUT.E_WORDS;
+    if (raw[x] & FLOW_LAYOUT.ST_OCC) {
+      raw[x] |= FLOW_LAYOUT.ST_WRITING;
+      raw[FLOW_LAYOUT.tagsBase() + i] = 0;
+      e = x;
+    }
+  }
+  assert.ok(e >= 0);
+  assert.equal(t.size(), 1);
+  const S = FLOW_LAYOUT.STUCK_TICKS;
+  // The sweep screens by tag: it does not see the entry, however long it stays locked.
+  assert.equal(t.sweep(100, 10000, 10000, t.buckets, null), 0);
+  assert.equal(t.sweep(100 + 2 * S, 10000, 10000, t.buckets, null), 0);
+  assert.ok(raw[e] & FLOW_LAYOUT.ST_WRITING);
+  t.suspectStuck(); // what the daemon calls when a worker exits
+  assert.equal(t.sweep(200, 10000, 10000, t.buckets, null), 0); // first sighting
+  assert.equal(t.sweep(200 + S, 10000, 10000, t.buckets, null), 1);
+  assert.equal(raw[e] & 3, 0, 'free and unlocked');
+  assert.equal(t.size(), 0);
+});
+
 test('clock: ticks are integer deciseconds of the monotonic clock, never going back', () => {
   assert.equal(TICKS_PER_SECOND, 10);
   const a = nowTicks();

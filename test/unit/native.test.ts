@@ -68,7 +68,7 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'rawOpen',
-    'rawSend', 'reapOrphans', 'routeDev', 'setAffinity', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'reapOrphans', 'routeDev', 'setAffinity', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
 });
 
@@ -406,6 +406,42 @@ test('loads in several worker threads; setAffinity pins only the calling thread'
     assert.equal(results[i]!.n, 0);
   }
   assert.equal(allowedList(), mainBefore, 'main thread affinity unchanged');
+});
+
+// src/io/sched.ts: the workers ask for a short slice, the main thread for SCHED_BATCH.
+test('setSched sets the calling thread\'s policy and slice only', async () => {
+  const addon = resolveAddon(path.resolve(__dirname, '..', '..', '..'));
+  const schedOf = (f: string): { policy: number; slice: number } => {
+    const t = fs.readFileSync(f, 'utf8');
+    return { policy: Number(/^policy\s*:\s*(\d+)/m.exec(t)![1]), slice: Number(/^se\.slice\s*:\s*(\d+)/m.exec(t)?.[1] ?? 0) };
+  };
+  const mainBefore = schedOf('/proc/thread-self/sched');
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    const fs = require('node:fs');
+    const a = require(${JSON.stringify(addon)});
+    const read = () => fs.readFileSync('/proc/thread-self/sched', 'utf8');
+    const batch = a.setSched(true, 0);
+    const b = read();
+    const slice = a.setSched(false, 100000);
+    parentPort.postMessage({ batch, b, slice, o: read() });`;
+  const m = await new Promise<{ batch: number; b: string; slice: number; o: string }>((resolve, reject) => {
+    const w = new Worker(code, { eval: true });
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  assert.match(m.b, /^policy\s*:\s*3$/m, 'SCHED_BATCH');
+  assert.match(m.o, /^policy\s*:\s*0$/m, 'back to SCHED_OTHER');
+  if (m.slice !== 0) {
+    // Linux 6.12+ (EEVDF custom slices): the slice asked for, as the kernel shows it.
+    assert.equal(m.slice, 100000);
+    assert.match(m.o, /^se\.slice\s*:\s*100000$/m);
+  }
+  assert.deepEqual(schedOf('/proc/thread-self/sched'), mainBefore, 'main thread unchanged');
+  const any = a as unknown as Record<string, (...x: unknown[]) => unknown>;
+  assert.throws(() => any.setSched!(1, 0), TypeError);
+  assert.throws(() => any.setSched!(false, 200_000_000), RangeError);
+  assert.throws(() => any.setSched!(false, -1), RangeError);
 });
 
 test('TUN queues, link setup, tunWrite/tunRead and epoll inside a network namespace', needRoot, () => {

@@ -13,7 +13,9 @@ import type { Daemon } from '../../src/control/daemon';
 import { CounterReader, createCountersBuffer } from '../../src/dataplane/counters';
 import { createFlowTableBuffer, FlowTable, UPSERT_INSERTED } from '../../src/flow/table';
 import { metricsText } from '../../src/ops/health';
-import { HISTORY_MS, HISTORY_POINTS, HISTORY_SERIES, HistoryRing, StatusCollector, udpSocketDrops } from '../../src/ops/status';
+import { histSummary, HISTORY_MS, HISTORY_POINTS, HISTORY_SERIES, HistoryRing, StatusCollector, udpSocketDrops } from '../../src/ops/status';
+import { GC_HIST, HIST_CELLS, LOOP_HIST, histView, recordHist, workerBlock } from '../../src/dataplane/counters';
+import { MainThreadStats } from '../../src/ops/runtime';
 import { renderStatus, type StatusJson } from '../../src/ops/status-page';
 import { monoMs } from '../../src/base/clock';
 import { parsePrometheusText } from './helpers/prometheus';
@@ -96,6 +98,7 @@ test('renderStatus runs alone in a fresh context (as the page script) and render
       hook: { running: null, last: { kind: 'create', result: 'ok', exit: 0, killed: null, outlived: true, ms: 12, secondsAgo: 1, output: '' } } },
   );
   json.drops.no_flow = 5;
+  json.latency.push({ thread: 'worker-0', what: 'loop turn', count: 1000, p50Us: 25, p99Us: 1000, p999Us: 2500, maxUs: -1 });
   const html = renderStatus(json);
   const sandbox = { json: JSON.parse(JSON.stringify(json)) as unknown, out: '' };
   vm.runInNewContext(`const renderStatus = ${renderStatus.toString()}; out = renderStatus(json);`, sandbox);
@@ -107,6 +110,7 @@ test('renderStatus runs alone in a fresh context (as the page script) and render
   assert.match(html, /data-k="ep\.0000000000000000a\.hook">create timed out, group killed \(SIGTERM, then SIGKILL\), processes of its group outlived it, 2001 ms/);
   assert.match(html, /data-k="ep\.0000000000000000b\.hook">create ok \(exit 0\), left processes running, 12 ms/);
   assert.match(html, /data-k="ep\.002b8ee1d4db0c51c\.hook">create ok \(exit 0\), 35 ms/);
+  assert.match(html, /<td class="l">worker-0<\/td><td class="l">loop turn<\/td><td data-k="lat\.worker-0\.loop-turn\.count" data-v="1000">1,000<\/td><td>&le; 25 us<\/td><td>&le; 1 ms<\/td><td>&le; 2\.5 ms<\/td><td data-k="lat\.worker-0\.loop-turn\.max" data-v="-1">&gt; 1 s<\/td>/);
   assert.doesNotMatch(renderStatus.toString(), /<\/script/i, 'its source can sit in a <script>');
   const page = s.statusHtml();
   assert.match(page, /<main id="status">[\s\S]*<\/main>/);
@@ -185,4 +189,32 @@ test("the sampler keeps one history ring per endpoint and frees it when the endp
   (d.endpoints as unknown as Map<string, unknown>).delete(ep.hex);
   sample();
   assert.equal(eps.has(7), false, "the endpoint's ring is freed with it");
+});
+
+test('histSummary: quantiles as the bounds of the buckets they fall in', () => {
+  const h = new Float64Array(HIST_CELLS);
+  assert.deepEqual(histSummary(histView([h], 0)), { count: 0, p50Us: null, p99Us: null, p999Us: null, maxUs: null });
+  for (let i = 0; i < 990; i++) recordHist(h, 0, 0.00002); // <= 25 us
+  for (let i = 0; i < 9; i++) recordHist(h, 0, 0.0008); // <= 1 ms
+  recordHist(h, 0, 3); // +Inf
+  assert.deepEqual(histSummary(histView([h], 0)), { count: 1000, p50Us: 25, p99Us: 25, p999Us: 1000, maxUs: -1 });
+  recordHist(h, 0, 0.0008);
+  assert.equal(histSummary(histView([h], 0)).p99Us, 1000, '991st of 1001 falls past the 25 us bucket');
+});
+
+test('/status.json latency: each worker\'s loop turns and GC pauses, the main thread\'s GC pauses and event-loop delay', () => {
+  const d = stubDaemon(null);
+  const sab = createCountersBuffer(2, 4);
+  (d as unknown as { counters: CounterReader }).counters = new CounterReader(sab, 2, 4);
+  const w1 = workerBlock(sab, 1, 4);
+  recordHist(w1, LOOP_HIST, 0.0004);
+  recordHist(w1, GC_HIST, 0.002);
+  const main = new MainThreadStats();
+  recordHist(main.loopDelay, 0, 0.07);
+  const lat = new StatusCollector(d, main).statusJson().latency;
+  assert.deepEqual(lat.map((l) => [l.thread, l.what, l.count, l.p50Us]), [
+    ['worker-0', 'loop turn', 0, null], ['worker-0', 'GC pause', 0, null],
+    ['worker-1', 'loop turn', 1, 500], ['worker-1', 'GC pause', 1, 2500],
+    ['main', 'GC pause', 0, null], ['main', 'event-loop delay', 1, 100000],
+  ]);
 });
