@@ -12,10 +12,10 @@
 // and, for scale, the building blocks over 1448 bytes: sumBytes32, onesSum (byte pairs), and
 // Uint8Array.copyWithin.
 import { parseArgs } from 'node:util';
-import { onesSum } from '../src/wire/checksum';
+import { onesSum } from '../src/testkit/checksum';
 import { sumBytes32 } from '../src/wire/checksum32';
 import { Segments, TcpCoalescer, segmentPacket } from '../src/wire/offload';
-import { stream } from '../test/unit/helpers/tcp';
+import { stream } from '../src/testkit/tcp';
 
 const { values } = parseArgs({
   options: {

@@ -17,7 +17,7 @@
 // the header stored), so a broken path fails (exit 1) instead of looking fast.
 
 import { parseArgs } from 'node:util';
-import { buildInnerPacket } from '../src/wire/build';
+import { buildInnerPacket } from '../src/testkit/build';
 import { flowKeyFromIp, KEY_WORDS } from '../src/wire/flowkey';
 import { GENEVE_PORT, GeneveInfo, parseGeneve, writeGeneveHeader } from '../src/wire/geneve';
 import { OUTER_HEADER_LEN, writeOuterIpUdp } from '../src/wire/outer';

@@ -2,8 +2,9 @@
 // `npm run package`: release artefacts that install without a compiler, Node headers or npm.
 //
 //   gwlbtun-<version>-linux-<arch>.tar.gz   for x64 and arm64: one directory gwlbtun-<version>-linux-<arch>/
-//                                           holding bin/, dist/src/ (compiled JavaScript), the prebuilt
-//                                           addon prebuilds/linux-<arch>/gwlbtun.node, examples/ (hooks,
+//                                           holding bin/, dist/src/ (the daemon's compiled JavaScript,
+//                                           without the tools), the prebuilt addon
+//                                           prebuilds/linux-<arch>/gwlbtun.node, examples/ (hooks,
 //                                           systemd unit, sysctl drop-in), docs/, README.md, LICENSE
 //   gwlbtun_<version>_<amd64|arm64>.deb     the same tree under /opt/gwlbtun, the unit in
 //                                           /lib/systemd/system, the sysusers file, /usr/bin/gwlbtun;
@@ -26,6 +27,14 @@
 // after the CloudFormation user data's `tar -x` as root, so the service cannot start) and dpkg-deb
 // refuses a DEBIAN directory that is not 0755..0775. setModes() sets them on the staging trees
 // before tar and dpkg-deb read them (test/e2e/package-modes.test.ts builds under umask 027 and 077).
+//
+// What ships is decided in one place, stageTree(): it writes the installed tree, and every artefact
+// is made from that tree (the tarball holds it; the .deb and the RPM put it under /opt/gwlbtun).
+// It ships what the daemon runs and nothing else: of dist/src, the product folders of
+// docs/architecture.md ("Layers"); the tools (TOOL_DIRS: the emulator, the lab, the demo, the test
+// kit) stay in the repository and in the npm scripts, and bench/ and test/ never ship.
+// test/unit/layers.test.ts checks that no product file imports a tool, so the daemon never misses
+// one (test/e2e/package.test.ts runs it from the tarball).
 //
 // Usage: node scripts/package.js [--out DIR] [--arch x64,arm64] [--rpm-release N]
 //        (default DIR: build/release; N: the RPM's Release, default 1, raised for a rebuild of the
@@ -130,11 +139,21 @@ function setModes(dir) {
   }
 }
 
-/** The installed tree (what /opt/gwlbtun holds) for `arch`, written to `dst`. */
+/** Folders of dist/src/ that are tools, not the daemon (docs/architecture.md, "Layers"). */
+const TOOL_DIRS = ['sim', 'lab', 'demo', 'testkit'];
+
+/** Whether `file` (a path under dist/src/) ships: compiled JavaScript outside the tool folders. */
+function shipsFromDist(file) {
+  const rel = path.relative(path.join(root, 'dist', 'src'), file).split(path.sep);
+  if (TOOL_DIRS.includes(rel[0])) return false;
+  return fs.statSync(file).isDirectory() || file.endsWith('.js');
+}
+
+/** The installed tree (what /opt/gwlbtun holds) for `arch`, written to `dst`: all that ships. */
 function stageTree(dst, arch, addon, pkg) {
   fs.rmSync(dst, { recursive: true, force: true });
   copy(path.join(root, 'bin'), path.join(dst, 'bin'));
-  copy(path.join(root, 'dist', 'src'), path.join(dst, 'dist', 'src'), (f) => fs.statSync(f).isDirectory() || f.endsWith('.js'));
+  copy(path.join(root, 'dist', 'src'), path.join(dst, 'dist', 'src'), shipsFromDist);
   copy(path.join(root, 'examples'), path.join(dst, 'examples'));
   copy(path.join(root, 'docs'), path.join(dst, 'docs'), (f) => fs.statSync(f).isDirectory() || f.endsWith('.md'));
   for (const f of ['README.md', 'LICENSE']) copy(path.join(root, f), path.join(dst, f));

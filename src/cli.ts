@@ -5,14 +5,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import { Daemon, type DaemonOptions } from './control/daemon';
-import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfig } from './ops/log';
+import { Daemon } from './control/daemon';
+import type { DaemonOptions } from './control/options';
+import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfig } from './base/log';
 import { startHealthServer, type HealthStyle } from './ops/health';
 import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString, native } from './io/native';
 import { scheduleMain } from './io/sched';
-import { installClockStepFromEnv } from './flow/clock-failpoint';
+import { installClockStepFromEnv } from './base/clock-failpoint';
 import { StopSequence } from './control/stop';
 import { startOrphanReaper } from './control/reaper';
 import { doctorMain } from './ops/doctor/main';

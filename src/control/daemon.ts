@@ -1,4 +1,6 @@
-// The control plane: runs on the main thread, never touches packets. This module composes it:
+// The control plane: runs on the main thread and carries no traffic (the only packets it reads are
+// what a dead worker left behind, counted and discarded: src/control/workers.ts). This module
+// composes it:
 //
 // - the worker supervisor (src/control/workers.ts): starts the data-plane workers, owns their
 //   descriptors, restarts one that dies;
@@ -10,41 +12,16 @@
 //   (src/ops/health.ts) read: counters, endpoints, flows, hook statistics, worker status.
 
 import { createFlowTableBuffer, FlowTable } from '../flow/table';
-import { monoMs, nowTicks, TICKS_PER_SECOND } from '../flow/clock';
+import { monoMs, nowTicks, TICKS_PER_SECOND } from '../base/clock';
 import { CounterReader, createCountersBuffer } from '../dataplane/counters';
 import { InterfaceSysctls } from './sysctl';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 import { EndpointLifecycle, type Endpoint, type HookStats } from './endpoints';
 import { WorkerSupervisor, type WorkerStatus } from './workers';
+import type { DaemonOptions } from './options';
 
 export { TUN_MTU, TUN_TXQUEUELEN, type Endpoint, type EndpointState, type HookStats } from './endpoints';
-
-export interface DaemonOptions {
-  createHook: string | null;
-  destroyHook: string | null;
-  /** -t: destroy an endpoint idle this long (seconds); 0 = never. */
-  endpointTimeoutS: number;
-  tcpIdleS: number;
-  otherIdleS: number;
-  hookTimeoutS: number;
-  workers: number;
-  /** CPU list per worker (null = no affinity). */
-  cpus: (number[] | null)[];
-  udpPort: number;
-  noReturn: boolean;
-  /** --offload on: TUN offloads (virtio headers, coalescing, segmentation; src/io/tun.ts). */
-  offload: boolean;
-  maxEndpoints: number;
-  maxFlows: number;
-  allow: number[];
-  holdPackets: number;
-  holdMs: number;
-  rcvbuf: number;
-  sndbuf: number;
-  hexDump: boolean;
-  /** Write and keep the gwi-/gwo- sysctls (src/control/sysctl.ts); false with --no-sysctl. */
-  manageSysctls: boolean;
-}
+export type { DaemonOptions } from './options';
 
 export class Daemon {
   readonly startedMs = monoMs();

@@ -34,7 +34,7 @@
 
 import type { LinkOffloads, NativeAddon } from '../io/native';
 import { ip4ToString } from '../io/native';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 
 export type SendTier = 'tunnel' | 'uso';
 

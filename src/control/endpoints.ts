@@ -16,13 +16,13 @@
 import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
 import { endpointNames } from '../wire/eni';
-import { monoMs } from '../flow/clock';
+import { monoMs } from '../base/clock';
 import { EP, type CounterReader } from '../dataplane/counters';
 import type { FromWorker, ToWorker } from '../dataplane/messages';
 import { runHook, SerialQueues, type HookResult } from './hooks';
 import { newSysctlMarks, WATCH_MS, type InterfaceSysctls, type SysctlMarks } from './sysctl';
-import { LEVEL, type Logger } from '../ops/log';
-import type { DaemonOptions } from './daemon';
+import { LEVEL, type Logger } from '../base/log';
+import type { DaemonOptions } from './options';
 
 export const TUN_MTU = 8500;
 /** Packets each TUN queue holds for us between two reads (the kernel's default is 500). Measured
@@ -55,7 +55,7 @@ export interface Endpoint {
   detached: boolean[];
   /** DESTROY has run and the queues are closed: nothing is left to do for it. */
   destroyed: boolean;
-  /** Monotonic ms (src/flow/clock.ts), like every time kept here. */
+  /** Monotonic ms (src/base/clock.ts), like every time kept here. */
   createdMs: number;
   readyMs: number;
   /** A packet arrived while it was being destroyed: create it again afterwards. */

@@ -20,7 +20,7 @@
 
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { monoMs } from '../flow/clock';
+import { monoMs } from '../base/clock';
 import { trackChild, untrackChild } from './reaper';
 import { spawnNormally } from '../io/sched';
 

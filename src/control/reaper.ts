@@ -30,7 +30,7 @@
 //   about a second. Not PID 1: orphans go to the real init; nothing is started.
 
 import type { NativeAddon } from '../io/native';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 
 export const REAP_INTERVAL_MS = 1000;
 

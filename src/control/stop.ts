@@ -12,7 +12,7 @@
 //   hook still running when the shutdown starts finishes first, then DESTROY runs); past that
 //   the process exits with code 1.
 
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 
 export interface StopTarget {
   /** Health answers 503 from now on; nothing else changes. */

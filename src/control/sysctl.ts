@@ -21,7 +21,7 @@
 // first write (without which its tier does not work at all: src/io/txtap.ts).
 
 import * as fs from 'node:fs';
-import { LEVEL, type Logger } from '../ops/log';
+import { LEVEL, type Logger } from '../base/log';
 
 export interface IfSetting {
   /** Metric label and log name, e.g. "ipv4.rp_filter". */

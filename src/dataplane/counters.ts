@@ -26,7 +26,7 @@ export const C = {
   HOLD_QUEUED: DROP_SLOTS + 10,
   HOLD_DELIVERED: DROP_SLOTS + 11,
   LOOPS: DROP_SLOTS + 12,
-  HEARTBEAT_MS: DROP_SLOTS + 13, // monotonic ms (src/flow/clock.ts) of the worker's last loop iteration
+  HEARTBEAT_MS: DROP_SLOTS + 13, // monotonic ms (src/base/clock.ts) of the worker's last loop iteration
   UDP_BOUND: DROP_SLOTS + 14, // 1 while the worker's UDP socket is open
   // Gauges the main thread settles as `worker_died` drops when the worker dies (see
   // Daemon.onWorkerExit): packets held for endpoints being created, the receive batch in hand,

@@ -22,7 +22,7 @@ import { flowKeyFromIp, KEY_WORDS } from '../wire/flowkey';
 import { Drop } from '../wire/reasons';
 import { RX_SLOT as SIZES_RX_SLOT } from '../wire/sizes';
 import { UPSERT_EVICTED, UPSERT_HEADER_TOO_LONG, UPSERT_INSERTED, type FlowTable } from '../flow/table';
-import { monoMs } from '../flow/clock';
+import { monoMs } from '../base/clock';
 import type { Related } from './related';
 import { TX_BATCH, TX_ROUNDS, type ReturnPath } from './returns';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, countEpDrop } from './counters';

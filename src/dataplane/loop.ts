@@ -27,7 +27,7 @@ import type { NativeAddon } from '../io/native';
 import { TunDevice } from '../io/device';
 import { Drop } from '../wire/reasons';
 import type { FlowTable } from '../flow/table';
-import { monoMs, nowTicks } from '../flow/clock';
+import { monoMs, nowTicks } from '../base/clock';
 import { Related } from './related';
 import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
 import { InboundPath, RX_BATCH, RX_COALESCE_OFF, createRxBuffer } from './inbound';
@@ -109,7 +109,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
     // have -- and it burns a CPU when idle, so there is none.
     const n = nat.epollWait(ep, ready, timeoutMs);
     const now = nowTicks();
-    const nowMs = monoMs(); // monotonic ms (src/flow/clock.ts), never the wall clock
+    const nowMs = monoMs(); // monotonic ms (src/base/clock.ts), never the wall clock
     inbound.now = returns.now = now;
     inbound.nowMs = returns.nowMs = control.nowMs = nowMs;
     counters[C.LOOPS] += 1;

@@ -8,13 +8,13 @@ import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from '
 import { native } from '../io/native';
 import { scheduleWorker } from '../io/sched';
 import { FlowTable } from '../flow/table';
-import { installClockStepFromEnv } from '../flow/clock-failpoint';
+import { installClockStepFromEnv } from '../base/clock-failpoint';
 import { workerBlock } from './counters';
 import { GcPauses } from './gcpauses';
 import { CTRL_CELLS, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
 import { createLoop } from './loop';
 
-installClockStepFromEnv(); // test knob: a faked wall-clock step (src/flow/clock-failpoint.ts)
+installClockStepFromEnv(); // test knob: a faked wall-clock step (src/base/clock-failpoint.ts)
 
 const cfg = workerData as WorkerConfig;
 const port = (workerData as { port: MessagePort }).port;

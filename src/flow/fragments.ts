@@ -27,7 +27,7 @@ const WAYS = 4;
 const W = KEY_WORDS;
 
 export const DATAGRAM_TABLE_DEFAULT_ENTRIES = 4096;
-/** Entry lifetime in clock ticks (100 ms, src/flow/clock.ts): 3 s. */
+/** Entry lifetime in clock ticks (100 ms, src/base/clock.ts): 3 s. */
 export const DATAGRAM_TTL_TICKS = 30;
 
 export class DatagramTable {

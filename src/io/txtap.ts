@@ -22,7 +22,7 @@
 import * as fs from 'node:fs';
 import type { NativeAddon } from './native';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO } from '../wire/virtio';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 import { TX_TAP_HDR } from '../wire/txframe';
 
 export const TX_TAP_NAME = 'gwlbtx0';

@@ -15,7 +15,7 @@
 
 import type { NativeAddon } from './native';
 import { TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6 } from '../wire/virtio';
-import type { Logger } from '../ops/log';
+import type { Logger } from '../base/log';
 import { openSendDevice, TX_TAP_NAME, type SendDeviceSettings } from './txtap';
 
 /** The kernel takes USO only for both families at once (USO4 alone is refused). */

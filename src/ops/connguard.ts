@@ -20,7 +20,7 @@
 // Memory: one small record per open connection, at most `max` of them.
 
 import type * as http from 'node:http';
-import { monoMs } from '../flow/clock';
+import { monoMs } from '../base/clock';
 import type * as net from 'node:net';
 
 export interface ConnLimits {

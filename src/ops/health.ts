@@ -18,7 +18,7 @@ import { C, EP, GC_HIST, HIST_BOUNDS_S, LOOP_HIST, histView, type HistView } fro
 import { MainThreadStats } from './runtime';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 import { ConnGuard, HEALTH_CONN_LIMITS, type ConnGuardStats, type ConnLimits } from './connguard';
-import { monoMs } from '../flow/clock';
+import { monoMs } from '../base/clock';
 import { StatusCollector } from './status';
 import { dropsByReason, endpointTotals } from './totals';
 

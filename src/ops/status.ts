@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import type { Daemon, Endpoint } from '../control/daemon';
 import { C, EP, EP_STRIDE, GC_HIST, GLOBAL_CELLS, HIST_BOUNDS_S, LOOP_HIST, histView, type HistView } from '../dataplane/counters';
 import { DROP_SLOTS } from '../wire/reasons';
-import { monoMs } from '../flow/clock';
+import { monoMs } from '../base/clock';
 import { statusPage, type HookState, type StatusJson } from './status-page';
 import { dropsByReason, endpointTotals } from './totals';
 import type { MainThreadStats } from './runtime';

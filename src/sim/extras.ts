@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { GENEVE_PORT, writeGeneveHeader } from '../wire/geneve';
 import { endpointNames } from '../wire/eni';
 import { OUTER_HEADER_LEN, writeOuterIpUdp } from '../wire/outer';
-import { buildInnerPacket } from '../wire/build';
+import { buildInnerPacket } from '../testkit/build';
 import type { FlowPlan } from './flows';
 import { malformedEni, malformedIndex, malformedKind, RANDOM_ENI_KIND } from './malformed';
 import type { ExtrasReport } from './reports';

@@ -6,7 +6,7 @@
 // Geneve headers in place (new cookies).
 
 import { randomBytes } from 'node:crypto';
-import { buildInnerPacket, decrementTtl } from '../wire/build';
+import { buildInnerPacket, decrementTtl } from '../testkit/build';
 import { writeGeneveHeader, GENEVE_PORT } from '../wire/geneve';
 import { OUTER_HEADER_LEN, writeOuterIpUdp } from '../wire/outer';
 import { ip4FromString } from '../io/native';

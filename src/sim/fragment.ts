@@ -1,8 +1,8 @@
 // Test and emulator helpers: cut a whole IPv4/IPv6 packet into fragments, as a sender's kernel
 // would, and build ICMP errors that quote a packet. Allocates freely; never on the hot path.
 
-import { parseIp, put16, put32 } from '../wire/build';
-import { internetChecksum, pseudoHeaderSum } from '../wire/checksum';
+import { parseIp, put16, put32 } from '../testkit/build';
+import { internetChecksum, pseudoHeaderSum } from '../testkit/checksum';
 
 /** Cut `pkt` (IPv4 without options, or IPv6 without extension headers) into fragments carrying at
  * most `chunk` bytes of its payload each (a multiple of 8), all with identification `id`. IPv4

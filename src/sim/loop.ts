@@ -9,7 +9,7 @@
 import type { NativeAddon } from '../io/native';
 import { endpointNames } from '../wire/eni';
 import { BAD_SLOTS, Bad, type Verifier } from './verifier';
-import type { EmulatorOptions } from './emulator';
+import type { EmulatorOptions } from './options';
 import type { PhaseReport, ProgressEndpoint, ProgressSnapshot } from './reports';
 import type { Rx } from './receiver';
 import type { Sender } from './sender';

@@ -9,7 +9,7 @@
 // packet wrongly accepted would show up as a new interface (gwi-<X>) and a CREATE hook run.
 
 import { makeGeneveOption, writeGeneveHeader, AWS_OPTION_CLASS } from '../wire/geneve';
-import { buildInnerPacket, concatBytes, u64Bytes } from '../wire/build';
+import { buildInnerPacket, concatBytes, u64Bytes } from '../testkit/build';
 
 export interface MalformedKind {
   /** CLI / report name. */

@@ -1,6 +1,6 @@
 // Internet checksum sums over long runs of bytes (TCP/UDP payloads), 32 bits per read.
 //
-// The same contract as onesSum in checksum.ts (an unfolded sum, equal to the big-endian 16-bit
+// The same contract as onesSum in src/testkit/checksum.ts (an unfolded sum, equal to the big-endian 16-bit
 // word sum modulo 0xffff, so the two mix freely and foldSum finishes either), at about half the
 // cost over 1448 bytes (bench/offload.ts): each 32-bit big-endian word is read with one DataView
 // load and split into its two 16-bit halves in integer arithmetic (no double-precision adds).
@@ -42,7 +42,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Unfolded one's complement sum of buf[off, off+len) read as big-endian 16-bit words (an odd last
  * byte is the high byte of a word padded with zero), added to `sum` (a value below 2^31). The result
- * is below 2^31 and is finished with foldSum (checksum.ts) or fold16.
+ * is below 2^31 and is finished with foldSum (src/testkit/checksum.ts) or fold16.
  *
  * Runs of 64 bytes or more that start 4-byte aligned in their ArrayBuffer (a TCP header behind a
  * Geneve header and an IPv4/IPv6 header in a receive slot is) take a faster path: 32-bit words in

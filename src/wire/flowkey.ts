@@ -24,6 +24,8 @@
 //   datagram, not a fragment: the walk continues after its fragment header and ports are read.
 // - Only the key is derived here: no checksum checks, no TTL checks.
 
+import { ipv4HeaderLen, ipv4TotalLen } from './ipv4';
+
 /** A flow key is a Uint32Array of KEY_WORDS words:
  *  [0] endpoint id: NOT written by the parser (the caller owns it)
  *  [1] family << 8 | protocol  (family 4 or 6; protocol = upper-layer protocol number)
@@ -49,10 +51,9 @@ export function flowKeyFromIp(buf: Uint8Array, off: number, len: number, key: Ui
 
   const version = buf[off] >> 4;
   if (version === 4) {
-    const ihlBytes = (buf[off] & 0x0f) * 4;
-    if (ihlBytes < 20 || ihlBytes > len) return false;
-    const total = (buf[off + 2] << 8) | buf[off + 3];
-    if (total < ihlBytes || total > len) return false;
+    const ihlBytes = ipv4HeaderLen(buf, off, len);
+    if (ihlBytes === 0) return false;
+    const total = ipv4TotalLen(buf, off);
     const proto = buf[off + 9];
     key[1] = (4 << 8) | proto;
     key[2] = ((buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]) >>> 0;

@@ -4,6 +4,7 @@
 // carry no ports; the caller maps (addresses, protocol, identification) to the ports of the first
 // fragment (src/flow/fragments.ts). Hot path: no allocation, the result goes into the caller's array.
 
+import { ipv4HeaderLen, ipv4TotalLen } from './ipv4';
 import { walkIpv6Ext } from './ipv6ext';
 
 export const FRAG_NONE = 0; // not a fragment (an IPv6 atomic fragment is not one either)
@@ -29,9 +30,9 @@ export function fragmentOf(buf: Uint8Array, off: number, len: number, out: Uint3
   if (!(len >= 20)) return FRAG_NONE;
   const version = buf[off] >> 4;
   if (version === 4) {
-    const ihl = (buf[off] & 0x0f) * 4;
-    const total = (buf[off + 2] << 8) | buf[off + 3];
-    if (ihl < 20 || total < ihl || total > len) return FRAG_NONE;
+    const ihl = ipv4HeaderLen(buf, off, len);
+    if (ihl === 0) return FRAG_NONE;
+    const total = ipv4TotalLen(buf, off);
     const fo = (buf[off + 6] << 8) | buf[off + 7];
     if ((fo & 0x3fff) === 0) return FRAG_NONE;
     out[FRAG_ID] = (buf[off + 4] << 8) | buf[off + 5];

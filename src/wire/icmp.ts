@@ -11,6 +11,7 @@
 // must be present; its own total/payload length may exceed what was quoted. A quoted ICMP error is
 // keyed like any ICMP packet (3-tuple): nothing is ever parsed recursively. Hot path: no allocation.
 
+import { ipv4HeaderLen, ipv4TotalLen } from './ipv4';
 import { walkIpv6Ext } from './ipv6ext';
 
 export const ICMP_NOT_ERROR = 0; // not an ICMP error (or not parseable as one): key untouched
@@ -33,9 +34,9 @@ export function icmpErrorFlowKey(buf: Uint8Array, off: number, len: number, key:
   if (!(len >= 20)) return ICMP_NOT_ERROR;
   const version = buf[off] >> 4;
   if (version === 4) {
-    const ihl = (buf[off] & 0x0f) * 4;
-    const total = (buf[off + 2] << 8) | buf[off + 3];
-    if (ihl < 20 || total < ihl || total > len) return ICMP_NOT_ERROR;
+    const ihl = ipv4HeaderLen(buf, off, len);
+    if (ihl === 0) return ICMP_NOT_ERROR;
+    const total = ipv4TotalLen(buf, off);
     if (buf[off + 9] !== 1 || (((buf[off + 6] << 8) | buf[off + 7]) & 0x3fff) !== 0) return ICMP_NOT_ERROR;
     const t = off + ihl;
     if (t + 8 > off + total) return ICMP_NOT_ERROR;

@@ -1,5 +1,5 @@
 // Wall-clock steps (NTP, settimeofday) against the real daemon. The daemon is started with
-// GWLBTUN_FAILPOINT_CLOCK_STEP (src/flow/clock-failpoint.ts): at an instant of the machine's
+// GWLBTUN_FAILPOINT_CLOCK_STEP (src/base/clock-failpoint.ts): at an instant of the machine's
 // monotonic clock chosen here, Date.now() of every daemon thread jumps by an hour (and a thread
 // started afterwards sees performance.timeOrigin off by the hour too). Every duration the daemon
 // measures (endpoint idle time -t, hold time, flow idle time, heartbeats) must ignore it.

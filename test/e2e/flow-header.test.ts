@@ -6,7 +6,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildInnerPacket, concatBytes } from '../../src/wire/build';
+import { buildInnerPacket, concatBytes } from '../../src/testkit/build';
 import { endpointNames } from '../../src/wire/eni';
 import { makeGeneveOption, writeGeneveHeader } from '../../src/wire/geneve';
 import { spawn } from 'node:child_process';

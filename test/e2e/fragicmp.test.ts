@@ -13,7 +13,7 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildInnerPacket } from '../../src/wire/build';
+import { buildInnerPacket } from '../../src/testkit/build';
 import { endpointNames } from '../../src/wire/eni';
 import { fragmentPacket } from '../../src/sim/fragment';
 import { metrics, RECORD_HOOK, sleep, useEnv, waitFor } from './lib';

@@ -45,7 +45,7 @@ import {
   type ProbePacket,
   type ProbeRx,
 } from './fixtures/hooks-lib';
-import { buildInnerPacket } from '../../src/wire/build';
+import { buildInnerPacket } from '../../src/testkit/build';
 
 const ENI_A = 0x0a0000000000beefn;
 const ENI_B = 0x0b0000000000cafen;

@@ -13,12 +13,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { nsSpawnArgs } from '../../src/sim/topology';
-import { concatBytes } from '../../src/wire/build';
+import { concatBytes } from '../../src/testkit/build';
 import { writeGeneveHeader } from '../../src/wire/geneve';
 import { ROOT, metrics, nsRun, useEnv, waitFor, type Env } from './lib';
 import { drop, mv } from './probe';
 import { endpointNames } from '../../src/wire/eni';
-import { stream, type SegSpec } from '../unit/helpers/tcp';
+import { stream, type SegSpec } from '../../src/testkit/tcp';
 
 const ENI = 0x0ff10ad13n;
 const HOOK = path.join(ROOT, 'examples', 'hooks', 'one-arm.sh');

@@ -7,7 +7,10 @@
 //   (`dpkg-deb --ctrl-tarfile`) archives is owned by 0/0 (root/root) and is a 0755 directory, a 0644
 //   file, a 0755 executable or a symbolic link; the executables are exactly those that are
 //   executable in the repository (bin/gwlbtun, the hooks), the addon and the maintainer scripts;
-// - the same for the RPM's payload (rpm2archive), whose modes rpmbuild takes from the staged tree.
+// - the same for the RPM's payload (rpm2archive), whose modes rpmbuild takes from the staged tree;
+// - none of them ships a tool: no emulator, lab, demo or test kit under dist/src/
+//   (docs/architecture.md, "Layers"), no bench/ or test/; every compiled file has its source in a
+//   product folder.
 // A 0750 directory in the tarball makes /opt/gwlbtun unreadable for the gwlbtun user after the
 // CloudFormation user data's `tar -x` as root, and the service cannot start.
 // Needs tar, gzip, dpkg-deb and rpmbuild (scripts/test-prereqs.js installs them); no root, no network.
@@ -52,6 +55,23 @@ function executableInTree(rel: string): boolean {
   if (rel.startsWith('prebuilds/')) return rel.endsWith('.node');
   if (rel === 'package.json' || rel.startsWith('dist/')) return false;
   return (fs.statSync(path.join(ROOT, rel)).mode & 0o111) !== 0;
+}
+
+/** The tools (docs/architecture.md, "Layers") that never ship. */
+const TOOL_DIRS = ['sim', 'lab', 'demo', 'testkit'];
+
+/** Of the paths of a release tree, those that are tools or test/bench code, or compiled files
+ * without a product source (src/<path>.ts); [] for a tree that ships only the daemon. */
+function toolFiles(paths: string[]): string[] {
+  const bad: string[] = [];
+  for (const p of paths.map((x) => x.replace(/\/$/, ''))) {
+    if (/^dist\/(test|bench)(\/|$)/.test(p)) bad.push(p);
+    const m = /^dist\/src\/(.+)$/.exec(p);
+    if (m === null) continue;
+    if (TOOL_DIRS.includes(m[1].split('/')[0])) bad.push(p);
+    else if (m[1].endsWith('.js') && !fs.existsSync(path.join(ROOT, 'src', m[1].replace(/\.js$/, '.ts')))) bad.push(`${p} (no src/${m[1].replace(/\.js$/, '.ts')})`);
+  }
+  return bad;
 }
 
 /** Checks every entry; `treeOf` maps an entry's name to its path in the release tree (or undefined
@@ -113,6 +133,7 @@ for (const umask of ['027', '077']) {
       checkEntries('tarball', entries, (n) => (n.startsWith(`${name}/`) ? n.slice(name.length + 1).replace(/\/$/, '') : undefined));
       assert.ok(entries.some((e) => e.name === `${name}/bin/gwlbtun` && e.mode === '-rwxr-xr-x'), 'bin/gwlbtun is executable');
       assert.ok(entries.some((e) => e.name === `${name}/README.md` && e.mode === '-rw-r--r--'), 'README.md is not');
+      assert.deepEqual(toolFiles(entries.map((e) => e.name.slice(name.length + 1))), [], 'the tarball ships no tool');
     });
 
     test('dpkg-deb builds the .deb; its data and control archives have the same modes, all root', () => {
@@ -121,6 +142,7 @@ for (const umask of ['027', '077']) {
       const data = listing(must('dpkg-deb', ['-c', deb]));
       checkEntries('.deb data', data, packagedTree('./lib/systemd/system'));
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/examples/hooks/one-arm.sh' && e.mode === '-rwxr-xr-x'), 'the hooks are executable');
+      assert.deepEqual(toolFiles(data.filter((e) => e.name.startsWith('./opt/gwlbtun/')).map((e) => e.name.slice('./opt/gwlbtun/'.length))), [], 'the .deb ships no tool');
       const ctrlTar = spawnSync('dpkg-deb', ['--ctrl-tarfile', deb], { timeout: 60000, maxBuffer: 16 * 1024 * 1024 });
       assert.equal(ctrlTar.status, 0, String(ctrlTar.stderr));
       const ctrl = listing(must('tar', ['--numeric-owner', '-tvf', '-'], ctrlTar.stdout));
@@ -137,6 +159,7 @@ for (const umask of ['027', '077']) {
       checkEntries('RPM payload', data, packagedTree('./usr/lib/systemd/system'));
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/examples/hooks/one-arm.sh' && e.mode === '-rwxr-xr-x'), 'the hooks are executable');
       assert.ok(data.some((e) => e.name === './opt/gwlbtun/bin/' && e.mode === 'drwxr-xr-x'), 'its directories are in it');
+      assert.deepEqual(toolFiles(data.filter((e) => e.name.startsWith('./opt/gwlbtun/')).map((e) => e.name.slice('./opt/gwlbtun/'.length))), [], 'the RPM ships no tool');
     });
   });
 }

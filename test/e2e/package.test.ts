@@ -2,6 +2,8 @@
 // - the tarball for this CPU, unpacked into an empty directory, runs the daemon through a round
 //   trip with PATH holding only node, ip and what the example hook calls (no compiler, no npm, no
 //   node_modules anywhere above it), and the daemon maps the addon from the tarball's own tree;
+//   it holds none of the tools (emulator, lab, demo, test kit: docs/architecture.md "Layers"), and
+//   `gwlbtun --help` runs from it as well;
 // - the .deb installs with dpkg -i (nothing enabled or started), `gwlbtun -h` and a round trip work
 //   from /opt/gwlbtun, and it is purged afterwards, also when a test failed;
 // - the arm64 addon is an AArch64 ELF shared object exporting the Node-API entry points, and under
@@ -147,7 +149,8 @@ describe('release packages: tarball, .deb and the arm64 addon', () => {
     for (const f of ['bin/gwlbtun', 'dist/src/cli.js', `prebuilds/linux-${ARCH}/gwlbtun.node`, 'examples/hooks/one-arm.sh', 'examples/systemd/gwlbtun.service', 'examples/sysctl/99-gwlbtun.conf', 'LICENSE', 'README.md']) {
       assert.ok(fs.existsSync(path.join(tree, f)), `tarball holds ${f}`);
     }
-    for (const f of ['node_modules', 'build', 'src', 'dist/test', 'package-lock.json']) assert.ok(!fs.existsSync(path.join(tree, f)), `tarball has no ${f}`);
+    for (const f of ['node_modules', 'build', 'src', 'dist/test', 'dist/bench', 'package-lock.json']) assert.ok(!fs.existsSync(path.join(tree, f)), `tarball has no ${f}`);
+    for (const t of ['sim', 'lab', 'demo', 'testkit']) assert.ok(!fs.existsSync(path.join(tree, 'dist', 'src', t)), `tarball has no tool dist/src/${t}`);
     for (let d = unpack; d !== path.dirname(d); d = path.dirname(d)) assert.ok(!fs.existsSync(path.join(d, 'node_modules')), `no node_modules in ${d}`);
 
     // PATH: node, ip (the daemon is started through 'ip netns exec'), and what one-arm.sh calls.
@@ -159,6 +162,14 @@ describe('release packages: tarball, .deb and the arm64 addon', () => {
     for (const c of ['cc', 'gcc', 'aarch64-linux-gnu-gcc', 'npm', 'tsc']) {
       assert.notEqual(run('/bin/sh', ['-c', `command -v ${c}`], { env: limited }).status, 0, `${c} is not reachable`);
     }
+
+    // Without the tools the command line still loads whole: --help, and a bad flag's one line.
+    const help = run(path.join(tree, 'bin', 'gwlbtun'), ['--help'], { env: limited });
+    assert.equal(help.status, 0, help.out);
+    assert.match(help.out, /--udpthreads/);
+    const bad = run(path.join(tree, 'bin', 'gwlbtun'), ['--bogus'], { env: limited });
+    assert.equal(bad.status, 2, bad.out);
+    assert.doesNotMatch(bad.out, /^\s+at /m, 'no stack trace');
 
     const hook = path.join(tree, 'examples', 'hooks', 'one-arm.sh');
     let d: Daemon | undefined;

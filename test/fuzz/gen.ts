@@ -3,7 +3,7 @@
 // chains, fragments, odd transports), and mutations of them. Test code: allocates freely.
 
 import { AWS_OPTION_CLASS, makeGeneveOption } from '../../src/wire/geneve';
-import { buildInnerPacket, concatBytes, formatIp, type InnerSpec } from '../../src/wire/build';
+import { buildInnerPacket, concatBytes, formatIp, type InnerSpec } from '../../src/testkit/build';
 
 /** sfc32: small, fast, good enough for fuzzing, seeded from one 32-bit number. */
 export class Rng {

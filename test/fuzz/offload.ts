@@ -16,7 +16,7 @@
 import { parseArgs } from 'node:util';
 import { MAX_INNER, SEG_ERROR_NAMES, Segments, TcpCoalescer, segmentPacket } from '../../src/wire/offload';
 import { VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, writeVnetHdr } from '../../src/wire/virtio';
-import { buildSeg, checkPacket, refFold, refSum, stream } from '../unit/helpers/tcp';
+import { buildSeg, checkPacket, refFold, refSum, stream } from '../../src/testkit/tcp';
 import { Rng } from './gen';
 
 export interface OffloadFuzzResult {

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { HELP, parseCidr, parseCli, parseCpuList, TUN_MAX_QUEUES, UsageError } from '../../src/cli';
 import { MAX_FLOWS_LIMIT } from '../../src/flow/table';
-import { LEVEL } from '../../src/ops/log';
+import { LEVEL } from '../../src/base/log';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'gwlbtun');
 const HOOK = path.resolve(__dirname, '..', '..', '..', 'examples', 'hooks', 'one-arm.sh');

@@ -1,16 +1,16 @@
-// Unit tests of the daemon's clock (src/flow/clock.ts) and of the wall-clock step failpoint
-// (src/flow/clock-failpoint.ts): one monotonic clock in every thread, unmoved by a step of the wall
+// Unit tests of the daemon's clock (src/base/clock.ts) and of the wall-clock step failpoint
+// (src/base/clock-failpoint.ts): one monotonic clock in every thread, unmoved by a step of the wall
 // clock, also in a thread started after the step.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { hrtimeMs, monoMs, nowTicks, TICKS_PER_SECOND } from '../../src/flow/clock';
-import { parseClockStep } from '../../src/flow/clock-failpoint';
+import { hrtimeMs, monoMs, nowTicks, TICKS_PER_SECOND } from '../../src/base/clock';
+import { parseClockStep } from '../../src/base/clock-failpoint';
 
-const CLOCK_JS = path.join(__dirname, '..', '..', 'src', 'flow', 'clock.js');
-const FAILPOINT_JS = path.join(__dirname, '..', '..', 'src', 'flow', 'clock-failpoint.js');
+const CLOCK_JS = path.join(__dirname, '..', '..', 'src', 'base', 'clock.js');
+const FAILPOINT_JS = path.join(__dirname, '..', '..', 'src', 'base', 'clock-failpoint.js');
 
 test('clock: monoMs() is process.hrtime() (CLOCK_MONOTONIC) in ms; ticks are its deciseconds', () => {
   assert.equal(TICKS_PER_SECOND, 10);

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EGRESS_RECHECK_MS, EgressWatch, tierSafety, type SendTier } from '../../src/control/egress';
 import { FakeAddon } from '../../src/testkit/fake';
-import { defaultLogConfig, Logger } from '../../src/ops/log';
+import { defaultLogConfig, Logger } from '../../src/base/log';
 
 // `ethtool -k` of a veth as `ip link add type veth` makes it (kernel 6.18), the features that matter.
 const VETH = ['tx-checksum-ip-generic', 'tx-generic-segmentation', 'tx-tcp-segmentation', 'tx-udp_tnl-segmentation', 'tx-udp_tnl-csum-segmentation', 'tx-udp-segmentation', 'tx-gso-list'];

@@ -1,4 +1,4 @@
-// Unit tests of the shared flow table (src/flow/table.ts) and its clock (src/flow/clock.ts),
+// Unit tests of the shared flow table (src/flow/table.ts) and its clock (src/base/clock.ts),
 // single-threaded. Concurrency: flow-concurrency.test.ts; model-based: flow-model.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ import {
   flowTableBytes,
   randomHashSeed,
 } from '../../src/flow/table';
-import { monoMs, nowTicks, TICKS_PER_SECOND } from '../../src/flow/clock';
+import { monoMs, nowTicks, TICKS_PER_SECOND } from '../../src/base/clock';
 
 const TCP = 6;
 const UDP = 17;

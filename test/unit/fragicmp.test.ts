@@ -3,7 +3,7 @@
 // (src/dataplane/related.ts) over a real flow table. Inner addresses from documentation ranges only.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildInnerPacket, type InnerSpec } from '../../src/wire/build';
+import { buildInnerPacket, type InnerSpec } from '../../src/testkit/build';
 import { flowKeyFromIp, KEY_WORDS } from '../../src/wire/flowkey';
 import { FRAG_FIRST, FRAG_ID, FRAG_LATER, FRAG_NONE, FRAG_PORTS, FRAG_WORDS, fragmentOf } from '../../src/wire/fragments';
 import { icmpErrorFlowKey, ICMP_NOT_ERROR, ICMP_QUOTE_BAD, ICMP_QUOTE_OK } from '../../src/wire/icmp';
@@ -12,7 +12,7 @@ import { createFlowTableBuffer, FlowTable } from '../../src/flow/table';
 import { Related, LOOKUP_BAD_QUOTE, LOOKUP_QUOTE_MISMATCH } from '../../src/dataplane/related';
 import { C, blockCells } from '../../src/dataplane/counters';
 import { buildIcmpError, fragmentPacket } from '../../src/sim/fragment';
-import { concatBytes } from '../../src/wire/build';
+import { concatBytes } from '../../src/testkit/build';
 import { GeneveInfo, parseGeneve, writeGeneveHeader } from '../../src/wire/geneve';
 import { endpointNames } from '../../src/wire/eni';
 import { Drop } from '../../src/wire/reasons';

@@ -3,7 +3,7 @@
 // connections the server holds stay bounded. The real health server (src/ops/health.ts) on
 // 127.0.0.1 with a stub daemon; no root needed. Every connection is closed at the end.
 
-import { monoMs } from '../../src/flow/clock';
+import { monoMs } from '../../src/base/clock';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';

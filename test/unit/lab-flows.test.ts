@@ -3,7 +3,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildInnerPacket } from '../../src/wire/build';
+import { buildInnerPacket } from '../../src/testkit/build';
 import { flowKeyFromIp, KEY_WORDS } from '../../src/wire/flowkey';
 import { GeneveInfo, parseGeneve } from '../../src/wire/geneve';
 import { LAB_GENEVE_LEN, LabFlows } from '../../src/lab/flows';

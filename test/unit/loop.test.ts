@@ -10,7 +10,7 @@ import type { WorkerConfig } from '../../src/dataplane/messages';
 import { LocalEndpoints, ST_PENDING, ST_READY } from '../../src/dataplane/endpoints';
 import { HoldRing } from '../../src/dataplane/hold';
 import { EAGAIN } from '../../src/io/constants';
-import { buildInnerPacket, concatBytes } from '../../src/wire/build';
+import { buildInnerPacket, concatBytes } from '../../src/testkit/build';
 import { writeGeneveHeader } from '../../src/wire/geneve';
 import { endpointNames } from '../../src/wire/eni';
 import { Drop } from '../../src/wire/reasons';

@@ -2,12 +2,12 @@
 // which packets coalesce (table of GRO's rules, each with a pair that merges and one that does
 // not), that coalesce-then-split gives back the original packets byte for byte (fast-check), and
 // that kernel-style super-packets are cut into valid segments (checksums verified by a plain
-// reference implementation in helpers/tcp.ts).
+// reference implementation in src/testkit/tcp.ts).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { onesSum } from '../../src/wire/checksum';
+import { onesSum } from '../../src/testkit/checksum';
 import { fold16, sumBytes32 } from '../../src/wire/checksum32';
 import {
   MAX_INNER,
@@ -20,7 +20,7 @@ import {
   segmentPacket,
 } from '../../src/wire/offload';
 import { readPacketCount, tallyDrained } from '../../src/wire/segment';
-import { buildInnerPacket } from '../../src/wire/build';
+import { buildInnerPacket } from '../../src/testkit/build';
 import {
   VNET_F_NEEDS_CSUM,
   VNET_GSO_ECN,
@@ -36,7 +36,7 @@ import {
   vnetHdrLen,
   writeVnetHdr,
 } from '../../src/wire/virtio';
-import { SegSpec, buildSeg, checkPacket, hex, pattern, refFold, refSum, stream } from './helpers/tcp';
+import { SegSpec, buildSeg, checkPacket, hex, pattern, refFold, refSum, stream } from '../../src/testkit/tcp';
 import { coalesce, split } from './helpers/offload-harness';
 import { COALESCE_MAX_PAYLOAD } from '../../src/wire/coalesce';
 import { runOffloadFuzz } from '../fuzz/offload';

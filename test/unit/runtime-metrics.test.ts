@@ -10,7 +10,7 @@ import * as vm from 'node:vm';
 import type { Daemon } from '../../src/control/daemon';
 import { C, CounterReader, GC_HIST, HIST_BOUNDS_S, HIST_CELLS, LOOP_HIST, createCountersBuffer, histView, recordHist, workerBlock } from '../../src/dataplane/counters';
 import { GcPauses } from '../../src/dataplane/gcpauses';
-import { monoMs } from '../../src/flow/clock';
+import { monoMs } from '../../src/base/clock';
 import { metricsText } from '../../src/ops/health';
 import { MainThreadStats, TICK_MS } from '../../src/ops/runtime';
 import { LoopRig } from './helpers/loop-rig';

@@ -7,7 +7,7 @@ import { FlowPlan, PAYLOAD_MAGIC, seqComp } from '../../src/sim/flows';
 import { Bad, BAD_NAMES, BAD_SLOTS, SEQ_WINDOW, Verifier } from '../../src/sim/verifier';
 import { GeneveInfo, parseGeneve } from '../../src/wire/geneve';
 import { OUTER_HEADER_LEN } from '../../src/wire/outer';
-import { internetChecksum, pseudoHeaderSum } from '../../src/wire/checksum';
+import { internetChecksum, pseudoHeaderSum } from '../../src/testkit/checksum';
 import { resolveOptions } from '../../src/sim/emulator';
 import { parseEmulateArgs, parseEni } from '../../src/sim/cli';
 

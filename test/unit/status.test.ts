@@ -17,7 +17,7 @@ import { histSummary, HISTORY_MS, HISTORY_POINTS, HISTORY_SERIES, HistoryRing, S
 import { GC_HIST, HIST_CELLS, LOOP_HIST, histView, recordHist, workerBlock } from '../../src/dataplane/counters';
 import { MainThreadStats } from '../../src/ops/runtime';
 import { renderStatus, type StatusJson } from '../../src/ops/status-page';
-import { monoMs } from '../../src/flow/clock';
+import { monoMs } from '../../src/base/clock';
 import { parsePrometheusText } from './helpers/prometheus';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');

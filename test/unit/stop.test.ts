@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StopSequence, shutdownLimitMs, type StopTarget } from '../../src/control/stop';
-import type { Logger } from '../../src/ops/log';
+import type { Logger } from '../../src/base/log';
 
 const quietLog = { important: () => undefined, critical: () => undefined } as unknown as Logger;
 

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { IF_SETTINGS, InterfaceSysctls, newSysctlMarks, SEND_DEVICE_SETTINGS, settingPath, WATCH_MIN_PER_TICK, writeSendDeviceSettings, type SysctlTarget } from '../../src/control/sysctl';
-import { defaultLogConfig, Logger } from '../../src/ops/log';
+import { defaultLogConfig, Logger } from '../../src/base/log';
 
 let root = '';
 const RP = IF_SETTINGS.find((s) => s.name === 'ipv4.rp_filter')!;

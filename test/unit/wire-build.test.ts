@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import fc from 'fast-check';
-import { InnerSpec, buildInnerPacket, decrementTtl, formatIp, parseIp } from '../../src/wire/build';
-import { foldSum, internetChecksum, onesSum, pseudoHeaderSum } from '../../src/wire/checksum';
+import { InnerSpec, buildInnerPacket, decrementTtl, formatIp, parseIp } from '../../src/testkit/build';
+import { foldSum, internetChecksum, onesSum, pseudoHeaderSum } from '../../src/testkit/checksum';
 
 // Independent reference: plain RFC 1071 sum of 16-bit words, folded.
 function refSum(parts: number[][]): number {

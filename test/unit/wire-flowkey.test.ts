@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { KEY_WORDS, MAX_EXT_HEADERS, flowKeyFromIp, isLinkLocal6 } from '../../src/wire/flowkey';
-import { InnerSpec, buildInnerPacket, parseIp } from '../../src/wire/build';
+import { InnerSpec, buildInnerPacket, parseIp } from '../../src/testkit/build';
 
 const SENTINEL = 0xabcdef01;
 

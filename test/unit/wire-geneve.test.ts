@@ -11,7 +11,7 @@ import {
   parseGeneve,
   writeGeneveHeader,
 } from '../../src/wire/geneve';
-import { buildInnerPacket, concatBytes, u64Bytes } from '../../src/wire/build';
+import { buildInnerPacket, concatBytes, u64Bytes } from '../../src/testkit/build';
 import { eniFromHalves } from '../../src/wire/eni';
 import { Drop } from '../../src/wire/reasons';
 

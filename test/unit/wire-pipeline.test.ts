@@ -8,10 +8,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { buildInnerPacket, formatIp, type InnerSpec } from '../../src/wire/build';
+import { buildInnerPacket, formatIp, type InnerSpec } from '../../src/testkit/build';
 import { GeneveInfo, makeGeneveOption, parseGeneve, writeGeneveHeader } from '../../src/wire/geneve';
 import { flowKeyFromIp, KEY_WORDS } from '../../src/wire/flowkey';
-import { internetChecksum } from '../../src/wire/checksum';
+import { internetChecksum } from '../../src/testkit/checksum';
 import { OUTER_HEADER_LEN } from '../../src/wire/outer';
 import { createFlowTableBuffer, FlowTable, UPSERT_HEADER_TOO_LONG } from '../../src/flow/table';
 import { FlowPlan, type SimFamily, type SimProto } from '../../src/sim/flows';

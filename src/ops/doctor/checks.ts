@@ -51,7 +51,7 @@ export const GWLB_INNER_MTU = 8500;
 export const GENEVE_OVERHEAD = 68;
 export const GWLB_MIN_MTU = GWLB_INNER_MTU + GENEVE_OVERHEAD;
 
-/** gwlbtun's send device of --offload on (src/control/txtap.ts TX_TAP_NAME). */
+/** gwlbtun's send device of --offload on (src/io/txtap.ts TX_TAP_NAME). */
 export const SEND_DEVICE = 'gwlbtx0';
 
 export interface TunDeviceInfo {

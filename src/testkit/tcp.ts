@@ -1,5 +1,6 @@
 // Test-only builders and checkers of inner IPv4/IPv6 TCP/UDP packets for the offload tests, the
-// offload fuzzer and bench/offload.ts. Checksums here are computed the plain way (byte by byte, one
+// offload fuzzer and bench/offload.ts (here in src/testkit/ rather than under test/, so that bench/
+// does not import from test/). Checksums here are computed the plain way (byte by byte, one
 // 16-bit word at a time), independently of src/wire/checksum32.ts. Allocates freely.
 
 export interface SegSpec {

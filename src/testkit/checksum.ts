@@ -1,4 +1,6 @@
-// Internet checksum (RFC 1071) helpers for building and verifying packets.
+// Internet checksum (RFC 1071) helpers for building and verifying packets: a tool (src/testkit/,
+// docs/architecture.md "Layers"), never shipped; the daemon's sums are in src/wire/checksum32.ts
+// and src/wire/outer.ts.
 //
 // Sums are kept unfolded in a plain JS number (a double, exact up to 2^53), so no carry folding is
 // needed inside the loop: 2^53 / 0xffff is far more 16-bit words than any packet holds.

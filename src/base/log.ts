@@ -3,7 +3,7 @@
 // object per line (--log-format json). Messages that can repeat per packet go through
 // `limited()`, which lets at most `burst` through per key per second and counts the rest.
 
-import { monoMs } from '../flow/clock';
+import { monoMs } from './clock';
 
 export const SECTIONS = ['core', 'udp', 'geneve', 'tunnel', 'healthcheck'] as const;
 export type Section = (typeof SECTIONS)[number];

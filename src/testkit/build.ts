@@ -1,4 +1,5 @@
-// Inner packet builder and textual address helpers for the GWLB emulator and the tests.
+// Inner packet builder and textual address helpers for the GWLB emulator, the tests and the
+// benchmarks: a tool (src/testkit/, docs/architecture.md "Layers"), never shipped with the daemon.
 // Allocates freely; never used on the hot path.
 
 import { internetChecksum, pseudoHeaderSum } from './checksum';

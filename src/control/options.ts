@@ -1,0 +1,31 @@
+// The daemon's options (what src/cli.ts makes of the command line), in a file of their own: the
+// daemon, the worker supervisor and the endpoint lifecycle all read them, and the daemon imports
+// the other two, so keeping the type in daemon.ts would make an import circle
+// (docs/architecture.md, "Layers"). src/control/daemon.ts re-exports it.
+
+export interface DaemonOptions {
+  createHook: string | null;
+  destroyHook: string | null;
+  /** -t: destroy an endpoint idle this long (seconds); 0 = never. */
+  endpointTimeoutS: number;
+  tcpIdleS: number;
+  otherIdleS: number;
+  hookTimeoutS: number;
+  workers: number;
+  /** CPU list per worker (null = no affinity). */
+  cpus: (number[] | null)[];
+  udpPort: number;
+  noReturn: boolean;
+  /** --offload on: TUN offloads (virtio headers, coalescing, segmentation; src/io/tun.ts). */
+  offload: boolean;
+  maxEndpoints: number;
+  maxFlows: number;
+  allow: number[];
+  holdPackets: number;
+  holdMs: number;
+  rcvbuf: number;
+  sndbuf: number;
+  hexDump: boolean;
+  /** Write and keep the gwi-/gwo- sysctls (src/control/sysctl.ts); false with --no-sysctl. */
+  manageSysctls: boolean;
+}
