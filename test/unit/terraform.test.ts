@@ -26,7 +26,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseCidr, parseCli } from '../../src/cli';
 import { evaluate, type Scope } from './helpers/hcl-eval';
@@ -218,6 +217,26 @@ function asTf(m: Module, tfName: string, v: unknown): unknown {
 }
 
 // ---- Tests --------------------------------------------------------------------------------------
+
+test('the HCL evaluator: Terraform\'s results for the constructs the module uses; what it does not know throws', () => {
+  const s: Scope = { var: { n: 5, l: ['a', 'b'], u: 'https://x/y.rpm', m: { k: 'v' } }, local: { arch: { x64: 'x86_64' } } };
+  const cases: [string, unknown][] = [
+    ['${var.n >= 1 && var.n <= 10 && floor(var.n) == var.n}', true],
+    ['${!(var.n > 4) || var.n - 1 == 4 * 1}', true],
+    ['${contains(["a", "b"], var.l[1])}', true],
+    ['${can(regex("^https://\\\\S+\\\\.rpm(\\\\?\\\\S*)?$", var.u))}', true],
+    ['${can(regex("^http://", var.u))}', false],
+    ['${alltrue([for x in var.l : length(x) == 1])}', true],
+    ['${join(" ", [for c in var.l : "--f ${c}"])}', '--f a --f b'],
+    ['${[for i, x in var.l : i]}', [0, 1]],
+    ['${local.arch["x64"]}-${var.m.k}', 'x86_64-v'],
+    ['${var.n > 9 ? "big" : "small"}', 'small'],
+    ['$${literal}', '${literal}'],
+    ['${merge(var.m, { Name = "n" })}', { k: 'v', Name: 'n' }],
+  ];
+  for (const [e, want] of cases) assert.deepEqual(evaluate(e, s), want, e);
+  for (const bad of ['${var.missing}', '${upper("a")}', '${var.l[2]}', '${var.n +}', '${var.u > 1}']) assert.throws(() => evaluate(bad, s), bad);
+});
 
 test('every .tf parses with HashiCorp\'s HCL parser (which refuses a broken file); the module is complete', async () => {
   const m = await load();
@@ -470,14 +489,8 @@ test('user data: sha256 checked before the RPM is installed; valid bash; paths o
   const install = lines.indexOf('dnf install -y /root/gwlbtun.rpm');
   assert.ok(check > 0 && install > check, 'the RPM is installed after its checksum passed (set -e)');
   assert.ok(lines.findIndex((l) => l.startsWith('dnf install -y nodejs22 ')) < install, 'Node.js (the RPM\'s Requires) from Amazon Linux first');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-tf-'));
-  try {
-    fs.writeFileSync(path.join(dir, 'user-data.sh'), ud);
-    const r = spawnSync('bash', ['-n', path.join(dir, 'user-data.sh')], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `bash -n:\n${r.stderr}`);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const bashN = spawnSync('bash', ['-n'], { input: ud, encoding: 'utf8' });
+  assert.equal(bashN.status, 0, `bash -n:\n${bashN.stderr}`);
   for (const p of ud.matchAll(/\/opt\/gwlbtun\/((?:examples|bin)\/[A-Za-z0-9_./-]+)/g)) assert.ok(fs.existsSync(path.join(ROOT, p[1]!)), `${p[1]} is in the release`);
   // The systemd drop-in, line for line the template's (its ${Names} are our ${names}).
   const dropIn = (text: string) => {

@@ -6,9 +6,9 @@
 //
 // The subset the module uses, and nothing else (anything else throws, which fails the test, so a
 // new construct in the module is noticed rather than misread): numbers, strings with escapes and
-// ${} interpolation, true/false/null, list and object literals, [for x in list : expr] (one or two names),
-// references (var.x, local.x, data.t.n[k].attr, each/iterator names), indexing, ! - * / + -
-// comparisons == != && ||, cond ? a : b, parentheses, and the functions below. regex() is RE2 in
+// ${} interpolation, true/false/null, list and object literals, [for x in list : expr] (one or
+// two names), references (var.x, local.x, data.t.n[k].attr, iterator names), indexing, ! - * / +
+// -, comparisons, == != && ||, cond ? a : b, parentheses, and the functions below. regex() is RE2 in
 // Terraform and a JavaScript RegExp here: the same for the patterns the module uses (no
 // lookaround, no backreferences; the test feeds both the values the CloudFormation template
 // accepts and refuses).
@@ -165,21 +165,25 @@ class Parser {
   }
 
   private or(): Node {
-    let l = this.and();
-    while (this.eat('||')) {
-      const a = l;
-      const r = this.and();
-      l = (s) => bool(a(s)) || bool(r(s));
-    }
-    return l;
+    return this.logic('||', () => this.and());
   }
 
   private and(): Node {
-    let l = this.eq();
-    while (this.eat('&&')) {
+    return this.logic('&&', () => this.eq());
+  }
+
+  /** Operands of `next` joined by `op`. Both sides are evaluated, as Terraform does (no short
+   * circuit): `var.x != null && var.x > 0` fails there on null, and so it does here. */
+  private logic(op: '||' | '&&', next: () => Node): Node {
+    let l = next();
+    while (this.eat(op)) {
       const a = l;
-      const r = this.eq();
-      l = (s) => bool(a(s)) && bool(r(s));
+      const r = next();
+      l = (s) => {
+        const x = bool(a(s));
+        const y = bool(r(s));
+        return op === '||' ? x || y : x && y;
+      };
     }
     return l;
   }
