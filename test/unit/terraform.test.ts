@@ -1,5 +1,6 @@
-// deploy/terraform/: the Terraform module, checked here without an AWS account, a terraform
-// binary or checkov (a Python program; this machine has no PyPI). Three layers:
+// deploy/terraform/: the Terraform module, checked here without an AWS account or checkov (a
+// Python program; no PyPI here), and with terraform itself only where it is installed (it is no
+// npm or Debian package). Four layers:
 //
 // 1. Syntax: every .tf is parsed by HashiCorp's own HCL parser (the Go hcl library built to
 //    WebAssembly, npm's @cdktf/hcl2json, a devDependency), which fails on what terraform would
@@ -21,11 +22,15 @@
 //    every parameter has a variable with the same default that accepts and refuses the same
 //    values; the same resources with the same ports, health check, attributes, lifecycle hook and
 //    drain timing; the same systemd drop-in in the user data, whose ExecStart our CLI accepts.
+// 4. Where terraform and a local copy of the hashicorp/aws provider are there (this project's
+//    machines have both): terraform validate (the provider's schema), fmt -check, and terraform
+//    test (deploy/terraform/tests/: plans against a mock provider). Skipped, saying so, elsewhere.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseCidr, parseCli } from '../../src/cli';
 import { evaluate, type Scope } from './helpers/hcl-eval';
@@ -526,6 +531,39 @@ test('user data: sha256 checked before the RPM is installed; valid bash; paths o
   assert.equal((lt.MetadataOptions as J).HttpTokens, 'required');
   assert.equal(m.resource.aws_launch_template!.appliance!.metadata_options[0].http_tokens, 'required');
   assert.equal(m.resource.aws_launch_template!.appliance!.user_data, '${base64encode(templatefile("${path.module}/user-data.sh.tftpl", local.user_data_vars))}');
+});
+
+// Terraform itself, where it is installed (it is no npm or Debian package, so the suite cannot
+// install it) with a local copy of the hashicorp/aws provider: a filesystem mirror at
+// GWLBTUN_TF_MIRROR, else /opt/tf-plugins. Nothing is fetched (the network is not asked: `direct`
+// excludes the provider). `terraform validate` checks every argument against the provider's schema,
+// `fmt -check` the layout, and `terraform test` runs deploy/terraform/tests/*.tftest.hcl: plans
+// against a mock of the provider, with the validations and preconditions refusing bad input.
+test('terraform validate, fmt -check and terraform test (plans against a mock provider), when terraform is installed', (t) => {
+  const version = spawnSync('terraform', ['version'], { encoding: 'utf8', env: { ...process.env, CHECKPOINT_DISABLE: '1' } });
+  if (version.error !== undefined || version.status !== 0) {
+    t.skip('terraform is not installed: the module was only parsed and evaluated above (no validate, no plan)');
+    return;
+  }
+  const mirror = [process.env.GWLBTUN_TF_MIRROR, '/opt/tf-plugins'].find((d) => d !== undefined && fs.existsSync(path.join(d, 'registry.terraform.io', 'hashicorp', 'aws')));
+  if (mirror === undefined) {
+    t.skip('no local copy of the hashicorp/aws provider (GWLBTUN_TF_MIRROR: a filesystem mirror): not validated against its schema');
+    return;
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-tf-'));
+  try {
+    fs.cpSync(MODULE, path.join(dir, 'module'), { recursive: true, filter: (src) => !/\.terraform|tfstate|\.auto\.tfvars$/.test(path.basename(src)) });
+    const rc = path.join(dir, 'terraformrc');
+    fs.writeFileSync(rc, `provider_installation {\n  filesystem_mirror {\n    path    = ${JSON.stringify(mirror)}\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n`);
+    const env = { ...process.env, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', TF_DATA_DIR: path.join(dir, 'data') };
+    for (const args of [['init', '-backend=false', '-input=false'], ['validate'], ['fmt', '-check', '-recursive', '-diff'], ['test']]) {
+      const r = spawnSync('terraform', [...args, '-no-color'], { cwd: path.join(dir, 'module'), env, encoding: 'utf8', timeout: 300000 });
+      assert.equal(r.status, 0, `terraform ${args.join(' ')}:\n${r.stdout}${r.stderr}`);
+      if (args[0] === 'test') assert.match(r.stdout, /Success! [1-9][0-9]* passed, 0 failed/);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('outputs: each documented; the template\'s outputs under snake_case names', async () => {
