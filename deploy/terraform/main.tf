@@ -29,7 +29,7 @@ data "aws_ssm_parameter" "al2023" {
 }
 
 locals {
-  # architecture -> the AMI's name and the RPM's architecture (the template's ArchMap).
+  # architecture -> the AMI's name and the RPM's architecture (the template's ArchMap: Ami, Rpm).
   ami_arch = { x64 = "x86_64", arm64 = "arm64" }
   rpm_arch = { x64 = "x86_64", arm64 = "aarch64" }
 
@@ -38,12 +38,13 @@ locals {
   gwlb_cidrs = [for s in var.gwlb_subnet_ids : data.aws_subnet.gwlb[s].cidr_block]
 
   # The user data's variables: user-data.sh.tftpl uses each as ${name}, nothing else (no template
-  # directives), so that it reads like the template's Fn::Sub script.
+  # directives; %%{ is a literal %{), so that it reads line for line as the template's Fn::Sub
+  # script (test/unit/terraform.test.ts compares them).
   user_data_vars = {
     node_major       = var.node_major
     release_url      = var.release_url
     release_sha256   = var.release_sha256
-    architecture     = var.architecture
+    rpm_arch         = local.rpm_arch[var.architecture]
     hook             = var.hook
     health_port      = var.health_port
     tcp_idle_timeout = var.tcp_idle_timeout

@@ -5,12 +5,10 @@
 # and refuses, so keep them in the forms it reads: comparisons, &&, ||, !, contains, length,
 # alltrue, can, regex, floor and [for x in var.v : ...].
 #
-# Two deliberate differences from the template:
-# - No GwlbSubnetCidrs: plain CloudFormation cannot look up the CIDR of a subnet it did not create,
-#   Terraform can (data.aws_subnet.gwlb in main.tf), so the security group rules and the
-#   --gwlb-cidr flags come from gwlb_subnet_ids themselves and cannot be mistyped.
-# - release_url is the RPM (gwlbtun-<version>-<release>.<x86_64|aarch64>.rpm, npm run package),
-#   installed with dnf after the sha256 check.
+# One deliberate difference from the template: no GwlbSubnetCidrs. Plain CloudFormation cannot
+# look up the CIDR of a subnet it did not create, Terraform can (data.aws_subnet.gwlb in main.tf),
+# so the security group rules and the --gwlb-cidr flags come from gwlb_subnet_ids themselves and
+# cannot be mistyped.
 # Added: name (a prefix for names and tags, where the template uses its stack name), tags, and
 # deletion_protection.
 

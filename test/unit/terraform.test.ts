@@ -182,7 +182,7 @@ function blocks(m: Module, r: J, kind: string, over: J = {}): J[] {
 /** The user data as an instance gets it (templatefile() with local.user_data_vars). */
 function renderUserData(m: Module, over: J = {}): string {
   const text = fs.readFileSync(path.join(MODULE, 'user-data.sh.tftpl'), 'utf8');
-  assert.ok(!text.includes('%{'), 'the user data template uses no template directives');
+  assert.ok(!/(^|[^%])%\{/.test(text), 'the user data template uses no template directives (%%{ is a literal %{)');
   const vars = scopeFor(m, over).local as J;
   return evaluate(text, vars.user_data_vars as J) as string;
 }
@@ -236,11 +236,11 @@ test('the HCL evaluator: Terraform\'s results for the constructs the module uses
     ['${[for i, x in var.l : i]}', [0, 1]],
     ['${local.arch["x64"]}-${var.m.k}', 'x86_64-v'],
     ['${var.n > 9 ? "big" : "small"}', 'small'],
-    ['$${literal}', '${literal}'],
+    ['$${literal} %%{x}', '${literal} %{x}'],
     ['${merge(var.m, { Name = "n" })}', { k: 'v', Name: 'n' }],
   ];
   for (const [e, want] of cases) assert.deepEqual(evaluate(e, s), want, e);
-  for (const bad of ['${var.missing}', '${upper("a")}', '${var.l[2]}', '${var.n +}', '${var.u > 1}']) assert.throws(() => evaluate(bad, s), bad);
+  for (const bad of ['${var.missing}', '${upper("a")}', '${var.l[2]}', '${var.n +}', '${var.u > 1}', '%{ if true }x%{ endif }']) assert.throws(() => evaluate(bad, s), bad);
 });
 
 test('every .tf parses with HashiCorp\'s HCL parser (which refuses a broken file); the module is complete', async () => {
@@ -296,9 +296,11 @@ test('variables: each documented; each template parameter has one with the same 
   for (const s of [SHA, '', 'ab'.repeat(31) + 'a', 'ab'.repeat(33), 'g'.repeat(64), ` ${SHA}`, SHA.toUpperCase()]) {
     assert.equal(valid(m, 'release_sha256', s), re('ReleaseSha256').test(s), `release_sha256 '${s}' as ReleaseSha256`);
   }
-  // release_url is the RPM (the template's ReleaseUrl, the tarball until it switches too).
-  for (const u of ['https://example.com/gwlbtun-0.1.0-1.x86_64.rpm', 'https://b.s3.amazonaws.com/gwlbtun-0.1.0-1.aarch64.rpm?X-Amz-Signature=ab']) assert.ok(valid(m, 'release_url', u), u);
-  for (const u of ['http://example.com/gwlbtun-0.1.0-1.x86_64.rpm', 'https://example.com/gwlbtun-0.1.0-linux-x64.tar.gz', 'https://example.com/a.rpm x', '']) assert.equal(valid(m, 'release_url', u), false, u);
+  // release_url: an https:// URL of the RPM, as the template's ReleaseUrl.
+  for (const u of ['https://example.com/gwlbtun-0.1.0-1.x86_64.rpm', 'https://b.s3.amazonaws.com/gwlbtun-0.1.0-1.aarch64.rpm?X-Amz-Signature=ab', 'http://example.com/gwlbtun-0.1.0-1.x86_64.rpm', 'https://example.com/gwlbtun-0.1.0-linux-x64.tar.gz', 'https://example.com/a.rpm x', '']) {
+    assert.equal(valid(m, 'release_url', u), re('ReleaseUrl').test(u), `release_url '${u}' as ReleaseUrl`);
+  }
+  assert.ok(valid(m, 'release_url', 'https://example.com/gwlbtun-0.1.0-1.x86_64.rpm') && !valid(m, 'release_url', 'http://example.com/gwlbtun-0.1.0-1.x86_64.rpm'));
   // What CloudFormation types check, validation does here.
   assert.equal(valid(m, 'vpc_id', 'vpc-0123456789abcdef0'), true);
   for (const [n, bad] of [['vpc_id', 'subnet-0123456789abcdef0'], ['gwlb_subnet_ids', []], ['gwlb_subnet_ids', [...SUBNETS, 'subnet-0a0000000000000a7']], ['gwlb_subnet_ids', ['vpc-0123456789abcdef0']], ['appliance_subnet_ids', []], ['allowed_principals', ['*']], ['name', 'a'.repeat(21)]] as const) {
@@ -484,31 +486,35 @@ test('checkov\'s rules for these resources pass, or are skipped in the file with
   assert.deepEqual(sgRules(m, sg, 'egress').filter(anywhere).map((x) => [x.protocol, x.from_port, x.to_port]), [['tcp', 443, 443], ['tcp', 443, 443]]);
 });
 
-test('user data: sha256 checked before the RPM is installed; valid bash; paths of the release; the template\'s drop-in; ExecStart gwlbtun accepts', async () => {
+test('user data: line for line the template\'s; the RPM\'s sha256 and CPU checked before it is installed; valid bash; ExecStart gwlbtun accepts', async () => {
   const m = await load();
   const ud = renderUserData(m);
   assert.match(ud, /^set -euo pipefail$/m);
   const lines = ud.split('\n');
   assert.deepEqual(lines.filter((l) => l.includes('sha256sum')), [`echo '${SHA}  /root/gwlbtun.rpm' | sha256sum -c -`], 'one unconditional check of the downloaded RPM');
   const check = lines.findIndex((l) => l.includes('sha256sum'));
+  const arch = lines.findIndex((l) => l.startsWith(`test "$(rpm -qp --qf '%{ARCH}' /root/gwlbtun.rpm)" = x86_64 || `));
   const install = lines.indexOf('dnf install -y /root/gwlbtun.rpm');
-  assert.ok(check > 0 && install > check, 'the RPM is installed after its checksum passed (set -e)');
-  assert.ok(lines.findIndex((l) => l.startsWith('dnf install -y nodejs22 ')) < install, 'Node.js (the RPM\'s Requires) from Amazon Linux first');
+  assert.ok(check > 0 && arch > check && install > arch, 'the RPM is installed after its checksum and its CPU passed (set -e)');
+  assert.match(renderUserData(m, { architecture: 'arm64' }), /^test "\$\(rpm -qp --qf '%\{ARCH\}' \/root\/gwlbtun\.rpm\)" = aarch64 \|\| /m);
+  const node = lines.findIndex((l) => l.startsWith('dnf install -y nodejs22 '));
+  assert.ok(node >= 0 && node < install, 'Node.js (the RPM\'s Requires) from Amazon Linux first');
   const bashN = spawnSync('bash', ['-n'], { input: ud, encoding: 'utf8' });
   assert.equal(bashN.status, 0, `bash -n:\n${bashN.stderr}`);
   for (const p of ud.matchAll(/\/opt\/gwlbtun\/((?:examples|bin)\/[A-Za-z0-9_./-]+)/g)) assert.ok(fs.existsSync(path.join(ROOT, p[1]!)), `${p[1]} is in the release`);
-  // The systemd drop-in, line for line the template's (its ${Names} are our ${names}).
-  const dropIn = (text: string) => {
-    const l = text.split('\n').map((x) => x.trim());
-    const a = l.findIndex((x) => x.startsWith('cat >/etc/systemd/system/gwlbtun.service.d/deploy.conf'));
-    const b = l.indexOf('EOF', a);
-    assert.ok(a >= 0 && b > a, 'a deploy.conf drop-in');
-    return l.slice(a, b + 1);
-  };
+  // Line for line the template's script, so that the two can be compared (and stay so): its
+  // ${Names} are our ${names}, its parameter names in messages our variables', `%{` is written
+  // `%%{` here (templatefile's escape); only the first comment, naming the file, differs.
   const lt = (tpl.Resources as J).LaunchTemplate.Properties.LaunchTemplateData;
   const cfnScript = String(lt.UserData['Fn::Base64']['Fn::Sub'][0]);
-  const renamed = cfnScript.replace(/\$\{([A-Za-z0-9]+)\}/g, (_, n: string) => `\${${n === 'GwlbCidrFlags' ? 'gwlb_cidr_flags' : CFN_TO_TF[n] ?? n}}`);
-  assert.deepEqual(dropIn(fs.readFileSync(path.join(MODULE, 'user-data.sh.tftpl'), 'utf8')), dropIn(renamed));
+  const names: Record<string, string> = { ...CFN_TO_TF, GwlbCidrFlags: 'gwlb_cidr_flags', RpmArch: 'rpm_arch' };
+  const renamed = cfnScript
+    .replace(/\$\{([A-Za-z0-9]+)\}/g, (_, n: string) => `\${${names[n] ?? `UNMAPPED:${n}`}}`)
+    .replace(/\b(ReleaseUrl|ReleaseSha256|Architecture)\b/g, (n) => names[n]!);
+  const ours = fs.readFileSync(path.join(MODULE, 'user-data.sh.tftpl'), 'utf8').replaceAll('%%{', '%{');
+  const body = (text: string) => text.trimEnd().split('\n').filter((_, i) => i !== 1);
+  assert.deepEqual(body(ours), body(renamed), 'user-data.sh.tftpl is the template\'s user data');
+  assert.match(ours.split('\n')[1]!, /^# gwlbtun appliance bootstrap \(deploy\/terraform\/user-data\.sh\.tftpl\)/);
   const unitStop = Number(/^TimeoutStopSec=(\d+)$/m.exec(fs.readFileSync(path.join(ROOT, 'examples', 'systemd', 'gwlbtun.service'), 'utf8'))?.[1]);
   const dropStop = Number(/^TimeoutStopSec=(\d+)$/m.exec(ud)?.[1]);
   assert.ok(valid(m, 'drain_seconds', 60) && !valid(m, 'drain_seconds', 61));

@@ -74,8 +74,8 @@ run "defaults" {
     error_message = "the user data's ExecStart: one --gwlb-cidr per GWLB subnet"
   }
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.appliance.user_data), "echo 'abababababababababababababababababababababababababababababababab  /root/gwlbtun.rpm' | sha256sum -c -\ndnf install -y /root/gwlbtun.rpm\n")
-    error_message = "the RPM is checked, then installed"
+    condition     = strcontains(base64decode(aws_launch_template.appliance.user_data), "echo 'abababababababababababababababababababababababababababababababab  /root/gwlbtun.rpm' | sha256sum -c -\ntest \"$(rpm -qp --qf '%%{ARCH}' /root/gwlbtun.rpm)\" = x86_64 || ")
+    error_message = "the RPM's checksum, then its architecture, are checked"
   }
   assert {
     condition     = one(aws_autoscaling_group.appliance.initial_lifecycle_hook).heartbeat_timeout == 330 && one(aws_autoscaling_group.appliance.initial_lifecycle_hook).default_result == "CONTINUE" && aws_autoscaling_group.appliance.health_check_type == "ELB"

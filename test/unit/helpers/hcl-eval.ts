@@ -6,9 +6,10 @@
 //
 // The subset the module uses, and nothing else (anything else throws, which fails the test, so a
 // new construct in the module is noticed rather than misread): numbers, strings with escapes and
-// ${} interpolation, true/false/null, list and object literals, [for x in list : expr] (one or
-// two names), references (var.x, local.x, data.t.n[k].attr, iterator names), indexing, ! - * / +
-// -, comparisons, == != && ||, cond ? a : b, parentheses, and the functions below. regex() is RE2 in
+// ${} interpolation ($${ and %%{ are literal; %{ directives throw), true/false/null, list and
+// object literals, [for x in list : expr] (one or two names), references (var.x, local.x,
+// data.t.n[k].attr, iterator names), indexing, ! - * / + -, comparisons, == != && ||,
+// cond ? a : b, parentheses, and the functions below. regex() is RE2 in
 // Terraform and a JavaScript RegExp here: the same for the patterns the module uses (no
 // lookaround, no backreferences; the test feeds both the values the CloudFormation template
 // accepts and refuses).
@@ -127,9 +128,11 @@ class Parser {
         this.i++;
         break;
       }
-      if (this.src.startsWith('$${', this.i)) {
-        lit += '${';
+      if (this.src.startsWith('$${', this.i) || this.src.startsWith('%%{', this.i)) {
+        lit += this.src[this.i] + '{';
         this.i += 3;
+      } else if (this.src.startsWith('%{', this.i)) {
+        throw new EvalError(`template directives (%{) are not known to this evaluator: ${this.src}`);
       } else if (this.src.startsWith('${', this.i)) {
         if (lit !== '') parts.push(lit);
         lit = '';
