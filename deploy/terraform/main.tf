@@ -275,8 +275,9 @@ resource "aws_autoscaling_group" "appliance" {
     propagate_at_launch = false
   }
 
+  # var.tags, but its Name (if any) gives way to the one above: a group takes each key once.
   dynamic "tag" {
-    for_each = var.tags
+    for_each = { for k, v in var.tags : k => v if k != "Name" }
     content {
       key                 = tag.key
       value               = tag.value

@@ -238,6 +238,8 @@ test('the HCL evaluator: Terraform\'s results for the constructs the module uses
     ['${var.n > 9 ? "big" : "small"}', 'small'],
     ['$${literal} %%{x}', '${literal} %{x}'],
     ['${merge(var.m, { Name = "n" })}', { k: 'v', Name: 'n' }],
+    ['${{ for k, v in merge(var.m, { Name = "n" }) : k => v if k != "Name" }}', { k: 'v' }],
+    ['${[for x in var.l : x if x != "a"]}', ['b']],
   ];
   for (const [e, want] of cases) assert.deepEqual(evaluate(e, s), want, e);
   for (const bad of ['${var.missing}', '${upper("a")}', '${var.l[2]}', '${var.n +}', '${var.u > 1}', '%{ if true }x%{ endif }']) assert.throws(() => evaluate(bad, s), bad);
@@ -389,6 +391,9 @@ test('Auto Scaling group: launch template (latest), target group, ELB health che
     [chook.LifecycleHookName, chook.LifecycleTransition, chook.DefaultResult, 400],
   );
   assert.deepEqual(asgRaw.lifecycle[0].ignore_changes, ['${desired_capacity}'], 'target tracking owns desired_capacity after creation');
+  // Each tag key once (AWS refuses a group with two Name tags), var.tags included.
+  const tags = blocks(m, asgRaw, 'tag', { tags: { Name: 'mine', team: 'net' } });
+  assert.deepEqual(tags.map((x) => [x.key, x.value]).sort(), [['Name', 'gwlbtun-gwlbtun'], ['team', 'net']]);
   // Preconditions: the drain only works when the instance outlives the deregistration delay.
   const pre = (over: J) => (asgRaw.lifecycle[0].precondition as J[]).every((p) => evaluate(p.condition, scopeFor(m, over)) === true);
   assert.ok(pre({}));

@@ -7,9 +7,9 @@
 // The subset the module uses, and nothing else (anything else throws, which fails the test, so a
 // new construct in the module is noticed rather than misread): numbers, strings with escapes and
 // ${} interpolation ($${ and %%{ are literal; %{ directives throw), true/false/null, list and
-// object literals, [for x in list : expr] (one or two names), references (var.x, local.x,
-// data.t.n[k].attr, iterator names), indexing, ! - * / + -, comparisons, == != && ||,
-// cond ? a : b, parentheses, and the functions below. regex() is RE2 in
+// object literals, [for x in list : expr] and {for k, v in coll : k => v}, each with `if`,
+// references (var.x, local.x, data.t.n[k].attr, iterator names), indexing, ! - * / + -,
+// comparisons, == != && ||, cond ? a : b, parentheses, and the functions below. regex() is RE2 in
 // Terraform and a JavaScript RegExp here: the same for the patterns the module uses (no
 // lookaround, no backreferences; the test feeds both the values the CloudFormation template
 // accepts and refuses).
@@ -307,7 +307,7 @@ class Parser {
     }
     if (c === '[') {
       this.i++;
-      if (this.peek('for ')) return this.forExpr();
+      if (this.peek('for ')) return this.forExpr(']');
       const items: Node[] = [];
       while (!this.eat(']')) {
         items.push(this.expr());
@@ -320,6 +320,7 @@ class Parser {
     }
     if (c === '{') {
       this.i++;
+      if (this.peek('for ')) return this.forExpr('}');
       const fields: [string, Node][] = [];
       while (!this.eat('}')) {
         const k = this.ident();
@@ -366,8 +367,9 @@ class Parser {
     };
   }
 
-  /** After '[for ': `a in list : expr]` or `k, v in list : expr]`. */
-  private forExpr(): Node {
+  /** After '[' or '{', at 'for': `a in coll : expr]`, `k, v in coll : expr]`, or for an object
+   * `k, v in coll : keyExpr => valueExpr}`; each may end in `if cond`. */
+  private forExpr(end: ']' | '}'): Node {
     this.expect('for');
     const a = this.ident();
     const b = this.eat(',') ? this.ident() : undefined;
@@ -376,11 +378,21 @@ class Parser {
     const coll = this.expr();
     this.expect(':');
     const body = this.expr();
-    this.expect(']');
+    let value: Node | undefined;
+    if (end === '}') {
+      this.expect('=>');
+      value = this.expr();
+    }
+    const cond = this.eat('if ') ? this.expr() : undefined;
+    this.expect(end);
     return (s) => {
       const c = coll(s);
       const entries: [Value, Value][] = Array.isArray(c) ? c.map((v, i) => [i, v]) : Object.entries(obj(c));
-      return entries.map(([k, v]) => body({ ...s, ...(b === undefined ? { [a]: v } : { [a]: k, [b]: v }) }));
+      const scopes = entries
+        .map(([k, v]) => ({ ...s, ...(b === undefined ? { [a]: v } : { [a]: k, [b]: v }) }))
+        .filter((x) => cond === undefined || bool(cond(x)));
+      if (value === undefined) return scopes.map((x) => body(x));
+      return Object.fromEntries(scopes.map((x) => [str(body(x)), value!(x)]));
     };
   }
 
