@@ -14,7 +14,6 @@
 # - egress is UDP 6081 to the GWLB subnets and TCP 443 (packages, the release, SSM), not all
 #   traffic: the example hooks (var.hook) return every packet through Geneve;
 # - the root volume is encrypted (checkov CKV_AWS_8's rule) whatever the account's default;
-# - tcp.idle_timeout.seconds is set on the listener, where AWS documents the attribute for GWLB.
 
 data "aws_subnet" "gwlb" {
   for_each = toset(var.gwlb_subnet_ids)

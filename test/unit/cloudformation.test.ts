@@ -207,7 +207,8 @@ test('GWLB with a listener forwarding to a GENEVE 6081 target group; HTTP health
   assert.deepEqual(a.get('deregistration_delay.timeout_seconds'), { Ref: 'DeregistrationDelaySeconds' });
   assert.deepEqual(a.get('target_failover.on_deregistration'), { Ref: 'FlowRebalance' });
   assert.deepEqual(a.get('target_failover.on_unhealthy'), { Ref: 'FlowRebalance' }, 'GWLB wants both failover attributes set alike');
-  assert.deepEqual(a.get('tcp.idle_timeout.seconds'), { Ref: 'TcpIdleTimeout' });
+  assert.equal(a.get('tcp.idle_timeout.seconds'), undefined, 'not a target group attribute for GWLB');
+  assert.deepEqual(attrs(l.ListenerAttributes).get('tcp.idle_timeout.seconds'), { Ref: 'TcpIdleTimeout' }, 'a listener attribute');
 });
 
 test('only the GWLB subnets reach Geneve and the health port: one rule pair per GwlbSubnetCidrs item, 1 to 6 subnets', () => {
