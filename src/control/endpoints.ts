@@ -12,6 +12,14 @@
 // endpoint id carries its slot's generation, so nothing of a destroyed endpoint (a late
 // acknowledgement, a flow) is ever taken for the next one in its slot. Workers are reached
 // only through the WorkerControl given (src/control/workers.ts).
+//
+// Listed endpoints (--endpoints FILE, src/control/endpoints-file.ts): createListed() creates them
+// at start-up, before the daemon reports healthy; the -t idle check never takes them down; their
+// own hooks replace -c/-r; reload() (SIGHUP) creates the added ones and destroys the removed ones,
+// and leaves the others running (a new name or hook applies in place, no hook runs again). A
+// listed endpoint that is destroyed anyway (its device deleted) is created again, as listed, by its
+// next packet. With --endpoints-only a packet of an unlisted ENI ID creates nothing: the worker
+// is refused (`endpoint_unlisted`) and asks again after its refusal expires.
 
 import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
@@ -23,6 +31,7 @@ import { runHook, SerialQueues, type HookResult } from './hooks';
 import { newSysctlMarks, WATCH_MS, type InterfaceSysctls, type SysctlMarks } from './sysctl';
 import { LEVEL, type Logger } from '../ops/log';
 import type { DaemonOptions } from './daemon';
+import type { EndpointEntry } from './endpoints-file';
 
 export const TUN_MTU = 8500;
 /** Packets each TUN queue holds for us between two reads (the kernel's default is 500). Measured
@@ -64,6 +73,19 @@ export interface Endpoint {
   /** The hook running for it now, and the last one that ran (for the status page). */
   hookRunning: 'create' | 'destroy' | null;
   lastHook: HookRecord | null;
+  /** Its line of the endpoints file as last read (name, own hooks), or null: not listed when it
+   * was created. Kept after a reload removed it, until it is destroyed. */
+  entry: EndpointEntry | null;
+}
+
+/** An endpoint's name from the endpoints file, or null. */
+export function endpointName(e: Endpoint): string | null {
+  return e.entry === null ? null : e.entry.name;
+}
+
+/** How logs name an endpoint: its ENI hex, and its name when it has one. */
+export function endpointLabel(e: Endpoint): string {
+  return e.entry === null ? e.hex : `${e.hex} (${e.entry.name})`;
 }
 
 /** One hook run, as the status page shows it (output cut to HOOK_OUTPUT_MAX characters). */
@@ -118,6 +140,10 @@ export class EndpointLifecycle {
   private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
   private timers: NodeJS.Timeout[] = [];
   private readonly nat = native();
+  /** The endpoints file's entries by ENI hex: these are created at start and on reload. */
+  private listed = new Map<string, EndpointEntry>();
+  /** Refusals of unlisted ENI IDs (--endpoints-only), for the status page. */
+  unlistedRefusals = 0;
 
   constructor(
     private readonly opts: DaemonOptions,
@@ -206,7 +232,7 @@ export class EndpointLifecycle {
     } else if (m.t === 'gone') {
       const e = this.bySlot[m.slot];
       if (e !== undefined && e.state === 'ready') {
-        this.log.important('tunnel', `interface of endpoint ${e.hex} went away (errno ${m.errno}); tearing it down`);
+        this.log.important('tunnel', `interface of endpoint ${endpointLabel(e)} went away (errno ${m.errno}); tearing it down`);
         void this.destroy(e, 'device deleted');
       }
     }
@@ -222,11 +248,25 @@ export class EndpointLifecycle {
       return; // 'creating': every worker gets 'add' when it is done
     }
     if (this.shuttingDown()) return;
+    if (this.opts.endpointsOnly && !this.listed.has(names.hex)) {
+      this.unlistedRefusals++;
+      this.log.limited('endpoint-unlisted', 'core', LEVEL.important, `ENI ${names.hex} is not in the endpoints file (--endpoints-only): dropping its traffic`);
+      this.workers.post(worker, { t: 'reject', hi, lo, failed: false, unlisted: true });
+      return;
+    }
+    void this.begin(worker, hi, lo);
+  }
+
+  /** Allocate a slot for a new endpoint and create it in its serial queue; resolves when it is
+   * ready or has failed (null: refused at once). */
+  private begin(worker: number, hi: number, lo: number): Promise<void> | null {
+    const eni = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    const names = endpointNames(eni);
     const refused = this.refusedUntil.get(names.hex);
     if (refused !== undefined) {
       if (monoMs() < refused) {
         this.workers.post(worker, { t: 'reject', hi, lo, failed: true });
-        return;
+        return null;
       }
       this.refusedUntil.delete(names.hex);
     }
@@ -234,7 +274,7 @@ export class EndpointLifecycle {
     if (slot === undefined) {
       this.log.limited('endpoint-limit', 'core', LEVEL.important, `endpoint limit (${this.opts.maxEndpoints}) reached; dropping traffic of ENI ${names.hex}`);
       this.workers.post(worker, { t: 'reject', hi, lo, failed: false });
-      return;
+      return null;
     }
     const gen = (this.slotGen[slot] = (this.slotGen[slot] + 1) & 0xffff);
     const e: Endpoint = {
@@ -257,10 +297,64 @@ export class EndpointLifecycle {
       hookRunning: null,
       lastHook: null,
       sysctl: newSysctlMarks(),
+      entry: this.listed.get(names.hex) ?? null,
     };
     this.endpoints.set(e.hex, e);
     this.bySlot[slot] = e;
-    void this.serial.run(e.hex, () => this.create(e));
+    return this.serial.run(e.hex, () => this.create(e));
+  }
+
+  /** Start-up (--endpoints): create every listed endpoint; resolves when each is ready or has
+   * failed (failures are logged, as for any endpoint; its traffic is then refused for a while
+   * and creation is tried again by its next packet). */
+  async createListed(entries: readonly EndpointEntry[]): Promise<void> {
+    this.listed = new Map(entries.map((x) => [x.hex, x]));
+    await Promise.all(entries.map((x) => this.ensureListed(x)));
+  }
+
+  /** SIGHUP (--endpoints): the file as read again. Endpoints added to it are created, those
+   * removed from it destroyed (hooks run), the others left running: a new name or new hooks
+   * apply in place (the hooks from their next run on), no hook runs again, no packet waits. */
+  async reload(entries: readonly EndpointEntry[]): Promise<{ added: number; removed: number; kept: number }> {
+    const old = this.listed;
+    this.listed = new Map(entries.map((x) => [x.hex, x]));
+    const work: Promise<void>[] = [];
+    let removed = 0;
+    let added = 0;
+    for (const hex of old.keys()) {
+      if (this.listed.has(hex)) continue;
+      const e = this.endpoints.get(hex);
+      if (e === undefined) continue;
+      removed++;
+      work.push(this.destroy(e, 'removed from the endpoints file'));
+    }
+    for (const x of entries) {
+      if (!old.has(x.hex) && !this.endpoints.has(x.hex)) added++;
+      work.push(this.ensureListed(x));
+    }
+    await Promise.all(work);
+    return { added, removed, kept: entries.length - added };
+  }
+
+  /** A listed endpoint exists: created if it does not, its entry updated in place if it does. */
+  private ensureListed(x: EndpointEntry): Promise<void> {
+    const e = this.endpoints.get(x.hex);
+    if (e !== undefined) {
+      if (e.entry !== x) {
+        const was = e.entry === null ? 'unlisted' : e.entry.name;
+        if (was !== x.name) this.log.important('tunnel', `endpoint ${e.hex}: now named ${x.name} (was ${was})`);
+        e.entry = x;
+      }
+      if (e.state === 'destroying') e.recreate = true; // created again, as listed, once destroyed
+      return Promise.resolve();
+    }
+    if (this.shuttingDown()) return Promise.resolve();
+    return this.begin(0, Number(x.eni >> 32n), Number(x.eni & 0xffffffffn)) ?? Promise.resolve();
+  }
+
+  /** The endpoint is in the endpoints file (so -t never takes it down). */
+  isListed(e: Endpoint): boolean {
+    return this.listed.has(e.hex);
   }
 
   /** --offload on: what the kernel may hand over unfinished, probed per device (src/io/offload.ts);
@@ -294,14 +388,14 @@ export class EndpointLifecycle {
         if (!this.workers.alive(i)) this.setQueues(e, i, false);
       }
     } catch (err) {
-      this.log.critical('tunnel', `cannot create interfaces for endpoint ${e.hex}: ${(err as Error).message}`);
+      this.log.critical('tunnel', `cannot create interfaces for endpoint ${endpointLabel(e)}: ${(err as Error).message}`);
       this.closeFds(e);
       this.releaseSlot(e);
       for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
       return;
     }
-    this.log.important('tunnel', `endpoint ${e.hex}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
-    if (this.opts.createHook !== null) await this.hook('create', e);
+    this.log.important('tunnel', `endpoint ${endpointLabel(e)}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
+    await this.hook('create', e);
     if (this.shuttingDown()) return; // shutdown() destroys it
     this.sysctls?.check(e); // changed during the hook (udev): fix it before held packets go
     e.state = 'ready';
@@ -316,7 +410,7 @@ export class EndpointLifecycle {
       try {
         this.setQueues(e, i, true);
       } catch (err) {
-        this.log.important('tunnel', `endpoint ${e.hex}: cannot attach worker ${i}'s queues again: ${(err as Error).message}`);
+        this.log.important('tunnel', `endpoint ${endpointLabel(e)}: cannot attach worker ${i}'s queues again: ${(err as Error).message}`);
         return;
       }
     }
@@ -330,7 +424,8 @@ export class EndpointLifecycle {
   }
 
   private async hook(kind: 'create' | 'destroy', e: Endpoint): Promise<HookResult | null> {
-    const file = kind === 'create' ? this.opts.createHook : this.opts.destroyHook;
+    const own = e.entry === null ? null : kind === 'create' ? e.entry.createHook : e.entry.destroyHook;
+    const file = own ?? (kind === 'create' ? this.opts.createHook : this.opts.destroyHook);
     if (file === null) return null;
     const args = [kind === 'create' ? 'CREATE' : 'DESTROY', e.gwi, this.opts.noReturn ? 'none' : e.gwo, e.hex];
     e.hookRunning = kind;
@@ -367,10 +462,10 @@ export class EndpointLifecycle {
     const limitMs = this.opts.endpointTimeoutS * 1000;
     const now = monoMs();
     for (const e of this.endpoints.values()) {
-      if (e.state !== 'ready') continue;
+      if (e.state !== 'ready' || this.listed.has(e.hex)) continue; // listed endpoints stay
       const last = Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS));
       if (now - last >= limitMs) {
-        this.log.important('tunnel', `endpoint ${e.hex}: no traffic for ${this.opts.endpointTimeoutS} s; destroying`);
+        this.log.important('tunnel', `endpoint ${endpointLabel(e)}: no traffic for ${this.opts.endpointTimeoutS} s; destroying`);
         void this.destroy(e, 'idle');
       }
     }
@@ -382,18 +477,18 @@ export class EndpointLifecycle {
     e.state = 'destroying';
     return this.serial.run(e.hex, async () => {
       await this.removeFromWorkers(e);
-      if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+      await this.hook('destroy', e);
       this.closeFds(e);
       e.destroyed = true;
       this.endpointsDestroyed++;
-      this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
+      this.log.important('tunnel', `endpoint ${endpointLabel(e)}: destroyed (${why})`);
       this.counters.resetEndpoint(e.slot);
       this.releaseSlot(e);
       if (why === 'device deleted' && monoMs() - e.readyMs < 5000 && !this.shuttingDown()) {
         // Deleted within seconds of its creation (a hook that deletes its own interface?):
         // refuse its traffic for a while (counted as endpoint_failed) instead of re-creating it
         // in a tight loop; the workers forget the refusal after 10 s.
-        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
+        this.log.important('tunnel', `endpoint ${endpointLabel(e)}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
         if (this.refusedUntil.size >= this.opts.maxEndpoints) this.refusedUntil.clear(); // bounded
         this.refusedUntil.set(e.hex, monoMs() + REFUSE_MS);
         for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
@@ -419,7 +514,7 @@ export class EndpointLifecycle {
         const wait = this.removeWaits.get(id);
         if (wait === undefined) return;
         for (const i of wait.pending) {
-          this.log.critical('core', `worker ${i} did not let go of endpoint ${e.hex} within ${ACK_TIMEOUT_MS} ms; terminating it`);
+          this.log.critical('core', `worker ${i} did not let go of endpoint ${endpointLabel(e)} within ${ACK_TIMEOUT_MS} ms; terminating it`);
           this.workers.terminate(i);
         }
       }, ACK_TIMEOUT_MS);
@@ -446,7 +541,7 @@ export class EndpointLifecycle {
         this.serial.run(e.hex, async () => {
           if (e.destroyed) return;
           e.state = 'destroying';
-          if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+          await this.hook('destroy', e);
           this.closeFds(e);
           e.destroyed = true;
           this.endpointsDestroyed++;

@@ -31,7 +31,7 @@ import { Related } from './related';
 import { ReturnPath, TX_BATCH, TX_ROUNDS } from './returns';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, LOOP_HIST, countEpDrop, recordHist } from './counters';
 import { CTRL_GWLB_IP, CTRL_MSG_SEQ, CTRL_STOP, CTRL_TX_RAW, type FromWorker, type ToWorker, type WorkerConfig } from './messages';
-import { LocalEndpoints, ST_PENDING, ST_READY, ST_REJECTED } from './endpoints';
+import { LocalEndpoints, REJECT_REASONS, ST_PENDING, ST_READY, ST_REJECTED } from './endpoints';
 import { HoldRing } from './hold';
 import { DropLog } from './droplog';
 
@@ -219,7 +219,7 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
         counters[C.HOLD_QUEUED] += 1;
         counters[C.HOLD_NOW] = holdRing.live;
       } else drop(Drop.HOLD_FULL);
-    } else drop(eps.failed[li] !== 0 ? Drop.ENDPOINT_FAILED : Drop.ENDPOINT_LIMIT);
+    } else drop(REJECT_REASONS[eps.failed[li]]);
   }
 
   function deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: number, li: number): void {
@@ -391,9 +391,9 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
       if (li < 0) li = eps.add(m.hi, m.lo, ST_REJECTED, nowMs);
       if (li < 0) return;
       lState[li] = ST_REJECTED;
-      eps.failed[li] = m.failed ? 1 : 0;
+      eps.failed[li] = m.unlisted === true ? 2 : m.failed ? 1 : 0;
       eps.sinceMs[li] = nowMs;
-      holdRelease(li, false, m.failed ? Drop.ENDPOINT_FAILED : Drop.ENDPOINT_LIMIT);
+      holdRelease(li, false, REJECT_REASONS[eps.failed[li]]);
     } else if (m.t === 'remove') {
       const li = eps.bySlot[m.slot];
       if (li >= 0) {
