@@ -80,12 +80,13 @@ export interface Endpoint {
 
 /** An endpoint's name from the endpoints file, or null. */
 export function endpointName(e: Endpoint): string | null {
-  return e.entry === null ? null : e.entry.name;
+  return e.entry?.name ?? null; // (entry absent: an endpoint made by a test's stub)
 }
 
 /** How logs name an endpoint: its ENI hex, and its name when it has one. */
 export function endpointLabel(e: Endpoint): string {
-  return e.entry === null ? e.hex : `${e.hex} (${e.entry.name})`;
+  const name = endpointName(e);
+  return name === null ? e.hex : `${e.hex} (${name})`;
 }
 
 /** One hook run, as the status page shows it (output cut to HOOK_OUTPUT_MAX characters). */

@@ -50,6 +50,14 @@ describe('endpoints file: created at start, kept, --endpoints-only, SIGHUP', () 
     for (const ep of r.endpoints) assert.equal(ep.verified, ep.sent, `${ep.eni}: ${ep.verified}/${ep.sent}`);
     const m = metrics(env.t, PORT);
     assert.equal(m.get('gwlbtun_hold_packets_total'), 0, 'nothing was held: the endpoints existed');
+    // Names everywhere: the log, the -j body, /status.json, /status, Prometheus labels (the ENI label stays).
+    assert.match(d.output(), new RegExp(`endpoint ${A} \\(alpha\\): created gwi-${n60(A)}`));
+    type Named = { endpoints: { eni: string; name: string | null }[] };
+    const names = (body: string): string[] => (JSON.parse(body) as Named).endpoints.map((e) => `${e.eni}=${e.name}`).sort();
+    assert.deepEqual(names(httpGetInNs(env.t.applianceNs, PORT, '/').body), [`${A}=alpha`, `${B}=bravo`]);
+    assert.deepEqual(names(httpGetInNs(env.t.applianceNs, PORT, '/status.json').body), [`${A}=alpha`, `${B}=bravo`]);
+    assert.match(httpGetInNs(env.t.applianceNs, PORT, '/status').body, new RegExp(`vpce-${A} alpha <span`));
+    assert.ok((m.get(`gwlbtun_endpoint_packets_from_gwlb_total{eni="${B}",interface="gwi-${n60(B)}",name="bravo"}`) ?? 0) > 0, 'name label');
   });
 
   test('-t 2 never destroys a listed endpoint; --endpoints-only refuses an unlisted one', async () => {
