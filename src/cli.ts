@@ -74,6 +74,9 @@ Options of this edition:
                         start-up before health answers 200, never removed by -t; SIGHUP re-reads
                         the file (added ones created, removed ones destroyed, others untouched).
   --endpoints-only      Drop traffic of ENI IDs not in the endpoints file (endpoint_unlisted).
+  --netns-per-endpoint  Every endpoint in a network namespace of its own (created if missing;
+                        gwlbtun-NAME, NAME its name or base-60 ID) unless the file names one: its
+                        gwi-/gwo- are moved there and its hooks run there.
   --no-sysctl           Leave the interface sysctls to me. By default gwlbtun sets rp_filter 0,
                         accept_ra 0 and no IPv6 link-local address on every gwi-/gwo- interface
                         before the CREATE hook, and restores rp_filter within a second when anyone
@@ -210,6 +213,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         'no-sysctl': { type: 'boolean' },
         endpoints: { type: 'string' },
         'endpoints-only': { type: 'boolean' },
+        'netns-per-endpoint': { type: 'boolean' },
       },
     }));
   } catch (e) {
@@ -291,6 +295,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     endpointsFile,
     endpoints,
     endpointsOnly: values['endpoints-only'] === true,
+    netnsPerEndpoint: values['netns-per-endpoint'] === true,
   };
   return {
     help: values.help === true,

@@ -52,6 +52,8 @@ export interface DaemonOptions {
   endpoints: EndpointEntry[];
   /** --endpoints-only: traffic of ENI IDs not in the file creates nothing (`endpoint_unlisted`). */
   endpointsOnly: boolean;
+  /** --netns-per-endpoint: every endpoint in a network namespace of its own (src/control/netns.ts). */
+  netnsPerEndpoint: boolean;
 }
 
 export class Daemon {

@@ -20,6 +20,9 @@
 // listed endpoint that is destroyed anyway (its device deleted) is created again, as listed, by its
 // next packet. With --endpoints-only a packet of an unlisted ENI ID creates nothing: the worker
 // is refused (`endpoint_unlisted`) and asks again after its refusal expires.
+// An endpoint with a network namespace (its `netns=`, or --netns-per-endpoint) has its devices
+// moved there after they are set up and before its CREATE hook, and its hooks run there
+// (src/control/netns.ts); the namespace goes after DESTROY when gwlbtun created it.
 
 import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
@@ -32,6 +35,7 @@ import { newSysctlMarks, WATCH_MS, type InterfaceSysctls, type SysctlMarks } fro
 import { LEVEL, type Logger } from '../ops/log';
 import type { DaemonOptions } from './daemon';
 import type { EndpointEntry } from './endpoints-file';
+import { ensureNetns, inNetns, moveIntoNetns, removeNetns } from './netns';
 
 export const TUN_MTU = 8500;
 /** Packets each TUN queue holds for us between two reads (the kernel's default is 500). Measured
@@ -76,6 +80,10 @@ export interface Endpoint {
   /** Its line of the endpoints file as last read (name, own hooks), or null: not listed when it
    * was created. Kept after a reload removed it, until it is destroyed. */
   entry: EndpointEntry | null;
+  /** Its network namespace (null: gwlbtun's own), and whether gwlbtun created it (then it is
+   * removed after DESTROY). */
+  netns: string | null;
+  netnsCreated: boolean;
 }
 
 /** An endpoint's name from the endpoints file, or null. */
@@ -299,7 +307,10 @@ export class EndpointLifecycle {
       lastHook: null,
       sysctl: newSysctlMarks(),
       entry: this.listed.get(names.hex) ?? null,
+      netns: null,
+      netnsCreated: false,
     };
+    e.netns = this.netnsOf(e);
     this.endpoints.set(e.hex, e);
     this.bySlot[slot] = e;
     return this.serial.run(e.hex, () => this.create(e));
@@ -345,12 +356,22 @@ export class EndpointLifecycle {
         const was = e.entry === null ? 'unlisted' : e.entry.name;
         if (was !== x.name) this.log.important('tunnel', `endpoint ${e.hex}: now named ${x.name} (was ${was})`);
         e.entry = x;
+        const ns = this.netnsOf(e);
+        if (ns !== e.netns) this.log.important('tunnel', `endpoint ${endpointLabel(e)}: its network namespace (${ns ?? 'none'}) applies when it is created again; it stays in ${e.netns ?? "gwlbtun's own"} (remove it from the file, reload, add it back)`);
       }
       if (e.state === 'destroying') e.recreate = true; // created again, as listed, once destroyed
       return Promise.resolve();
     }
     if (this.shuttingDown()) return Promise.resolve();
     return this.begin(0, Number(x.eni >> 32n), Number(x.eni & 0xffffffffn)) ?? Promise.resolve();
+  }
+
+  /** The namespace an endpoint gets: its own from the file, else with --netns-per-endpoint
+   * `gwlbtun-` and its name (or its interfaces' base-60 ENI ID), else none. */
+  private netnsOf(e: Endpoint): string | null {
+    if (e.entry !== null && e.entry.netns !== null) return e.entry.netns;
+    if (!this.opts.netnsPerEndpoint) return null;
+    return `gwlbtun-${e.entry !== null ? e.entry.name : e.gwi.slice(4)}`;
   }
 
   /** The endpoint is in the endpoints file (so -t never takes it down). */
@@ -388,14 +409,19 @@ export class EndpointLifecycle {
         e.detached[i] = false;
         if (!this.workers.alive(i)) this.setQueues(e, i, false);
       }
+      if (e.netns !== null) {
+        e.netnsCreated = await ensureNetns(e.netns);
+        await moveIntoNetns(e.netns, this.opts.noReturn ? [e.gwi] : [e.gwi, e.gwo]);
+      }
     } catch (err) {
       this.log.critical('tunnel', `cannot create interfaces for endpoint ${endpointLabel(e)}: ${(err as Error).message}`);
       this.closeFds(e);
+      await this.dropNetns(e);
       this.releaseSlot(e);
       for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
       return;
     }
-    this.log.important('tunnel', `endpoint ${endpointLabel(e)}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
+    this.log.important('tunnel', `endpoint ${endpointLabel(e)}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}${e.netns === null ? '' : ` in network namespace ${e.netns}${e.netnsCreated ? ' (created)' : ''}`}`);
     await this.hook('create', e);
     if (this.shuttingDown()) return; // shutdown() destroys it
     this.sysctls?.check(e); // changed during the hook (udev): fix it before held packets go
@@ -430,7 +456,8 @@ export class EndpointLifecycle {
     if (file === null) return null;
     const args = [kind === 'create' ? 'CREATE' : 'DESTROY', e.gwi, this.opts.noReturn ? 'none' : e.gwo, e.hex];
     e.hookRunning = kind;
-    const r = await runHook(file, args, this.opts.hookTimeoutS * 1000);
+    const argv = e.netns === null ? { file, args } : inNetns(e.netns, file, args);
+    const r = await runHook(argv.file, argv.args, this.opts.hookTimeoutS * 1000);
     e.hookRunning = null;
     const st = this.hookStats[kind];
     st.runs++;
@@ -480,6 +507,7 @@ export class EndpointLifecycle {
       await this.removeFromWorkers(e);
       await this.hook('destroy', e);
       this.closeFds(e);
+      await this.dropNetns(e);
       e.destroyed = true;
       this.endpointsDestroyed++;
       this.log.important('tunnel', `endpoint ${endpointLabel(e)}: destroyed (${why})`);
@@ -544,12 +572,25 @@ export class EndpointLifecycle {
           e.state = 'destroying';
           await this.hook('destroy', e);
           this.closeFds(e);
+          await this.dropNetns(e);
           e.destroyed = true;
           this.endpointsDestroyed++;
           this.releaseSlot(e);
         }),
       ),
     );
+  }
+
+  /** Remove the endpoint's namespace if gwlbtun created it (its devices are gone with their
+   * queues; a process a hook left running there keeps it alive until it exits). */
+  private async dropNetns(e: Endpoint): Promise<void> {
+    if (e.netns === null || !e.netnsCreated) return;
+    e.netnsCreated = false;
+    try {
+      await removeNetns(e.netns);
+    } catch (err) {
+      this.log.important('tunnel', `endpoint ${endpointLabel(e)}: cannot remove network namespace ${e.netns}: ${(err as Error).message}`);
+    }
   }
 
   private closeFds(e: Endpoint): void {

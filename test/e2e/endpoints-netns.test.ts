@@ -1,0 +1,113 @@
+// Per-endpoint network namespaces (src/control/netns.ts) against the real daemon:
+// - `netns=` in the endpoints file: gwi-/gwo- are moved into the namespace (created when missing),
+//   the TUN queues keep carrying traffic after the move, and the hooks run inside it;
+// - two endpoints whose customers send byte-identical inner 5-tuples (the emulator's
+//   --same-inner), each through the plain stateful firewall of examples/hooks/netns-firewall.sh in
+//   its own namespace: every packet comes back on its own endpoint (a packet crossing over would
+//   come back with the other endpoint's Geneve header: a verification failure), each namespace's
+//   conntrack holds its endpoint's flows and its firewall saw exactly its endpoint's packets;
+// - --netns-per-endpoint puts an unlisted endpoint in `gwlbtun-<base-60 ID>`;
+// - at shutdown the namespaces gwlbtun created are removed, one that existed before is left.
+// The daemon runs under `ip netns exec` (lib.ts), which gives it a mount namespace of its own
+// whose mounts do not propagate back: the namespaces it creates (bind mounts on /run/netns) are
+// seen through its mount namespace (nsenter -m), as a service with a private mount namespace
+// would have it (docs/operations.md, "Network namespaces per endpoint").
+
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { eniToBase60 } from '../../src/wire/eni';
+import { links, metrics, nsRun, ROOT, runEmulator, sh, startDaemon, stopDaemon, useEnv, type LinkInfo } from './lib';
+
+const PORT = 8094;
+const HOOK = path.join(ROOT, 'examples', 'hooks', 'netns-firewall.sh');
+const A = '00000000000000a1a';
+const B = '00000000000000b1b';
+// Unlisted, in gwlbtun-<base 60>: random, so that the namespace name is unique per run.
+const C = (BigInt('0x' + randomBytes(7).toString('hex')) | 1n).toString(16).padStart(17, '0');
+const n60 = (hex: string): string => eniToBase60(BigInt('0x' + hex));
+const nsExists = (ns: string): boolean => fs.existsSync(`/run/netns/${ns}`);
+
+describe('endpoints in network namespaces of their own', () => {
+  const env = useEnv('epn');
+  const made: string[] = [];
+  let nsA = '';
+  let nsB = '';
+  const nsC = `gwlbtun-${n60(C)}`;
+  after(() => {
+    // Whatever a failed test left (useEnv's after() has stopped the daemon by now).
+    for (const ns of [...made, nsC]) if (nsExists(ns)) sh('ip', ['netns', 'del', ns]);
+  });
+
+  /** A command in namespace `ns` as the daemon sees it (through its mount namespace). */
+  const inNs = (ns: string, cmd: string, args: string[]): { status: number | null; stdout: string; stderr: string } =>
+    sh('nsenter', ['-t', String(env.d.pid), '-m', 'ip', 'netns', 'exec', ns, cmd, ...args]);
+  const nsLinks = (ns: string): LinkInfo[] => {
+    const r = inNs(ns, 'ip', ['-j', 'link', 'show']);
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout) as LinkInfo[]).filter((l) => l.ifname.startsWith('gw'));
+  };
+  const counters = (ns: string): { newP: number; estP: number } => {
+    const out = inNs(ns, 'nft', ['list', 'chain', 'inet', 'gwlbtun_fw', 'forward']).stdout;
+    const get = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);
+    return { newP: get(/ct state new counter packets (\d+)/), estP: get(/ct state established,related counter packets (\d+)/) };
+  };
+  const ctCount = (ns: string): number => Number(inNs(ns, 'cat', ['/proc/sys/net/netfilter/nf_conntrack_count']).stdout.trim());
+
+  test('listed endpoints are moved into their namespaces, set up, with the hook run there', async () => {
+    nsA = `${env.t.id}-a`;
+    nsB = `${env.t.id}-b`;
+    made.push(nsA, nsB);
+    assert.equal(sh('ip', ['netns', 'add', nsB]).status, 0); // B's exists before: gwlbtun must leave it
+    const file = path.join(env.dir, 'endpoints.conf');
+    fs.writeFileSync(file, `${A} alpha netns=${nsA}\n${B} bravo netns=${nsB}\n`);
+    const d = await startDaemon(env.t, ['--endpoints', file, '--netns-per-endpoint', '-c', HOOK, '-r', HOOK, '-p', String(PORT), '--logging', 'core=info']);
+    env.d = d;
+    for (const [ns, hex] of [[nsA, A], [nsB, B]] as const) {
+      const names = nsLinks(ns);
+      assert.deepEqual(names.map((l) => l.ifname).sort(), [`gwi-${n60(hex)}`, `gwo-${n60(hex)}`], ns);
+      for (const l of names) {
+        assert.ok(l.flags.includes('UP'), `${l.ifname} up in ${ns}`);
+        assert.equal(l.mtu, 8500);
+      }
+      assert.equal(inNs(ns, 'cat', [`/proc/sys/net/ipv4/conf/gwi-${n60(hex)}/rp_filter`]).stdout.trim(), '0');
+      assert.equal(inNs(ns, 'cat', ['/proc/sys/net/ipv4/ip_forward']).stdout.trim(), '1');
+      assert.equal(counters(ns).newP, 0, 'the hook made the firewall in the namespace');
+    }
+    assert.ok(!links(env.t.applianceNs).some((l) => l.ifname.startsWith('gwi-')), 'nothing left in the daemon namespace');
+    assert.match(d.output(), new RegExp(`endpoint ${A} \\(alpha\\): created gwi-${n60(A)} and gwo-${n60(A)} in network namespace ${nsA} \\(created\\)`));
+    assert.match(d.output(), new RegExp(`in network namespace ${nsB}\\n`), 'B: existing namespace, not created');
+  });
+
+  test('identical inner 5-tuples on two endpoints: each through its own stateful firewall, none mixed', async () => {
+    const r = await runEmulator(env.t, ['--endpoints', `${A},${B}`, '--same-inner', '--families', '4,6', '--protos', 'udp,tcp', '--flows', '2', '--rate', '400', '--packets', '25']);
+    for (const ep of r.endpoints) assert.equal(ep.verified, ep.sent, `${ep.eni}: ${ep.verified}/${ep.sent}, bad ${JSON.stringify(ep.bad)}`);
+    for (const [ns, hex] of [[nsA, A], [nsB, B]] as const) {
+      const sent = r.endpoints.find((e) => e.eni === hex)!.sent;
+      const c = counters(ns);
+      assert.equal(c.newP + c.estP, sent, `${ns}: its firewall accepted exactly its endpoint's ${sent} packets (${JSON.stringify(c)})`);
+      // 2 flows x (IPv4, IPv6) x (UDP, TCP) with the same tuples in both: each namespace's own table has all 8.
+      assert.ok(ctCount(ns) >= 8, `${ns}: conntrack entries ${ctCount(ns)}`);
+    }
+  });
+
+  test('--netns-per-endpoint: an unlisted endpoint gets gwlbtun-<base-60 ID>, created on its first packet', async () => {
+    const r = await runEmulator(env.t, ['--endpoints', C, '--families', '4', '--protos', 'udp', '--flows', '1', '--rate', '200', '--packets', '10', '--settle-ms', '3000']);
+    assert.equal(metrics(env.t, PORT).get('gwlbtun_drops_total{reason="hold_timeout"}'), 0, 'created (namespace, move, hook) within the hold time');
+    assert.equal(r.totals.verified, r.totals.sent);
+    assert.ok(nsExists(nsC));
+    assert.deepEqual(nsLinks(nsC).map((l) => l.ifname).sort(), [`gwi-${n60(C)}`, `gwo-${n60(C)}`]);
+  });
+
+  test('shutdown: DESTROY in each namespace; namespaces gwlbtun created are removed, an existing one stays', async () => {
+    const rc = await stopDaemon(env.d);
+    assert.equal(rc.code, 0, env.d.output());
+    assert.match(env.d.output(), /netns-firewall: removed for vpce-00000000000000b1b/);
+    assert.ok(!nsExists(nsA) && !nsExists(nsC), 'created ones removed');
+    assert.ok(nsExists(nsB), 'the one that existed stays');
+    assert.deepEqual(links(nsB).filter((l) => l.ifname.startsWith('gw')), [], 'its interfaces are gone');
+    assert.equal(nsRun(nsB, 'nft', ['list', 'tables']).stdout.trim(), '', 'DESTROY ran inside it');
+  });
+});
