@@ -103,6 +103,7 @@ down. GET /metrics on the same port answers in the Prometheus text format.
 Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0; a second signal
 exits at once (code 1). With --drain SECS the signal first starts the drain (health 503, traffic
 still carried) and the shutdown follows after SECS or at a second signal; a third exits at once.
+SIGHUP re-reads the --endpoints file; without one it is logged and ignored.
 `;
 
 export class UsageError extends Error {}
@@ -378,7 +379,9 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // SIGHUP re-reads the endpoints file (one reload at a time; one asked for meanwhile follows).
-  if (cli.daemon.endpointsFile !== null) {
+  // Without one it is logged and ignored: `systemctl reload` must never stop the daemon.
+  if (cli.daemon.endpointsFile === null) process.on('SIGHUP', () => log.important('core', 'SIGHUP: nothing to reload (no --endpoints FILE)'));
+  else {
     let reloading: Promise<unknown> | null = null;
     let again = false;
     const reload = (): void => {

@@ -113,6 +113,19 @@ describe('endpoints file: created at start, kept, --endpoints-only, SIGHUP', () 
     assert.deepEqual(hookCalls(env.hookLog).filter((a) => a[0] === 'DESTROY').map((a) => a[3]).sort(), [A, B, C]);
   });
 
+  test('without --endpoints, SIGHUP is logged and ignored (systemctl reload never stops the daemon)', async () => {
+    const other = await startDaemon(env.t, ['-p', String(PORT + 1)]);
+    try {
+      other.proc.kill('SIGHUP');
+      await waitFor('SIGHUP logged', () => other.output().includes('SIGHUP: nothing to reload (no --endpoints FILE)'), 5000);
+      await sleep(200);
+      assert.equal(other.proc.exitCode, null, 'still running');
+      assert.equal(httpGetInNs(env.t.applianceNs, PORT + 1, '/').status, 200);
+    } finally {
+      await stopDaemon(other);
+    }
+  });
+
   test('a malformed file at start: exit 2, one line naming the line and the field', () => {
     const bad = path.join(env.dir, 'bad.conf');
     fs.writeFileSync(bad, `${A} alpha\n\n${B} alpha\n`);
