@@ -411,7 +411,7 @@ export class EndpointLifecycle {
       }
       if (e.netns !== null) {
         e.netnsCreated = await ensureNetns(e.netns);
-        await moveIntoNetns(e.netns, this.opts.noReturn ? [e.gwi] : [e.gwi, e.gwo]);
+        await moveIntoNetns(e.netns, this.opts.noReturn ? [e.gwi] : [e.gwi, e.gwo], e.netnsCreated);
       }
     } catch (err) {
       this.log.critical('tunnel', `cannot create interfaces for endpoint ${endpointLabel(e)}: ${(err as Error).message}`);

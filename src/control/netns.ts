@@ -53,9 +53,13 @@ export async function removeNetns(name: string): Promise<void> {
 }
 
 /** What gwlbtun writes inside an endpoint's namespace (sysctl keys; interface names of gwlbtun's
- * have no dots or slashes). */
-export function netnsSysctls(ifnames: readonly string[]): string[] {
+ * have no dots or slashes). In a namespace it created, also conf/all/rp_filter 0: a new namespace
+ * inherits the initial namespace's IPv4 conf/all values (net.core.devconf_inherit_init_net 0, the
+ * default), often 2 from sysctl.d, and the kernel applies the larger of it and the interface's.
+ * A namespace that existed before is the operator's: its conf/all is left alone. */
+export function netnsSysctls(ifnames: readonly string[], created: boolean): string[] {
   const out = ['net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1'];
+  if (created) out.push('net.ipv4.conf.all.rp_filter=0');
   for (const i of ifnames) {
     out.push(`net.ipv4.conf.${i}.rp_filter=0`, `net.ipv6.conf.${i}.addr_gen_mode=1`, `net.ipv6.conf.${i}.accept_ra=0`);
   }
@@ -64,11 +68,11 @@ export function netnsSysctls(ifnames: readonly string[]): string[] {
 
 /** Move the interfaces (MTU and queue length already set) into the namespace, write its
  * sysctls there, and bring them up there. */
-export async function moveIntoNetns(ns: string, ifnames: readonly string[]): Promise<void> {
+export async function moveIntoNetns(ns: string, ifnames: readonly string[], created: boolean): Promise<void> {
   // Three commands whatever the number of interfaces: this time counts against the packets held
   // for a new endpoint (at most 2.5 s, CREATE hook included).
   await runBatch([], ifnames.map((i) => `link set dev ${i} netns ${ns}`));
-  await run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-e', '-w', ...netnsSysctls(ifnames)]);
+  await run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-e', '-w', ...netnsSysctls(ifnames, created)]);
   await runBatch(['-n', ns], ifnames.map((i) => `link set dev ${i} up`));
 }
 

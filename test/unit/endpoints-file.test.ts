@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EndpointsFileError, loadEndpointsFile, parseEndpoints } from '../../src/control/endpoints-file';
 import { parseCli, UsageError } from '../../src/cli';
+import { netnsSysctls } from '../../src/control/netns';
 
 const HOOK = path.resolve(__dirname, '..', '..', '..', 'examples', 'hooks', 'one-arm.sh');
 
@@ -91,4 +92,20 @@ test('--endpoints and --endpoints-only on the command line', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the sysctls written inside an endpoint namespace: conf/all only in one gwlbtun created', () => {
+  const mine = netnsSysctls(['gwi-a', 'gwo-a'], true);
+  assert.deepEqual(mine, [
+    'net.ipv4.ip_forward=1',
+    'net.ipv6.conf.all.forwarding=1',
+    'net.ipv4.conf.all.rp_filter=0',
+    'net.ipv4.conf.gwi-a.rp_filter=0',
+    'net.ipv6.conf.gwi-a.addr_gen_mode=1',
+    'net.ipv6.conf.gwi-a.accept_ra=0',
+    'net.ipv4.conf.gwo-a.rp_filter=0',
+    'net.ipv6.conf.gwo-a.addr_gen_mode=1',
+    'net.ipv6.conf.gwo-a.accept_ra=0',
+  ]);
+  assert.ok(!netnsSysctls(['gwi-a'], false).some((k) => k.includes('conf.all.rp_filter')), "an existing namespace's conf/all is the operator's");
 });
