@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { requireRoot, ROOT, sleep, tmpDir, waitFor } from './lib';
+import { interrupt, requireRoot, ROOT, sleep, tmpDir, waitFor } from './lib';
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'lab', 'main.js');
 
@@ -36,11 +36,7 @@ test('npm run lab -- --hook netns-firewall --endpoints FILE: the listed endpoint
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^200 hello from the lab server 198\.51\.100\.10 port 80; you are 192\.0\.2\.10 port \d+/);
   } finally {
-    if (p.exitCode === null) p.kill('SIGINT');
-    let t: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<'late'>((r) => (t = setTimeout(() => r('late'), 30_000)))]);
-    clearTimeout(t);
-    if (code === 'late') p.kill('SIGKILL');
+    const code = await interrupt(p, exited);
     if (fs.existsSync(`/run/netns/${netns}`)) spawnSync('ip', ['netns', 'del', netns]);
     fs.rmSync(dir, { recursive: true, force: true });
     assert.equal(code, 0, out);
