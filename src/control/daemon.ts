@@ -171,6 +171,7 @@ export class Daemon {
     let entries: EndpointEntry[];
     try {
       entries = loadEndpointsFile(file);
+      if (entries.length > this.opts.maxEndpoints) throw new Error(`${file}: ${entries.length} endpoints listed, over --max-endpoints ${this.opts.maxEndpoints}`);
     } catch (e) {
       this.log.critical('core', `endpoints file not reloaded, the running configuration stays: ${(e as Error).message}`);
       return false;

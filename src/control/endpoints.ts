@@ -151,8 +151,6 @@ export class EndpointLifecycle {
   private readonly nat = native();
   /** The endpoints file's entries by ENI hex: these are created at start and on reload. */
   private listed = new Map<string, EndpointEntry>();
-  /** Refusals of unlisted ENI IDs (--endpoints-only), for the status page. */
-  unlistedRefusals = 0;
 
   constructor(
     private readonly opts: DaemonOptions,
@@ -258,7 +256,6 @@ export class EndpointLifecycle {
     }
     if (this.shuttingDown()) return;
     if (this.opts.endpointsOnly && !this.listed.has(names.hex)) {
-      this.unlistedRefusals++;
       this.log.limited('endpoint-unlisted', 'core', LEVEL.important, `ENI ${names.hex} is not in the endpoints file (--endpoints-only): dropping its traffic`);
       this.workers.post(worker, { t: 'reject', hi, lo, failed: false, unlisted: true });
       return;
@@ -372,11 +369,6 @@ export class EndpointLifecycle {
     if (e.entry !== null && e.entry.netns !== null) return e.entry.netns;
     if (!this.opts.netnsPerEndpoint) return null;
     return `gwlbtun-${e.entry !== null ? e.entry.name : e.gwi.slice(4)}`;
-  }
-
-  /** The endpoint is in the endpoints file (so -t never takes it down). */
-  isListed(e: Endpoint): boolean {
-    return this.listed.has(e.hex);
   }
 
   /** --offload on: what the kernel may hand over unfinished, probed per device (src/io/offload.ts);
