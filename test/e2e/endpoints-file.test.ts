@@ -37,7 +37,7 @@ describe('endpoints file: created at start, kept, --endpoints-only, SIGHUP', () 
     const own = path.join(env.dir, 'own-create.sh');
     fs.writeFileSync(own, `#!/bin/sh\necho "OWN $*" >> ${ownLog}\nexec ${RECORD_HOOK} "$@"\n`, { mode: 0o755 });
     fs.writeFileSync(file, `# test endpoints\nvpce-${A} alpha\n${B} bravo create=${own}   # its own hook\n`);
-    d = await startDaemon(env.t, ['--endpoints', file, '--endpoints-only', '-c', RECORD_HOOK, '-r', RECORD_HOOK, '-t', '2', '-p', String(PORT), '-j'], { GWLBTUN_TEST_HOOK_LOG: env.hookLog });
+    d = await startDaemon(env.t, ['--endpoints', file, '--endpoints-only', '-c', RECORD_HOOK, '-r', RECORD_HOOK, '-t', '2', '-p', String(PORT), '-j', '--max-endpoints', '3'], { GWLBTUN_TEST_HOOK_LOG: env.hookLog });
     env.d = d; // stopped by useEnv's after(), whatever happens
     // startDaemon returned on the start line: by then both hooks have finished.
     const ev = hookEvents(env.hookLog);
@@ -101,8 +101,13 @@ describe('endpoints file: created at start, kept, --endpoints-only, SIGHUP', () 
     fs.writeFileSync(file, `${B} bravo\n${C} charlie netns\n`);
     daemon.proc.kill('SIGHUP');
     await waitFor('error logged', () => daemon.output().includes(`endpoints file not reloaded, the running configuration stays: ${file} line 2, field netns: has no value`), 5000);
+    // More endpoints than --max-endpoints 3: refused the same way.
+    fs.writeFileSync(file, `${B} bravo\n${C} charlie\ne0e echo\nf0f foxtrot\n`);
+    daemon.proc.kill('SIGHUP');
+    await waitFor('limit error logged', () => daemon.output().includes(`endpoints file not reloaded, the running configuration stays: ${file}: 4 endpoints listed, over --max-endpoints 3`), 5000);
     await sleep(300);
     assert.ok(hasLink(`gwi-${n60(B)}`) && hasLink(`gwi-${n60(C)}`));
+    assert.ok(!hasLink(`gwi-${n60('e0e')}`), 'nothing of the refused file was applied');
     assert.equal(daemon.proc.exitCode, null, 'still running');
     const r = await runEmulator(env.t, ['--endpoints', `${B},${C}`, '--families', '4', '--protos', 'udp', '--flows', '1', '--rate', '200', '--packets', '10']);
     assert.equal(r.totals.verified, r.totals.sent);
