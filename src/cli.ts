@@ -17,6 +17,7 @@ import { installClockStepFromEnv } from './base/clock-failpoint';
 import { StopSequence } from './control/stop';
 import { startOrphanReaper } from './control/reaper';
 import { doctorMain } from './ops/doctor/main';
+import { EndpointsFileError, loadEndpointsFile } from './control/endpoints-file';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -72,6 +73,14 @@ Options of this edition:
                         full, the flow idle longest is evicted.
   --rcvbuf BYTES        UDP receive buffer per worker (default 8388608).
   --sndbuf BYTES        Raw socket send buffer per worker (default 4194304).
+  --endpoints FILE      Endpoints known in advance, one a line: ID, name, optionally own hooks and
+                        a network namespace (docs/operations.md, "The endpoints file"). Created at
+                        start-up before health answers 200, never removed by -t; SIGHUP re-reads
+                        the file (added ones created, removed ones destroyed, others untouched).
+  --endpoints-only      Drop traffic of ENI IDs not in the endpoints file (endpoint_unlisted).
+  --netns-per-endpoint  Every endpoint in a network namespace of its own (created if missing;
+                        gwlbtun-NAME, NAME its name or base-60 ID) unless the file names one: its
+                        gwi-/gwo- are moved there and its hooks run there.
   --no-sysctl           Leave the interface sysctls to me. By default gwlbtun sets rp_filter 0,
                         accept_ra 0 and no IPv6 link-local address on every gwi-/gwo- interface
                         before the CREATE hook, and restores rp_filter within a second when anyone
@@ -98,6 +107,7 @@ down. GET /metrics on the same port answers in the Prometheus text format.
 Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0; a second signal
 exits at once (code 1). With --drain SECS the signal first starts the drain (health 503, traffic
 still carried) and the shutdown follows after SECS or at a second signal; a third exits at once.
+SIGHUP re-reads the --endpoints file; without one it is logged and ignored.
 `;
 
 export class UsageError extends Error {}
@@ -207,6 +217,9 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         rcvbuf: { type: 'string' },
         sndbuf: { type: 'string' },
         'no-sysctl': { type: 'boolean' },
+        endpoints: { type: 'string' },
+        'endpoints-only': { type: 'boolean' },
+        'netns-per-endpoint': { type: 'boolean' },
       },
     }));
   } catch (e) {
@@ -248,6 +261,19 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
   const allow: number[] = [];
   for (const c of (values['gwlb-cidr'] as string[] | undefined) ?? []) allow.push(...parseCidr('--gwlb-cidr', c));
   const port = int('-p/--port', s('port'), 1, 65535) ?? null;
+  const endpointsFile = s('endpoints') ?? null;
+  if (values['endpoints-only'] === true && endpointsFile === null) throw new UsageError('--endpoints-only: needs --endpoints FILE');
+  let endpoints: DaemonOptions['endpoints'] = [];
+  if (endpointsFile !== null) {
+    try {
+      endpoints = loadEndpointsFile(endpointsFile);
+    } catch (e) {
+      if (e instanceof EndpointsFileError) throw new UsageError(`--endpoints: ${e.message}`);
+      throw e;
+    }
+  }
+  const maxEndpoints = int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128;
+  if (endpoints.length > maxEndpoints) throw new UsageError(`--endpoints: ${endpoints.length} endpoints listed, over --max-endpoints ${maxEndpoints}`);
   const daemon: DaemonOptions = {
     createHook: s('cmdnew') === undefined ? null : checkHooks ? executable('-c/--cmdnew', s('cmdnew') as string) : (s('cmdnew') as string),
     destroyHook: s('cmddel') === undefined ? null : checkHooks ? executable('-r/--cmddel', s('cmddel') as string) : (s('cmddel') as string),
@@ -260,7 +286,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     udpPort: GENEVE_PORT,
     noReturn: values['no-return'] === true,
     offload: onOff('--offload', s('offload'), false),
-    maxEndpoints: int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128,
+    maxEndpoints,
     maxFlows: int('--max-flows', s('max-flows'), 16, MAX_FLOWS_LIMIT) ?? 1_000_000,
     allow,
     // Packets of a new endpoint wait for its CREATE hook: at most 1,024 of them, each at most
@@ -272,6 +298,10 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     sndbuf: int('--sndbuf', s('sndbuf'), 0, 1 << 30) ?? 4 * 1024 * 1024,
     hexDump: values.hexdump === true,
     manageSysctls: values['no-sysctl'] !== true,
+    endpointsFile,
+    endpoints,
+    endpointsOnly: values['endpoints-only'] === true,
+    netnsPerEndpoint: values['netns-per-endpoint'] === true,
   };
   return {
     help: values.help === true,
@@ -366,6 +396,27 @@ export async function main(argv: string[]): Promise<void> {
   const onSignal = (sig: NodeJS.Signals): void => stop.signal(sig);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // SIGHUP re-reads the endpoints file (one reload at a time; one asked for meanwhile follows).
+  // Without one it is logged and ignored: `systemctl reload` must never stop the daemon.
+  if (cli.daemon.endpointsFile === null) process.on('SIGHUP', () => log.important('core', 'SIGHUP: nothing to reload (no --endpoints FILE)'));
+  else {
+    let reloading: Promise<unknown> | null = null;
+    let again = false;
+    const reload = (): void => {
+      if (reloading !== null) {
+        again = true;
+        return;
+      }
+      reloading = d.reloadEndpoints().finally(() => {
+        reloading = null;
+        if (again) {
+          again = false;
+          reload();
+        }
+      });
+    };
+    process.on('SIGHUP', reload);
+  }
   // A signal during start-up is a shutdown like any other: onSignal runs it and exits 0; what
   // start() then reports (workers stopped before they were up) is not a start-up failure.
   try {

@@ -5,7 +5,9 @@
 // - the worker supervisor (src/control/workers.ts): starts the data-plane workers, owns their
 //   descriptors, restarts one that dies;
 // - the endpoint lifecycle (src/control/endpoints.ts): creates and destroys endpoints (TUN
-//   devices, hooks) on the workers' requests, idle timeouts and deleted devices;
+//   devices, hooks) on the workers' requests, idle timeouts and deleted devices, and those of the
+//   endpoints file (--endpoints: created in start() before it resolves, so before gwlbtun reports
+//   healthy; reloadEndpoints() on SIGHUP);
 // - the flow sweeper: expires idle flows from the shared flow table a slice at a time (every
 //   100 ms);
 // - start() and shutdown(), and the read-only surface that health and /metrics
@@ -19,6 +21,7 @@ import type { Logger } from '../base/log';
 import { EndpointLifecycle, type Endpoint, type HookStats } from './endpoints';
 import { WorkerSupervisor, type WorkerStatus } from './workers';
 import type { DaemonOptions } from './options';
+import { loadEndpointsFile, type EndpointEntry } from './endpoints-file';
 
 export { TUN_MTU, TUN_TXQUEUELEN, type Endpoint, type EndpointState, type HookStats } from './endpoints';
 export type { DaemonOptions } from './options';
@@ -124,6 +127,31 @@ export class Daemon {
     }
     for (const t of this.timers) t.unref();
     this.lifecycle.startTimers();
+    // The endpoints file's endpoints exist, their CREATE hooks done, before start() resolves: the
+    // health server starts after it, so GWLB sees the target healthy only then.
+    if (this.opts.endpoints.length > 0) {
+      await this.lifecycle.createListed(this.opts.endpoints);
+      this.log.important('core', `endpoints file ${this.opts.endpointsFile}: ${this.opts.endpoints.length} endpoint(s) created`);
+    }
+  }
+
+  /** SIGHUP: read the endpoints file again and apply it (src/control/endpoints.ts, reload()). A
+   * file that cannot be read or parsed changes nothing: the error is logged, the running
+   * configuration stays. Resolves when the changes are done. */
+  async reloadEndpoints(): Promise<boolean> {
+    const file = this.opts.endpointsFile;
+    if (file === null || this.shuttingDown) return false;
+    let entries: EndpointEntry[];
+    try {
+      entries = loadEndpointsFile(file);
+      if (entries.length > this.opts.maxEndpoints) throw new Error(`${file}: ${entries.length} endpoints listed, over --max-endpoints ${this.opts.maxEndpoints}`);
+    } catch (e) {
+      this.log.critical('core', `endpoints file not reloaded, the running configuration stays: ${(e as Error).message}`);
+      return false;
+    }
+    const r = await this.lifecycle.reload(entries);
+    this.log.important('core', `endpoints file ${file} reloaded: ${r.added} added, ${r.removed} removed, ${r.kept} kept`);
+    return true;
   }
 
   /** Take the endpoint away from every worker, run DESTROY, close the queues. */

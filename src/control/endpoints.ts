@@ -12,6 +12,17 @@
 // endpoint id carries its slot's generation, so nothing of a destroyed endpoint (a late
 // acknowledgement, a flow) is ever taken for the next one in its slot. Workers are reached
 // only through the WorkerControl given (src/control/workers.ts).
+//
+// Listed endpoints (--endpoints FILE, src/control/endpoints-file.ts): createListed() creates them
+// at start-up, before the daemon reports healthy; the -t idle check never takes them down; their
+// own hooks replace -c/-r; reload() (SIGHUP) creates the added ones and destroys the removed ones,
+// and leaves the others running (a new name or hook applies in place, no hook runs again). A
+// listed endpoint that is destroyed anyway (its device deleted) is created again, as listed, by its
+// next packet. With --endpoints-only a packet of an unlisted ENI ID creates nothing: the worker
+// is refused (`endpoint_unlisted`) and asks again after its refusal expires.
+// An endpoint with a network namespace (its `netns=`, or --netns-per-endpoint) has its devices
+// moved there after they are set up and before its CREATE hook, and its hooks run there
+// (src/control/netns.ts); the namespace goes after DESTROY when gwlbtun created it.
 
 import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
@@ -23,6 +34,8 @@ import { runHook, SerialQueues, type HookResult } from './hooks';
 import { newSysctlMarks, WATCH_MS, type InterfaceSysctls, type SysctlMarks } from './sysctl';
 import { LEVEL, type Logger } from '../base/log';
 import type { DaemonOptions } from './options';
+import type { EndpointEntry } from './endpoints-file';
+import { ensureNetns, inNetns, moveIntoNetns, removeNetns } from './netns';
 
 export const TUN_MTU = 8500;
 /** Packets each TUN queue holds for us between two reads (the kernel's default is 500). Measured
@@ -64,6 +77,24 @@ export interface Endpoint {
   /** The hook running for it now, and the last one that ran (for the status page). */
   hookRunning: 'create' | 'destroy' | null;
   lastHook: HookRecord | null;
+  /** Its line of the endpoints file as last read (name, own hooks), or null: not listed when it
+   * was created. Kept after a reload removed it, until it is destroyed. */
+  entry: EndpointEntry | null;
+  /** Its network namespace (null: gwlbtun's own), and whether gwlbtun created it (then it is
+   * removed after DESTROY). */
+  netns: string | null;
+  netnsCreated: boolean;
+}
+
+/** An endpoint's name from the endpoints file, or null. */
+export function endpointName(e: Endpoint): string | null {
+  return e.entry?.name ?? null; // (entry absent: an endpoint made by a test's stub)
+}
+
+/** How logs name an endpoint: its ENI hex, and its name when it has one. */
+export function endpointLabel(e: Endpoint): string {
+  const name = endpointName(e);
+  return name === null ? e.hex : `${e.hex} (${name})`;
 }
 
 /** One hook run, as the status page shows it (output cut to HOOK_OUTPUT_MAX characters). */
@@ -118,6 +149,8 @@ export class EndpointLifecycle {
   private readonly removeWaits = new Map<number, { pending: Set<number>; done: () => void }>();
   private timers: NodeJS.Timeout[] = [];
   private readonly nat = native();
+  /** The endpoints file's entries by ENI hex: these are created at start and on reload. */
+  private listed = new Map<string, EndpointEntry>();
 
   constructor(
     private readonly opts: DaemonOptions,
@@ -206,7 +239,7 @@ export class EndpointLifecycle {
     } else if (m.t === 'gone') {
       const e = this.bySlot[m.slot];
       if (e !== undefined && e.state === 'ready') {
-        this.log.important('tunnel', `interface of endpoint ${e.hex} went away (errno ${m.errno}); tearing it down`);
+        this.log.important('tunnel', `interface of endpoint ${endpointLabel(e)} went away (errno ${m.errno}); tearing it down`);
         void this.destroy(e, 'device deleted');
       }
     }
@@ -222,11 +255,24 @@ export class EndpointLifecycle {
       return; // 'creating': every worker gets 'add' when it is done
     }
     if (this.shuttingDown()) return;
+    if (this.opts.endpointsOnly && !this.listed.has(names.hex)) {
+      this.log.limited('endpoint-unlisted', 'core', LEVEL.important, `ENI ${names.hex} is not in the endpoints file (--endpoints-only): dropping its traffic`);
+      this.workers.post(worker, { t: 'reject', hi, lo, failed: false, unlisted: true });
+      return;
+    }
+    void this.begin(worker, hi, lo);
+  }
+
+  /** Allocate a slot for a new endpoint and create it in its serial queue; resolves when it is
+   * ready or has failed (null: refused at once). */
+  private begin(worker: number, hi: number, lo: number): Promise<void> | null {
+    const eni = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    const names = endpointNames(eni);
     const refused = this.refusedUntil.get(names.hex);
     if (refused !== undefined) {
       if (monoMs() < refused) {
         this.workers.post(worker, { t: 'reject', hi, lo, failed: true });
-        return;
+        return null;
       }
       this.refusedUntil.delete(names.hex);
     }
@@ -234,7 +280,7 @@ export class EndpointLifecycle {
     if (slot === undefined) {
       this.log.limited('endpoint-limit', 'core', LEVEL.important, `endpoint limit (${this.opts.maxEndpoints}) reached; dropping traffic of ENI ${names.hex}`);
       this.workers.post(worker, { t: 'reject', hi, lo, failed: false });
-      return;
+      return null;
     }
     const gen = (this.slotGen[slot] = (this.slotGen[slot] + 1) & 0xffff);
     const e: Endpoint = {
@@ -257,10 +303,72 @@ export class EndpointLifecycle {
       hookRunning: null,
       lastHook: null,
       sysctl: newSysctlMarks(),
+      entry: this.listed.get(names.hex) ?? null,
+      netns: null,
+      netnsCreated: false,
     };
+    e.netns = this.netnsOf(e);
     this.endpoints.set(e.hex, e);
     this.bySlot[slot] = e;
-    void this.serial.run(e.hex, () => this.create(e));
+    return this.serial.run(e.hex, () => this.create(e));
+  }
+
+  /** Start-up (--endpoints): create every listed endpoint; resolves when each is ready or has
+   * failed (failures are logged, as for any endpoint; its traffic is then refused for a while
+   * and creation is tried again by its next packet). */
+  async createListed(entries: readonly EndpointEntry[]): Promise<void> {
+    this.listed = new Map(entries.map((x) => [x.hex, x]));
+    await Promise.all(entries.map((x) => this.ensureListed(x)));
+  }
+
+  /** SIGHUP (--endpoints): the file as read again. Endpoints added to it are created, those
+   * removed from it destroyed (hooks run), the others left running: a new name or new hooks
+   * apply in place (the hooks from their next run on), no hook runs again, no packet waits. */
+  async reload(entries: readonly EndpointEntry[]): Promise<{ added: number; removed: number; kept: number }> {
+    const old = this.listed;
+    this.listed = new Map(entries.map((x) => [x.hex, x]));
+    const work: Promise<void>[] = [];
+    let removed = 0;
+    let added = 0;
+    for (const hex of old.keys()) {
+      if (this.listed.has(hex)) continue;
+      const e = this.endpoints.get(hex);
+      if (e === undefined) continue;
+      removed++;
+      work.push(this.destroy(e, 'removed from the endpoints file'));
+    }
+    for (const x of entries) {
+      if (!old.has(x.hex) && !this.endpoints.has(x.hex)) added++;
+      work.push(this.ensureListed(x));
+    }
+    await Promise.all(work);
+    return { added, removed, kept: entries.length - added };
+  }
+
+  /** A listed endpoint exists: created if it does not, its entry updated in place if it does. */
+  private ensureListed(x: EndpointEntry): Promise<void> {
+    const e = this.endpoints.get(x.hex);
+    if (e !== undefined) {
+      if (e.entry !== x) {
+        const was = e.entry === null ? 'unlisted' : e.entry.name;
+        if (was !== x.name) this.log.important('tunnel', `endpoint ${e.hex}: now named ${x.name} (was ${was})`);
+        e.entry = x;
+        const ns = this.netnsOf(e);
+        if (ns !== e.netns) this.log.important('tunnel', `endpoint ${endpointLabel(e)}: its network namespace (${ns ?? 'none'}) applies when it is created again; it stays in ${e.netns ?? "gwlbtun's own"} (remove it from the file, reload, add it back)`);
+      }
+      if (e.state === 'destroying') e.recreate = true; // created again, as listed, once destroyed
+      return Promise.resolve();
+    }
+    if (this.shuttingDown()) return Promise.resolve();
+    return this.begin(0, Number(x.eni >> 32n), Number(x.eni & 0xffffffffn)) ?? Promise.resolve();
+  }
+
+  /** The namespace an endpoint gets: its own from the file, else with --netns-per-endpoint
+   * `gwlbtun-` and its name (or its interfaces' base-60 ENI ID), else none. */
+  private netnsOf(e: Endpoint): string | null {
+    if (e.entry !== null && e.entry.netns !== null) return e.entry.netns;
+    if (!this.opts.netnsPerEndpoint) return null;
+    return `gwlbtun-${e.entry !== null ? e.entry.name : e.gwi.slice(4)}`;
   }
 
   /** --offload on: what the kernel may hand over unfinished, probed per device (src/io/offload.ts);
@@ -293,15 +401,20 @@ export class EndpointLifecycle {
         e.detached[i] = false;
         if (!this.workers.alive(i)) this.setQueues(e, i, false);
       }
+      if (e.netns !== null) {
+        e.netnsCreated = await ensureNetns(e.netns);
+        await moveIntoNetns(e.netns, this.opts.noReturn ? [e.gwi] : [e.gwi, e.gwo], e.netnsCreated);
+      }
     } catch (err) {
-      this.log.critical('tunnel', `cannot create interfaces for endpoint ${e.hex}: ${(err as Error).message}`);
+      this.log.critical('tunnel', `cannot create interfaces for endpoint ${endpointLabel(e)}: ${(err as Error).message}`);
       this.closeFds(e);
+      await this.dropNetns(e);
       this.releaseSlot(e);
       for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
       return;
     }
-    this.log.important('tunnel', `endpoint ${e.hex}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}`);
-    if (this.opts.createHook !== null) await this.hook('create', e);
+    this.log.important('tunnel', `endpoint ${endpointLabel(e)}: created ${e.gwi}${this.opts.noReturn ? '' : ' and ' + e.gwo}${e.netns === null ? '' : ` in network namespace ${e.netns}${e.netnsCreated ? ' (created)' : ''}`}`);
+    await this.hook('create', e);
     if (this.shuttingDown()) return; // shutdown() destroys it
     this.sysctls?.check(e); // changed during the hook (udev): fix it before held packets go
     e.state = 'ready';
@@ -316,7 +429,7 @@ export class EndpointLifecycle {
       try {
         this.setQueues(e, i, true);
       } catch (err) {
-        this.log.important('tunnel', `endpoint ${e.hex}: cannot attach worker ${i}'s queues again: ${(err as Error).message}`);
+        this.log.important('tunnel', `endpoint ${endpointLabel(e)}: cannot attach worker ${i}'s queues again: ${(err as Error).message}`);
         return;
       }
     }
@@ -330,11 +443,13 @@ export class EndpointLifecycle {
   }
 
   private async hook(kind: 'create' | 'destroy', e: Endpoint): Promise<HookResult | null> {
-    const file = kind === 'create' ? this.opts.createHook : this.opts.destroyHook;
+    const own = e.entry === null ? null : kind === 'create' ? e.entry.createHook : e.entry.destroyHook;
+    const file = own ?? (kind === 'create' ? this.opts.createHook : this.opts.destroyHook);
     if (file === null) return null;
     const args = [kind === 'create' ? 'CREATE' : 'DESTROY', e.gwi, this.opts.noReturn ? 'none' : e.gwo, e.hex];
     e.hookRunning = kind;
-    const r = await runHook(file, args, this.opts.hookTimeoutS * 1000);
+    const argv = e.netns === null ? { file, args } : inNetns(e.netns, file, args);
+    const r = await runHook(argv.file, argv.args, this.opts.hookTimeoutS * 1000);
     e.hookRunning = null;
     const st = this.hookStats[kind];
     st.runs++;
@@ -367,10 +482,10 @@ export class EndpointLifecycle {
     const limitMs = this.opts.endpointTimeoutS * 1000;
     const now = monoMs();
     for (const e of this.endpoints.values()) {
-      if (e.state !== 'ready') continue;
+      if (e.state !== 'ready' || this.listed.has(e.hex)) continue; // listed endpoints stay
       const last = Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS));
       if (now - last >= limitMs) {
-        this.log.important('tunnel', `endpoint ${e.hex}: no traffic for ${this.opts.endpointTimeoutS} s; destroying`);
+        this.log.important('tunnel', `endpoint ${endpointLabel(e)}: no traffic for ${this.opts.endpointTimeoutS} s; destroying`);
         void this.destroy(e, 'idle');
       }
     }
@@ -382,18 +497,19 @@ export class EndpointLifecycle {
     e.state = 'destroying';
     return this.serial.run(e.hex, async () => {
       await this.removeFromWorkers(e);
-      if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+      await this.hook('destroy', e);
       this.closeFds(e);
+      await this.dropNetns(e);
       e.destroyed = true;
       this.endpointsDestroyed++;
-      this.log.important('tunnel', `endpoint ${e.hex}: destroyed (${why})`);
+      this.log.important('tunnel', `endpoint ${endpointLabel(e)}: destroyed (${why})`);
       this.counters.resetEndpoint(e.slot);
       this.releaseSlot(e);
       if (why === 'device deleted' && monoMs() - e.readyMs < 5000 && !this.shuttingDown()) {
         // Deleted within seconds of its creation (a hook that deletes its own interface?):
         // refuse its traffic for a while (counted as endpoint_failed) instead of re-creating it
         // in a tight loop; the workers forget the refusal after 10 s.
-        this.log.important('tunnel', `endpoint ${e.hex}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
+        this.log.important('tunnel', `endpoint ${endpointLabel(e)}: interface deleted ${Math.round(monoMs() - e.readyMs)} ms after creation; refusing its traffic for 10 s`);
         if (this.refusedUntil.size >= this.opts.maxEndpoints) this.refusedUntil.clear(); // bounded
         this.refusedUntil.set(e.hex, monoMs() + REFUSE_MS);
         for (let i = 0; i < this.opts.workers; i++) this.workers.post(i, { t: 'reject', hi: e.hi, lo: e.lo, failed: true });
@@ -419,7 +535,7 @@ export class EndpointLifecycle {
         const wait = this.removeWaits.get(id);
         if (wait === undefined) return;
         for (const i of wait.pending) {
-          this.log.critical('core', `worker ${i} did not let go of endpoint ${e.hex} within ${ACK_TIMEOUT_MS} ms; terminating it`);
+          this.log.critical('core', `worker ${i} did not let go of endpoint ${endpointLabel(e)} within ${ACK_TIMEOUT_MS} ms; terminating it`);
           this.workers.terminate(i);
         }
       }, ACK_TIMEOUT_MS);
@@ -446,14 +562,27 @@ export class EndpointLifecycle {
         this.serial.run(e.hex, async () => {
           if (e.destroyed) return;
           e.state = 'destroying';
-          if (this.opts.destroyHook !== null) await this.hook('destroy', e);
+          await this.hook('destroy', e);
           this.closeFds(e);
+          await this.dropNetns(e);
           e.destroyed = true;
           this.endpointsDestroyed++;
           this.releaseSlot(e);
         }),
       ),
     );
+  }
+
+  /** Remove the endpoint's namespace if gwlbtun created it (its devices are gone with their
+   * queues; a process a hook left running there keeps it alive until it exits). */
+  private async dropNetns(e: Endpoint): Promise<void> {
+    if (e.netns === null || !e.netnsCreated) return;
+    e.netnsCreated = false;
+    try {
+      await removeNetns(e.netns);
+    } catch (err) {
+      this.log.important('tunnel', `endpoint ${endpointLabel(e)}: cannot remove network namespace ${e.netns}: ${(err as Error).message}`);
+    }
   }
 
   private closeFds(e: Endpoint): void {

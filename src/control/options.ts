@@ -3,6 +3,8 @@
 // the other two, so keeping the type in daemon.ts would make an import circle
 // (docs/architecture.md, "Layers"). src/control/daemon.ts re-exports it.
 
+
+import type { EndpointEntry } from './endpoints-file';
 export interface DaemonOptions {
   createHook: string | null;
   destroyHook: string | null;
@@ -28,4 +30,11 @@ export interface DaemonOptions {
   hexDump: boolean;
   /** Write and keep the gwi-/gwo- sysctls (src/control/sysctl.ts); false with --no-sysctl. */
   manageSysctls: boolean;
+  /** --endpoints FILE (null: none) and its entries as read at start (src/control/endpoints-file.ts). */
+  endpointsFile: string | null;
+  endpoints: EndpointEntry[];
+  /** --endpoints-only: traffic of ENI IDs not in the file creates nothing (`endpoint_unlisted`). */
+  endpointsOnly: boolean;
+  /** --netns-per-endpoint: every endpoint in a network namespace of its own (src/control/netns.ts). */
+  netnsPerEndpoint: boolean;
 }

@@ -10,17 +10,23 @@
 // - Entries are plain indices into parallel typed arrays (fields below), which the packet loop
 //   reads directly; no object per endpoint, nothing allocated per packet.
 
+import { Drop } from '../wire/reasons';
+
 export const ST_FREE = 0;
 export const ST_PENDING = 1; // main thread told ('new'), waiting for 'add' or 'reject'
 export const ST_READY = 2;
 export const ST_REJECTED = 3; // over the endpoint limit or creation failed; forgotten after a while
+
+/** The drop reason of a rejected entry, by its `failed` value. */
+export const REJECT_REASONS: readonly number[] = [Drop.ENDPOINT_LIMIT, Drop.ENDPOINT_FAILED, Drop.ENDPOINT_UNLISTED];
 
 export class LocalEndpoints {
   readonly capacity: number;
   readonly hi: Uint32Array;
   readonly lo: Uint32Array;
   readonly state: Uint8Array;
-  /** Rejected because creation failed (1) rather than the endpoint limit (0). */
+  /** Why it was rejected, as an index into REJECT_REASONS: the endpoint limit (0), creation
+   * failed (1), not in the endpoints file with --endpoints-only (2). */
   readonly failed: Uint8Array;
   /** The main thread's slot (counters, flow ids) and endpoint id (slot | generation << 16). */
   readonly slot: Int32Array;

@@ -14,9 +14,8 @@
 // flushes before the endpoint's queues change.
 
 import type { NativeAddon } from '../io/native';
-import { Drop } from '../wire/reasons';
 import { CTRL_MSG_SEQ, type FromWorker, type ToWorker } from './messages';
-import { ST_READY, ST_REJECTED, type LocalEndpoints } from './endpoints';
+import { REJECT_REASONS, ST_READY, ST_REJECTED, type LocalEndpoints } from './endpoints';
 import type { InboundPath } from './inbound';
 
 /** How long an ENI ID refused by the main thread stays refused here before it is asked again. */
@@ -74,9 +73,9 @@ export class EndpointControl {
       if (li < 0) li = eps.add(m.hi, m.lo, ST_REJECTED, this.nowMs);
       if (li < 0) return;
       eps.state[li] = ST_REJECTED;
-      eps.failed[li] = m.failed ? 1 : 0;
+      eps.failed[li] = m.unlisted === true ? 2 : m.failed ? 1 : 0;
       eps.sinceMs[li] = this.nowMs;
-      this.inbound.release(li, false, m.failed ? Drop.ENDPOINT_FAILED : Drop.ENDPOINT_LIMIT);
+      this.inbound.release(li, false, REJECT_REASONS[eps.failed[li]]);
     } else if (m.t === 'remove') {
       const li = eps.bySlot[m.slot];
       if (li >= 0) {

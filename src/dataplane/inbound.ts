@@ -27,7 +27,7 @@ import type { Related } from './related';
 import { TX_BATCH, TX_ROUNDS, type ReturnPath } from './returns';
 import { C, EP, EP_STRIDE, GLOBAL_CELLS, countEpDrop } from './counters';
 import { CTRL_GWLB_IP, type FromWorker, type WorkerConfig } from './messages';
-import { ST_PENDING, ST_READY, type LocalEndpoints } from './endpoints';
+import { REJECT_REASONS, ST_PENDING, ST_READY, type LocalEndpoints } from './endpoints';
 import type { HoldRing } from './hold';
 import type { DropLog } from './droplog';
 
@@ -212,7 +212,7 @@ export class InboundPath {
         counters[C.HOLD_QUEUED] += 1;
         counters[C.HOLD_NOW] = this.holdRing.live;
       } else counters[Drop.HOLD_FULL] += 1;
-    } else counters[eps.failed[li] !== 0 ? Drop.ENDPOINT_FAILED : Drop.ENDPOINT_LIMIT] += 1;
+    } else counters[REJECT_REASONS[eps.failed[li]]] += 1;
   }
 
   private deliver(buf: Uint8Array, off: number, src: number, dst: number, sport: number, li: number): void {

@@ -65,7 +65,7 @@ export const CTRL_CELLS = 4;
 
 export type ToWorker =
   | { t: 'add'; hi: number; lo: number; slot: number; epId: number; gwi: number; gwo: number }
-  | { t: 'reject'; hi: number; lo: number; failed: boolean }
+  | { t: 'reject'; hi: number; lo: number; failed: boolean; unlisted?: boolean } // unlisted: --endpoints-only
   | { t: 'remove'; slot: number; epId: number };
 
 export type FromWorker =

@@ -13,7 +13,8 @@
 
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { Daemon } from '../control/daemon';
+import type { Daemon, Endpoint } from '../control/daemon';
+import { endpointName } from '../control/endpoints';
 import { C, EP, GC_HIST, HIST_BOUNDS_S, LOOP_HIST, histView, type HistView } from '../dataplane/counters';
 import { MainThreadStats } from './runtime';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
@@ -63,7 +64,7 @@ function htmlEscape(s: string): string {
 
 function healthHtml(s: Record<string, unknown>): string {
   const rows = (s.endpoints as Record<string, unknown>[])
-    .map((e) => `<tr>${['eni', 'gwi', 'gwo', 'state', 'packetsFromGwlb', 'bytesFromGwlb', 'packetsToGwlb', 'bytesToGwlb', 'drops', 'secondsSinceLastPacket'].map((k) => `<td>${htmlEscape(String(e[k]))}</td>`).join('')}</tr>`)
+    .map((e) => `<tr>${['eni', 'name', 'gwi', 'gwo', 'state', 'packetsFromGwlb', 'bytesFromGwlb', 'packetsToGwlb', 'bytesToGwlb', 'drops', 'secondsSinceLastPacket'].map((k) => `<td>${htmlEscape(String(e[k]))}</td>`).join('')}</tr>`)
     .join('\n');
   const workers = (s.workers as Record<string, unknown>[])
     .map((w) => `<tr>${['index', 'alive', 'udpBound', 'udpPackets', 'tunPacketsIn', 'rawPacketsOut', 'restarts'].map((k) => `<td>${htmlEscape(String(w[k]))}</td>`).join('')}</tr>`)
@@ -76,7 +77,7 @@ function healthHtml(s: Record<string, unknown>): string {
 <h1>gwlbtun: ${s.healthy ? 'healthy' : 'UNHEALTHY'}</h1><p>Uptime ${s.uptimeSeconds} s</p>
 <h2>Workers</h2><table border="1"><tr><th>worker</th><th>alive</th><th>UDP bound</th><th>UDP packets</th><th>TUN packets in</th><th>packets to GWLB</th><th>restarts</th></tr>
 ${workers}</table>
-<h2>Endpoints</h2><table border="1"><tr><th>ENI</th><th>gwi</th><th>gwo</th><th>state</th><th>packets from GWLB</th><th>bytes from GWLB</th><th>packets to GWLB</th><th>bytes to GWLB</th><th>drops</th><th>s since last packet</th></tr>
+<h2>Endpoints</h2><table border="1"><tr><th>ENI</th><th>name</th><th>gwi</th><th>gwo</th><th>state</th><th>packets from GWLB</th><th>bytes from GWLB</th><th>packets to GWLB</th><th>bytes to GWLB</th><th>drops</th><th>s since last packet</th></tr>
 ${rows}</table>
 <h2>Flows</h2><pre>${htmlEscape(JSON.stringify(s.flows))}</pre>
 <h2>Drops</h2><table border="1">${drops}</table>
@@ -139,7 +140,11 @@ export function metricsText(d: Daemon, conns: ConnGuardStats | null = null, main
     }
   };
   const eps = [...d.endpoints.values()];
-  const lbl = (e: { hex: string; gwi: string }): string => `{eni="${e.hex}",interface="${e.gwi}"}`;
+  // An endpoint's name (--endpoints) joins its labels; names need no escaping (src/control/endpoints-file.ts).
+  const lbl = (e: Endpoint): string => {
+    const name = endpointName(e);
+    return `{eni="${e.hex}",interface="${e.gwi}"${name === null ? '' : `,name="${name}"`}}`;
+  };
   metric('gwlbtun_up', 'gauge', '1 when healthy (all workers alive, UDP bound).', [['', d.healthy() ? 1 : 0]]);
   metric('gwlbtun_uptime_seconds', 'gauge', 'Seconds since the process started.', [['', (monoMs() - d.startedMs) / 1000]]);
   metric('gwlbtun_endpoint_packets_from_gwlb_total', 'counter', 'Packets decapsulated and written to gwi-, per endpoint.', eps.map((e) => [lbl(e), c.epSum(e.slot, EP.RX_PACKETS)]));

@@ -51,6 +51,8 @@ export interface StatusJson {
   history: { periodSeconds: number; points: number; seq: number; appliance: HistorySeries };
   endpoints: {
     eni: string;
+    /** Its name from the endpoints file (--endpoints), or null. */
+    name: string | null;
     gwi: string;
     gwo: string | null;
     state: string;
@@ -169,7 +171,7 @@ export function renderStatus(s: StatusJson): string {
     }
     const hook = ht;
     parts.push(
-      `<section class="ep" data-eni="${esc(e.eni)}"><h3>vpce-${esc(e.eni)} <span class="meta">${esc(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)} &middot; ${esc(e.state)}</span></h3>` +
+      `<section class="ep" data-eni="${esc(e.eni)}"><h3>vpce-${esc(e.eni)}${e.name === null ? '' : ' ' + esc(e.name)} <span class="meta">${esc(e.gwo === null ? e.gwi : e.gwi + ' ' + e.gwo)} &middot; ${esc(e.state)}</span></h3>` +
         '<table><tr><th>packets/s from GWLB</th><th>bits/s from GWLB</th><th>packets/s to GWLB</th><th>bits/s to GWLB</th><th>packets from GWLB</th><th>packets to GWLB</th><th>flows IPv4</th><th>flows IPv6</th><th>drops</th><th>s since last packet</th></tr><tr>' +
         num(k + 'ppsFromGwlb', e.ppsFromGwlb) +
         num(k + 'bpsFromGwlb', e.bitsPerSecondFromGwlb, bits(e.bitsPerSecondFromGwlb)) +

@@ -2,6 +2,7 @@
 // report, computed in one place: drops by reason, and an endpoint's identity and totals.
 
 import type { Daemon, Endpoint } from '../control/daemon';
+import { endpointName } from '../control/endpoints';
 import { EP, type CounterReader } from '../dataplane/counters';
 import { DROP_NAMES, DROP_SLOTS } from '../wire/reasons';
 
@@ -12,13 +13,14 @@ export function dropsByReason(c: CounterReader): Record<string, number> {
   return drops;
 }
 
-/** An endpoint's names, state and totals over all workers; seconds since its last packet either
+/** An endpoint's names (its name from the endpoints file, or null), state and totals over all workers; seconds since its last packet either
  * way (null: none yet), `now` in monotonic ms. */
 export function endpointTotals(d: Daemon, e: Endpoint, now: number) {
   const c = d.counters;
   const last = Math.max(c.epMax(e.slot, EP.LAST_RX_MS), c.epMax(e.slot, EP.LAST_TX_MS));
   return {
     eni: e.hex,
+    name: endpointName(e),
     gwi: e.gwi,
     gwo: d.opts.noReturn ? null : e.gwo,
     state: e.state,

@@ -49,12 +49,13 @@ export const Drop = {
   GSO_TOO_BIG: 35, // its segments would exceed 8500 bytes (GWLB's inner MTU)
   GSO_NO_ROOM: 36, // output slots too small for one segment (more segments than a batch are cut in chunks)
   ICMP_QUOTE_MISMATCH: 37, // ICMP error that matches no flow by its own addresses, not sent to the source of the packet it quotes
+  ENDPOINT_UNLISTED: 38, // new ENI ID not in the endpoints file, with --endpoints-only (src/control/endpoints-file.ts)
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];
 
 /** Number of reason slots (index 0 is unused, so counters can be indexed by reason directly). */
-export const DROP_SLOTS = 38;
+export const DROP_SLOTS = 39;
 
 /** Metric/log name of each reason, indexed by its number. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { requireRoot, ROOT, sleep, tmpDir, waitFor } from './lib';
+import { interrupt, requireRoot, ROOT, sleep, tmpDir, waitFor } from './lib';
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'lab', 'main.js');
 
@@ -64,11 +64,7 @@ test('interactive lab: exec reaches the server through GWLB and gwlbtun; SIGINT 
     assert.equal(none.status, 2);
     assert.match(none.stderr, /^lab: exec needs one of client, server, gwlb, appliance/);
   } finally {
-    if (p.exitCode === null) p.kill('SIGINT');
-    let t: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<'late'>((r) => (t = setTimeout(() => r('late'), 30_000)))]);
-    clearTimeout(t);
-    if (code === 'late') p.kill('SIGKILL');
+    const code = await interrupt(p, exited);
     stateLeft = fs.existsSync(state);
     fs.rmSync(dir, { recursive: true, force: true });
     assert.equal(code, 0, out);

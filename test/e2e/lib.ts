@@ -141,6 +141,17 @@ export function links(ns: string): LinkInfo[] {
   return JSON.parse(r.stdout) as LinkInfo[];
 }
 
+/** SIGINT to a child (by its PID) unless it has exited; SIGKILL when it has not exited within
+ * `ms`. Resolves with its exit code, or 'late' when it had to be killed. */
+export async function interrupt(p: ChildProcess, exited: Promise<number | null>, ms = 30_000): Promise<number | null | 'late'> {
+  if (p.exitCode === null) p.kill('SIGINT');
+  let t: NodeJS.Timeout | undefined;
+  const code = await Promise.race([exited, new Promise<'late'>((r) => (t = setTimeout(() => r('late'), ms)))]);
+  clearTimeout(t);
+  if (code === 'late') p.kill('SIGKILL');
+  return code;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

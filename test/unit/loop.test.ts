@@ -187,6 +187,19 @@ describe('packet loop over the fake addon', () => {
     assert.equal(r.counters[C.HOLD_NOW], 0);
   });
 
+  test('an ENI refused as not in the endpoints file (--endpoints-only): every packet counted as endpoint_unlisted', () => {
+    const r = new Rig();
+    const d = geneve(9n, 1, udpInner(1, 2)).datagram;
+    r.fromGwlb(d);
+    r.turns(1);
+    r.control({ t: 'reject', hi: 0, lo: 9, failed: false, unlisted: true });
+    r.fromGwlb(d);
+    r.turns();
+    assert.equal(r.counters[Drop.ENDPOINT_UNLISTED], 2);
+    assert.equal(r.counters[Drop.ENDPOINT_LIMIT], 0);
+    assert.equal(r.loop.hold.live, 0);
+  });
+
   test('held packets expire after the hold time', () => {
     const r = new Rig({ holdMs: 0 });
     r.fromGwlb(geneve(9n, 1, udpInner(1, 2)).datagram);

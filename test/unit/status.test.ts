@@ -85,16 +85,16 @@ test('renderStatus runs alone in a fresh context (as the page script) and render
   const s = new StatusCollector(stubDaemon(new FlowTable(createFlowTableBuffer(100))));
   const json = s.statusJson() as StatusJson;
   json.endpoints.push({
-    eni: '002b8ee1d4db0c51c', gwi: 'gwi-jrU9stdh1g', gwo: 'gwo-jrU9stdh1g', state: 'ready',
+    eni: '002b8ee1d4db0c51c', name: 'consumer-a', gwi: 'gwi-jrU9stdh1g', gwo: 'gwo-jrU9stdh1g', state: 'ready',
     hook: { running: null, last: { kind: 'create', result: 'ok', exit: 0, killed: null, outlived: false, ms: 35, secondsAgo: 2, output: 'routes <b>&"\'' } },
     packetsFromGwlb: 1234567, bytesFromGwlb: 1, packetsToGwlb: 0, bytesToGwlb: 0, ppsFromGwlb: 12, bitsPerSecondFromGwlb: 9_600_000,
     ppsToGwlb: 0, bitsPerSecondToGwlb: 0, drops: 0, flowsV4: 4, flowsV6: 0, secondsSinceLastPacket: null,
   });
   const quiet = { packetsFromGwlb: 0, bytesFromGwlb: 0, packetsToGwlb: 0, bytesToGwlb: 0, ppsFromGwlb: 0, bitsPerSecondFromGwlb: 0, ppsToGwlb: 0, bitsPerSecondToGwlb: 0, drops: 0, flowsV4: 0, flowsV6: 0, secondsSinceLastPacket: null };
   json.endpoints.push(
-    { eni: '0000000000000000a', gwi: 'gwi-a', gwo: 'gwo-a', state: 'ready', ...quiet,
+    { eni: '0000000000000000a', name: null, gwi: 'gwi-a', gwo: 'gwo-a', state: 'ready', ...quiet,
       hook: { running: null, last: { kind: 'create', result: 'timed out', exit: null, killed: 'KILL', outlived: true, ms: 2001, secondsAgo: 1, output: '' } } },
-    { eni: '0000000000000000b', gwi: 'gwi-b', gwo: 'gwo-b', state: 'ready', ...quiet,
+    { eni: '0000000000000000b', name: null, gwi: 'gwi-b', gwo: 'gwo-b', state: 'ready', ...quiet,
       hook: { running: null, last: { kind: 'create', result: 'ok', exit: 0, killed: null, outlived: true, ms: 12, secondsAgo: 1, output: '' } } },
   );
   json.drops.no_flow = 5;
@@ -105,6 +105,8 @@ test('renderStatus runs alone in a fresh context (as the page script) and render
   assert.equal(sandbox.out, html);
   assert.match(html, /data-k="ep\.002b8ee1d4db0c51c\.packetsFromGwlb" data-v="1234567">1,234,567</);
   assert.match(html, /9\.60 Mbit\/s/);
+  assert.match(html, /<h3>vpce-002b8ee1d4db0c51c consumer-a <span/, 'the name from the endpoints file');
+  assert.match(html, /<h3>vpce-0000000000000000a <span/, 'no name: none shown');
   assert.match(html, /data-k="drop\.no_flow" data-v="5">5</);
   assert.match(html, /routes &lt;b&gt;&amp;&quot;&#39;/, 'hook output escaped');
   assert.match(html, /data-k="ep\.0000000000000000a\.hook">create timed out, group killed \(SIGTERM, then SIGKILL\), processes of its group outlived it, 2001 ms/);
