@@ -150,6 +150,9 @@ interface Panel {
   value: (v: number) => string;
   /** A dashed line across the plot (its name goes into the chart's legend). */
   refLine?: number;
+  /** Scale the axis to the bars alone (1.5x the tallest): a dot above it (one round's outlier)
+   * is drawn at the top edge with its value, instead of flattening every bar. */
+  scaleToBars?: boolean;
 }
 
 function panel(p: Panel): string[] {
@@ -159,10 +162,10 @@ function panel(p: Panel): string[] {
   const top = p.y + 22;
   const bottom = p.y + p.h - 34;
   out.push(text(p.x + 8, p.y + 10, p.title, { size: 11, weight: 'bold' }));
-  const all = p.groups.flatMap((g) => g.bars.flatMap((b) => (b.value === null ? [] : [b.value, ...(b.dots ?? [])])));
+  const all = p.groups.flatMap((g) => g.bars.flatMap((b) => (b.value === null ? [] : p.scaleToBars === true ? [b.value * 1.5] : [b.value, ...(b.dots ?? [])])));
   const vals = finite([...all, p.refLine ?? NaN]);
   const { top: vmax, step } = niceScale(vals.length === 0 ? 0 : Math.max(...vals) * 1.08);
-  const yOf = (v: number): number => bottom - ((bottom - top) * v) / vmax;
+  const yOf = (v: number): number => bottom - ((bottom - top) * Math.min(v, vmax)) / vmax;
   for (let v = 0; v <= vmax + step / 2; v += step) {
     out.push(line(left, yOf(v), right, yOf(v), v === 0 ? C.axis : C.grid));
     out.push(text(left - 4, yOf(v) + 3.5, p.tick(v), { size: 9, anchor: 'end', fill: C.muted }));
@@ -186,8 +189,11 @@ function panel(p: Panel): string[] {
         return;
       }
       out.push(rect(x + 1, yOf(v), bw - 2, bottom - yOf(v), s.color, `${s.name}, ${g.label}: ${p.value(v)}`));
-      for (const d of finite(b.dots ?? [])) out.push(dot(x + bw / 2, yOf(d)));
-      const top1 = Math.min(yOf(v), ...finite(b.dots ?? []).map(yOf));
+      for (const d of finite(b.dots ?? [])) {
+        out.push(dot(x + bw / 2, yOf(d)));
+        if (d > vmax) out.push(text(x + bw / 2, top - 6, '\u2191' + p.value(d), { size: 8, anchor: 'middle', fill: C.muted }));
+      }
+      const top1 = Math.min(yOf(v), ...finite(b.dots ?? []).filter((d) => d <= vmax).map(yOf));
       out.push(text(x + bw / 2, top1 - 3, p.value(v), { size: 9, anchor: 'middle' }));
     });
     out.push(text(left + gi * gw + gw / 2, bottom + 13, g.label, { size: 10, anchor: 'middle' }));
@@ -371,10 +377,10 @@ export function latencyChart(res: Results): Chart {
   const colors = { gwlbtun: C.gwlbtun, baseline: C.baseline, original: C.original, reflector: C.reflector };
   const series = present.map((a) => ({ name: LATENCY_NAMES[a], color: colors[a] }));
   const PH = 220;
-  const height = 52 + 2 * PH;
+  const height = 52 + 2 * PH + 14;
   const body: string[] = [text(12, 20, 'Round-trip time of 64-byte probes through the appliance (us)', { size: 13, weight: 'bold' })];
   body.push(...legend(12, 38, series));
-  body.push(text(W - 12, 38, 'each on CPU 1; bars: median of rounds; dots: rounds', { size: 10, anchor: 'end', fill: C.muted }));
+  body.push(text(12, height - 6, 'each on CPU 1; bars: median of rounds; dots: rounds (an arrow: a round above the axis, with its value)', { size: 10, fill: C.muted }));
   const us = (v: number): string => fmt(v, v >= 100 ? 0 : 1);
   ([4, 6] as const).forEach((family, row) => {
     (['idle', 'loaded'] as const).forEach((load, col) => {
@@ -392,7 +398,7 @@ export function latencyChart(res: Results): Chart {
       body.push(...panel({
         x: col * (W / 2), y: 52 + row * PH, w: W / 2, h: PH,
         title: `IPv${family}, ${load === 'idle' ? 'idle' : `beside ${Number.isFinite(load1) ? kfmt(load1) : 'a'} pkt/s of load`}`,
-        series, groups, tick: us, value: us,
+        series, groups, tick: us, value: us, scaleToBars: true,
       }));
     });
   });

@@ -101,7 +101,7 @@ export function latencySection(res: Results, para: (name: string, vars: Record<s
   const runs = res.latency ?? [];
   const g = rows.find((r) => r.appliance === 'gwlbtun' && r.family === 4 && r.load === 'idle');
   const gl = rows.find((r) => r.appliance === 'gwlbtun' && r.family === 4 && r.load === 'loaded');
-  const us = (x: number | undefined): string => fmt(x ?? NaN, 1);
+  const us = (x: number | undefined): string => (x !== undefined && x > 0 ? '+' : '') + fmt(x ?? NaN, 1);
   return `## Latency (issue 20)
 
 ${latencyTables(res)}

@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Topology } from '../../src/sim/topology';
-import { startDaemon, startOriginal, startReflector, stopOriginal } from '../lib/appliance';
+import { metricsOf, startDaemon, startOriginal, startReflector, stopOriginal } from '../lib/appliance';
 import { startBg, stopBg, type Bg } from '../lib/bg';
 import { ENI, GEN_BIN, GEN_CPU, log, sleep } from '../lib/env';
 import { genSend } from '../lib/gen';
@@ -62,6 +62,24 @@ async function probe(t: Topology, family: 4 | 6, count: number): Promise<ProbeRe
   } finally {
     fs.rmSync(file, { force: true });
   }
+}
+
+/** Where gwlbtun's time went (its /metrics histograms since its start): loop turns over 250 us
+ * and 1 ms, GC pauses per thread, the main thread's late timers. For the log: where a tail
+ * comes from. */
+function insideSummary(m: Map<string, number>): string {
+  const over = (name: string, labels: string, le: string): string => {
+    const all = m.get(`${name}_count${labels === '' ? '' : `{${labels}}`}`) ?? NaN;
+    const under = m.get(`${name}_bucket{${labels === '' ? '' : labels + ','}le="${le}"}`) ?? NaN;
+    return `${all - under} of ${all} over ${Number(le) * 1e6} us`;
+  };
+  const gc = (thread: string): string => {
+    const n = m.get(`gwlbtun_gc_pause_seconds_count{thread="${thread}"}`) ?? NaN;
+    const s = m.get(`gwlbtun_gc_pause_seconds_sum{thread="${thread}"}`) ?? NaN;
+    return `${n} (${(s * 1000).toFixed(1)} ms)`;
+  };
+  return `worker loop turns ${over('gwlbtun_worker_loop_turn_seconds', 'worker="0"', '0.00025')}, ${over('gwlbtun_worker_loop_turn_seconds', 'worker="0"', '0.001')}; ` +
+    `GC pauses worker ${gc('worker-0')}, main ${gc('main')}; main timers late ${over('gwlbtun_main_event_loop_delay_seconds', '', '0.001')}`;
 }
 
 /** One phase: probes alone, or beside the bulk load (started first, running past the probes' end). */
@@ -116,6 +134,7 @@ export async function latency(c: BenchContext, rounds: number): Promise<void> {
         log(`latency: gwlbtun saturates at ${Math.round(sat.returnedPps)} pps; the load beside the probes: ${load} pps`);
       }
       await phases(c, 'gwlbtun', load, r);
+      log(`latency round ${r}, gwlbtun's own histograms over its phases: ${insideSummary(metricsOf(c.t))}`);
       await stopBg(bg);
       bg = null;
       if (c.baseline !== undefined) {

@@ -68,7 +68,7 @@ test('bench report: every prose file is stitched in, every placeholder filled, e
   // Latency: the tables, the chart, and the prose's figures (gwlbtun IPv4 added over the reflector).
   assert.match(doc, /^\| IPv4, idle \| gwlbtun \| \+70\.0 \| \+140\.0 \| \+280\.0 \| \+560\.0 \| \+1,600\.0 \|$/m);
   assert.ok(doc.includes('![Round-trip latency percentiles'), 'the latency chart is embedded');
-  assert.match(doc, /gwlbtun, IPv4, idle: \+70\.0 us at p50, \+560\.0 us at p99\.9; beside the load:\n\+140\.0 us and \+1,120\.0 us\./);
+  assert.match(doc, /gwlbtun, IPv4, idle: \+70\.0 us at p50, \+560\.0 us at p99\.9; beside the load:\n\+140\.0 us and \+1,120\.0 us \(a negative figure/);
 });
 
 test('bench report: results without latency runs (older results) have no latency section', () => {
