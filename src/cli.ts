@@ -5,19 +5,21 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import { Daemon } from './control/daemon';
+import { Daemon, type Adopted } from './control/daemon';
 import type { DaemonOptions } from './control/options';
 import { defaultLogConfig, LEVELS, Logger, parseLogging, SECTIONS, type LogConfig } from './base/log';
-import { startHealthServer, type HealthStyle } from './ops/health';
+import { startHealthServer, type HealthServer, type HealthStyle } from './ops/health';
 import { flowTableBytes, MAX_FLOWS_LIMIT } from './flow/table';
 import { GENEVE_PORT } from './wire/geneve';
 import { ip4FromString, native } from './io/native';
 import { scheduleMain } from './io/sched';
 import { installClockStepFromEnv } from './base/clock-failpoint';
+import { monoMs } from './base/clock';
 import { StopSequence } from './control/stop';
 import { startOrphanReaper } from './control/reaper';
 import { doctorMain } from './ops/doctor/main';
 import { EndpointsFileError, loadEndpointsFile } from './control/endpoints-file';
+import { HandOverSource, HandOverTarget, notifySystemd } from './control/handover';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -108,6 +110,9 @@ Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0
 exits at once (code 1). With --drain SECS the signal first starts the drain (health 503, traffic
 still carried) and the shutdown follows after SECS or at a second signal; a third exits at once.
 SIGHUP re-reads the --endpoints file; without one it is logged and ignored.
+SIGUSR2 hands over to a new gwlbtun started from the same path with the same arguments (an
+upgrade in place): it takes the sockets, interfaces and flows over, no hook runs, nothing queued
+is lost, and this process exits 0 (docs/operations.md, "Upgrading in place").
 `;
 
 export class UsageError extends Error {}
@@ -365,7 +370,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   const log = new Logger(cli.log);
   for (const n of cli.notes) log.important('core', n);
+  // Started by a hand-over (SIGUSR2 to the running gwlbtun: src/control/handover.ts)?
+  const handIn = HandOverTarget.fromEnv(log);
   const fail = (msg: string): never => {
+    if (handIn !== null && handIn.pending) handIn.fail(msg); // the running gwlbtun carries on
     log.critical('core', msg);
     process.exit(1);
   };
@@ -387,15 +395,42 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     return fail(`cannot allocate the shared memory (flow table of ${cli.daemon.maxFlows} flows: ${Math.ceil(flowTableBytes(cli.daemon.maxFlows) / 1e6)} MB): ${(e as Error).message}`);
   }
+  // Every exit of a started daemon: after a hand-over systemd learns the new main PID first.
+  const exit = (code: number): never => {
+    handOut.beforeExit();
+    process.exit(code);
+  };
   // The stop sequence (src/control/stop.ts): drain (--drain), shutdown, and their limits.
   const stop = new StopSequence(
     { drain: () => d.drain(), shutdown: () => d.shutdown() },
-    { drainS: cli.drainS, hookTimeoutS: cli.daemon.hookTimeoutS, exit: (code) => process.exit(code) },
+    { drainS: cli.drainS, hookTimeoutS: cli.daemon.hookTimeoutS, exit: (code) => exit(code) },
     log,
   );
-  const onSignal = (sig: NodeJS.Signals): void => stop.signal(sig);
+  // While taking over from a running gwlbtun, a stop is this process's alone: it exits without
+  // DESTROY (the endpoints are still the running one's), which then carries on.
+  const onSignal = (sig: NodeJS.Signals): void => (handIn !== null && handIn.pending ? handIn.fail(sig) : stop.signal(sig));
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // SIGUSR2: hand over to a new gwlbtun (src/control/handover.ts). Caught from here on (its default
+  // action ends the process), acted on once started.
+  let health: HealthServer | null = null;
+  const startHealth = async (): Promise<void> => {
+    if (cli.healthPort !== null) health = await startHealthServer(d, cli.healthPort, cli.healthStyle);
+  };
+  const handOut = new HandOverSource(d, log, {
+    closeHealth: () => {
+      health?.server.close();
+      health?.server.closeAllConnections();
+      health = null;
+    },
+    reopenHealth: startHealth,
+    shutdown: () => stop.signal('hand-over fallback'),
+    exit: (code) => exit(code),
+  });
+  process.on('SIGUSR2', () => {
+    if (stop.started && stop.phase === 'running') handOut.signal();
+    else log.important('core', `SIGUSR2 ignored: ${stop.started ? 'stopping' : 'still starting'}`);
+  });
   // SIGHUP re-reads the endpoints file (one reload at a time; one asked for meanwhile follows).
   // Without one it is logged and ignored: `systemctl reload` must never stop the daemon.
   if (cli.daemon.endpointsFile === null) process.on('SIGHUP', () => log.important('core', 'SIGHUP: nothing to reload (no --endpoints FILE)'));
@@ -419,19 +454,46 @@ export async function main(argv: string[]): Promise<void> {
   }
   // A signal during start-up is a shutdown like any other: onSignal runs it and exits 0; what
   // start() then reports (workers stopped before they were up) is not a start-up failure.
+  // A hand-over: the running gwlbtun's state, or null (none, or a fallback: it has shut down and
+  // this process starts as on a restart). Whatever fails from here on ends this process alone.
+  let adopted: Adopted | null = null;
+  let stoppedAtMs = 0;
+  let from = 0;
+  if (handIn !== null) {
+    try {
+      const r = await handIn.accept(cli.daemon);
+      if (r !== null) {
+        adopted = r.adopted;
+        stoppedAtMs = r.state.stoppedAtMs;
+        from = r.state.pid;
+      }
+    } catch (e) {
+      handIn.fail((e as Error).message);
+    }
+  }
   try {
-    await d.start();
+    await d.start(adopted);
   } catch (e) {
     if (stop.phase !== 'running') return;
-    await d.shutdown().catch(() => undefined);
+    if (adopted === null) await d.shutdown().catch(() => undefined);
     fail((e as Error).message);
   }
+  const upMs = monoMs();
   if (stop.phase !== 'running') return;
   if (cli.healthPort !== null) {
     try {
-      await startHealthServer(d, cli.healthPort, cli.healthStyle);
+      // After a hand-over the old process has just closed the port: wait for it a little.
+      for (let i = 0; ; i++) {
+        try {
+          await startHealth();
+          break;
+        } catch (e) {
+          if (adopted === null || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || i >= 100) throw e;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
     } catch (e) {
-      await d.shutdown().catch(() => undefined);
+      if (adopted === null) await d.shutdown().catch(() => undefined);
       fail(`health check port ${cli.healthPort}: ${(e as Error).message}`);
     }
   }
@@ -440,6 +502,10 @@ export async function main(argv: string[]): Promise<void> {
   if (schedNote !== null) log.important('core', schedNote);
   stop.started = true; // from now on a signal drains first (with --drain)
   log.important('core', `gwlbtun started: ${cli.daemon.workers} worker(s), UDP ${cli.daemon.udpPort}` + (cli.healthPort !== null ? `, health on TCP ${cli.healthPort}` : '') + (cli.drainS > 0 ? `, drain ${cli.drainS} s` : ''));
+  if (adopted !== null && handIn !== null) {
+    log.important('core', `hand-over: PID ${process.pid} took over from PID ${from}: ${adopted.endpoints.length} endpoint(s), ${d.restoredFlows} of ${adopted.flowCount} flow(s), no hook run; traffic paused ${Math.round(upMs - stoppedAtMs)} ms`);
+    handIn.done(); // systemd's main process from now on; the old one exits
+  } else notifySystemd(log, ['READY=1']);
 }
 
 if (require.main === module) {

@@ -11,17 +11,28 @@
 // - the flow sweeper: expires idle flows from the shared flow table a slice at a time (every
 //   100 ms);
 // - start() and shutdown(), and the read-only surface that health and /metrics
-//   (src/ops/health.ts) read: counters, endpoints, flows, hook statistics, worker status.
+//   (src/ops/health.ts) read: counters, endpoints, flows, hook statistics, worker status;
+// - the two halves of a hand-over (SIGUSR2, src/control/handover.ts): handOff() and resume() in
+//   the old process, start(adopted) in the new one.
 
-import { createFlowTableBuffer, FlowTable } from '../flow/table';
+import { createFlowTableBuffer, FlowTable, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import { monoMs, nowTicks, TICKS_PER_SECOND } from '../base/clock';
 import { CounterReader, createCountersBuffer } from '../dataplane/counters';
 import { InterfaceSysctls } from './sysctl';
 import type { Logger } from '../base/log';
-import { EndpointLifecycle, type Endpoint, type HookStats } from './endpoints';
+import { EndpointLifecycle, type Endpoint, type HandedEndpoint, type HookStats } from './endpoints';
 import { WorkerSupervisor, type WorkerStatus } from './workers';
 import type { DaemonOptions } from './options';
 import { loadEndpointsFile, type EndpointEntry } from './endpoints-file';
+
+/** What a hand-over gives the new process's start(): the previous process's sockets and endpoints
+ * (descriptors as numbered in this process) and its flows (FlowTable snapshot records). */
+export interface Adopted {
+  udpFds: number[];
+  endpoints: HandedEndpoint[];
+  flows: Int32Array;
+  flowCount: number;
+}
 
 export { TUN_MTU, TUN_TXQUEUELEN, type Endpoint, type EndpointState, type HookStats } from './endpoints';
 export type { DaemonOptions } from './options';
@@ -37,6 +48,8 @@ export class Daemon {
   readonly bySlot: (Endpoint | undefined)[];
   readonly hookStats: Record<'create' | 'destroy', HookStats>;
   flowExpiries = 0;
+  /** Flows restored from a hand-over's snapshot (the count of those stored). */
+  restoredFlows = 0;
   shuttingDown = false;
   /** A signal started the drain (--drain, src/control/stop.ts): health answers 503 while
    * traffic still flows, until shutdown() begins. */
@@ -102,11 +115,36 @@ export class Daemon {
 
   /** Start the workers; resolves once every worker has bound its UDP socket, rejects with the
    * first worker's setup error (port in use, missing capability). */
-  async start(): Promise<void> {
-    await this.workers.startAll();
+  async start(adopted: Adopted | null = null): Promise<void> {
+    if (adopted !== null) {
+      // Endpoints and flows first: a worker gets every ready endpoint when it is up, and its first
+      // return looks its flow up.
+      this.lifecycle.adopt(adopted.endpoints);
+      if (this.flows !== null) this.restoreFlows(adopted.flows, adopted.flowCount);
+    }
+    await this.workers.startAll(adopted === null ? null : adopted.udpFds);
     if (this.shuttingDown) return; // a signal arrived during start-up
     const sendDevice = this.sendDevice;
     if (sendDevice !== null) this.sysctls?.watchDevice(sendDevice); // kept from now on (src/control/sysctl.ts)
+    this.startTimers();
+    // The endpoints file's endpoints exist, their CREATE hooks done, before start() resolves: the
+    // health server starts after it, so GWLB sees the target healthy only then. (After a hand-over
+    // the listed endpoints are there already; only those added to the file meanwhile are created.)
+    if (this.opts.endpoints.length > 0) {
+      await this.lifecycle.createListed(this.opts.endpoints);
+      this.log.important('core', `endpoints file ${this.opts.endpointsFile}: ${this.opts.endpoints.length} endpoint(s) ${adopted === null ? 'created' : 'in place'}`);
+    }
+  }
+
+  private restoreFlows(recs: Int32Array, count: number): void {
+    const flows = this.flows!;
+    let stored = 0;
+    for (let i = 0; i < count; i++) if (flows.restore(recs, i * SNAPSHOT_RECORD_WORDS) > 0) stored++;
+    this.restoredFlows = stored;
+  }
+
+  /** The flow sweeper, the endpoint timers (-t, sysctls). */
+  private startTimers(): void {
     const sweepBudget = this.flows === null ? 0 : Math.max(1, Math.ceil(this.flows.buckets / 10));
     const live = (epId: number): boolean => this.lifecycle.live(epId);
     if (this.flows !== null) {
@@ -127,12 +165,40 @@ export class Daemon {
     }
     for (const t of this.timers) t.unref();
     this.lifecycle.startTimers();
-    // The endpoints file's endpoints exist, their CREATE hooks done, before start() resolves: the
-    // health server starts after it, so GWLB sees the target healthy only then.
-    if (this.opts.endpoints.length > 0) {
-      await this.lifecycle.createListed(this.opts.endpoints);
-      this.log.important('core', `endpoints file ${this.opts.endpointsFile}: ${this.opts.endpoints.length} endpoint(s) created`);
-    }
+  }
+
+  private stopTimers(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.lifecycle.stopTimers();
+  }
+
+  /** Why a hand-over cannot start now, or null (src/control/handover.ts). running: the workers
+   * should be running (false once handOff() has stopped them). */
+  handOverBlocker(running = true): string | null {
+    if (this.shuttingDown) return 'shutting down';
+    if (this.draining) return 'draining';
+    if (running && this.workers.aliveIndexes().length !== this.opts.workers) return 'a worker is restarting';
+    if (this.sendDevice !== null) return `--offload on with its send device ${this.sendDevice} is not handed over (yet): restart instead`;
+    return this.lifecycle.handOverBlocker();
+  }
+
+  /** Hand-over, old process: stop the timers (no expiry, no -t destroy) and the workers, leaving
+   * sockets, queues and flows as they are for the new process. */
+  async handOff(): Promise<void> {
+    this.stopTimers();
+    await this.workers.handOff();
+  }
+
+  /** The hand-over failed after handOff(): carry on as before it. */
+  async resume(): Promise<void> {
+    await this.workers.resume();
+    this.startTimers();
+  }
+
+  /** Hand-over, old process: the endpoints and the UDP sockets to pass on. */
+  handOverState(): { udpFds: number[]; endpoints: HandedEndpoint[] } {
+    return { udpFds: this.workers.udpFds(), endpoints: this.lifecycle.handOverState() };
   }
 
   /** SIGHUP: read the endpoints file again and apply it (src/control/endpoints.ts, reload()). A
@@ -181,9 +247,7 @@ export class Daemon {
   async shutdown(): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
-    this.lifecycle.stopTimers();
+    this.stopTimers();
     // Stop the workers first: nothing is received any more, and no worker uses a TUN queue
     // after it has exited, so the endpoints can then be taken down without 'remove' round trips.
     await this.workers.stopAll();

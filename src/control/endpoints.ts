@@ -23,6 +23,12 @@
 // An endpoint with a network namespace (its `netns=`, or --netns-per-endpoint) has its devices
 // moved there after they are set up and before its CREATE hook, and its hooks run there
 // (src/control/netns.ts); the namespace goes after DESTROY when gwlbtun created it.
+//
+// Hand-over (SIGUSR2, src/control/handover.ts): handOverState() describes the ready endpoints
+// (ENI, slot and generation, queues, namespace) for the new process, whose adopt() takes them
+// over as they are: same slots and endpoint ids (the flow table's keys carry them), queues
+// attached, state 'ready', no CREATE hook; the old process then exits without DESTROY. A hand-over
+// waits for a quiet moment: handOverBlocker() names an endpoint being created or destroyed.
 
 import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
@@ -119,6 +125,23 @@ export interface HookStats {
   failures: number;
   timeouts: number;
   durationMsTotal: number;
+}
+
+/** A ready endpoint as a hand-over passes it to the new process (src/control/handover.ts): the
+ * descriptors are numbers in the process that holds them (the hand-over maps them). */
+export interface HandedEndpoint {
+  hex: string;
+  slot: number;
+  epId: number;
+  /** By worker; gwoFds is empty with --no-return. */
+  gwiFds: number[];
+  gwoFds: number[];
+  readyMs: number;
+  /** Its last packet either way (monotonic ms), or readyMs: the new process's counters start at
+   * zero, so the -t idle check starts from this. */
+  lastMs: number;
+  netns: string | null;
+  netnsCreated: boolean;
 }
 
 /** What the lifecycle needs of the workers (src/control/workers.ts). */
@@ -311,6 +334,82 @@ export class EndpointLifecycle {
     this.endpoints.set(e.hex, e);
     this.bySlot[slot] = e;
     return this.serial.run(e.hex, () => this.create(e));
+  }
+
+  /** Why a hand-over cannot start now, or null: every endpoint must be ready, none with a hook
+   * running (its state would be half of one process's and half of the other's). */
+  handOverBlocker(): string | null {
+    for (const e of this.endpoints.values()) {
+      if (e.state !== 'ready' || e.hookRunning !== null) return `endpoint ${endpointLabel(e)} is ${e.hookRunning !== null ? `running its ${e.hookRunning.toUpperCase()} hook` : e.state}`;
+    }
+    return null;
+  }
+
+  /** The ready endpoints, for the new process (adopt()). */
+  handOverState(): HandedEndpoint[] {
+    return [...this.endpoints.values()].map((e) => ({
+      hex: e.hex,
+      slot: e.slot,
+      epId: e.epId,
+      gwiFds: [...e.gwiFds],
+      gwoFds: [...e.gwoFds],
+      readyMs: e.readyMs,
+      lastMs: Math.max(e.readyMs, this.counters.epMax(e.slot, EP.LAST_RX_MS), this.counters.epMax(e.slot, EP.LAST_TX_MS)),
+      netns: e.netns,
+      netnsCreated: e.netnsCreated,
+    }));
+  }
+
+  /** The new process of a hand-over, before its workers start: take the endpoints over as the old
+   * process had them (the same slots and ids, queues attached, ready), with no hook. Throws, having
+   * changed nothing, on a description that does not fit this process (slot, id, queue count). */
+  adopt(list: readonly HandedEndpoint[]): void {
+    const queues = this.opts.workers;
+    const seen = new Set<number>();
+    for (const x of list) {
+      const names = /^[0-9a-f]{17}$/.test(x.hex) ? endpointNames(BigInt('0x' + x.hex)) : null;
+      if (names === null || names.hex !== x.hex) throw new Error(`hand-over: bad ENI ID '${x.hex}'`);
+      if (!(Number.isInteger(x.slot) && x.slot >= 0 && x.slot < this.opts.maxEndpoints) || seen.has(x.slot) || (x.epId & 0xffff) !== x.slot) {
+        throw new Error(`hand-over: endpoint ${x.hex}: slot ${x.slot} does not fit --max-endpoints ${this.opts.maxEndpoints}`);
+      }
+      seen.add(x.slot);
+      if (x.gwiFds.length !== queues || x.gwoFds.length !== (this.opts.noReturn ? 0 : queues)) throw new Error(`hand-over: endpoint ${x.hex}: ${x.gwiFds.length} queues for ${queues} workers`);
+    }
+    this.listed = new Map(this.opts.endpoints.map((x) => [x.hex, x]));
+    for (const x of list) {
+      const eni = BigInt('0x' + x.hex);
+      const names = endpointNames(eni);
+      const e: Endpoint = {
+        eni,
+        hi: Number(eni >> 32n) >>> 0,
+        lo: Number(eni & 0xffffffffn) >>> 0,
+        hex: names.hex,
+        gwi: names.gwi,
+        gwo: names.gwo,
+        slot: x.slot,
+        epId: x.epId >>> 0,
+        state: 'ready',
+        gwiFds: [...x.gwiFds],
+        gwoFds: [...x.gwoFds],
+        detached: new Array<boolean>(queues).fill(false),
+        destroyed: false,
+        createdMs: x.readyMs,
+        // The -t idle check reads readyMs and this process's counters (zero): from the last packet.
+        readyMs: Math.max(x.readyMs, x.lastMs),
+        recreate: false,
+        hookRunning: null,
+        lastHook: null,
+        sysctl: newSysctlMarks(),
+        entry: this.listed.get(names.hex) ?? null,
+        netns: x.netns,
+        netnsCreated: x.netnsCreated,
+      };
+      this.slotGen[x.slot] = x.epId >>> 16;
+      const free = this.freeSlots.indexOf(x.slot);
+      if (free >= 0) this.freeSlots.splice(free, 1);
+      this.endpoints.set(e.hex, e);
+      this.bySlot[x.slot] = e;
+    }
   }
 
   /** Start-up (--endpoints): create every listed endpoint; resolves when each is ready or has

@@ -8,6 +8,11 @@
 // closed (SO_REUSEPORT gives its share to the others), and the owner (the endpoint lifecycle) is
 // told, so that it detaches the worker's TUN queues and settles the acknowledgements the worker
 // owed. Messages are posted only to live workers. It knows nothing of endpoints itself.
+// Hand-over (SIGUSR2, src/control/handover.ts): handOff() stops every worker WITHOUT any of that --
+// nothing is read from its socket or queues, nothing detached, nothing closed -- because the new
+// process holds the same descriptors and reads on where the workers stopped; resume() starts them
+// again on the same sockets when the hand-over fails. A supervisor started with inherited UDP
+// sockets (startAll(inherited)) binds nothing and probes nothing: the sockets are already bound.
 
 import { openTxTap, type TxTap } from '../io/txtap';
 import { openUsoTun, type UsoTun } from '../io/usotun';
@@ -91,7 +96,21 @@ export class WorkerSupervisor {
 
   /** Start every worker; resolves once each has bound its UDP socket, rejects with the first
    * worker's setup error (port in use, missing capability). */
-  async startAll(): Promise<void> {
+  async startAll(inherited: number[] | null = null): Promise<void> {
+    if (inherited !== null) {
+      // A hand-over: the previous process's sockets, one per worker, bound and with whatever
+      // arrived meanwhile still queued on them. No send device (the hand-over refuses --offload on
+      // with one: src/control/handover.ts).
+      this.inheritedUdp = inherited;
+      // Until every worker is up, a worker's exit must not touch what the old process still
+      // shares (draining its socket, detaching its queues): this process then exits, and the old
+      // one carries on with them.
+      this.handingOff = true;
+      await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
+      this.handingOff = false;
+      this.inheritedUdp = null; // a worker restarted later binds a socket of its own, as usual
+      return;
+    }
     // Probe the port without SO_REUSEPORT first: the workers bind with it, and a second process
     // bound with SO_REUSEPORT too would otherwise silently share (steal) our traffic.
     try {
@@ -130,6 +149,11 @@ export class WorkerSupervisor {
   }
   private txTap: TxTap | null = null;
   private txUso: UsoTun | null = null;
+  /** The UDP sockets a hand-over passed (by worker), used instead of binding new ones. */
+  private inheritedUdp: number[] | null = null;
+  /** handOff() is stopping the workers, or a hand-over's workers are starting: their exits leave
+   * sockets and queues as they are. */
+  private handingOff = false;
   private egress: EgressWatch | null = null;
   private egressTimer: NodeJS.Timeout | null = null;
 
@@ -160,9 +184,12 @@ export class WorkerSupervisor {
     // The worker's descriptors are opened (and later closed) here, not in the worker: a worker
     // that dies without running its cleanup must not leave its SO_REUSEPORT socket bound and
     // unread, black-holing its share of GWLB's flows.
+    // After handOff() and resume() the socket is still open (kept for the new process) and is
+    // used again; the epoll set is always a new one (the stopped thread's still names its queues).
     try {
-      ws.udpFd = this.nat.udpOpen(this.opts.udpPort, this.opts.rcvbuf, true);
-      ws.rawFd = this.nat.rawOpen(this.opts.sndbuf);
+      if (ws.udpFd < 0) ws.udpFd = this.inheritedUdp?.[index] ?? this.nat.udpOpen(this.opts.udpPort, this.opts.rcvbuf, true);
+      if (ws.rawFd < 0) ws.rawFd = this.nat.rawOpen(this.opts.sndbuf);
+      if (ws.epFd >= 0) this.nat.close(ws.epFd);
       ws.epFd = this.nat.epollCreate();
       this.nat.epollAdd(ws.epFd, ws.udpFd);
     } catch (e) {
@@ -248,6 +275,8 @@ export class WorkerSupervisor {
    * counter block has no writer and its descriptors no user. Settle what it lost, give its share
    * of traffic to the live workers, and acknowledge what it can no longer acknowledge. */
   private onWorkerExit(ws: WorkerSlot): void {
+    // Handed off: the new process reads on from this socket and these queues (they stay attached).
+    if (this.handingOff) return;
     const index = ws.index;
     // Its UDP socket: what waits there is lost with it (counted); closing the socket makes the
     // kernel spread its share of GWLB's flows over the other workers' sockets at once.
@@ -358,9 +387,29 @@ export class WorkerSupervisor {
     }));
   }
 
-  /** Stop every worker: ask each to leave its loop, wait up to a second, terminate the rest.
-   * Resolves when none runs any more (so none uses a TUN queue). */
-  async stopAll(): Promise<void> {
+  /** The UDP socket of every worker (for the hand-over), by worker index. */
+  udpFds(): number[] {
+    return this.workers.map((ws) => ws.udpFd);
+  }
+
+  /** Hand-over: stop every worker as stopAll() does, but leave what they read as it is: nothing is
+   * drained, detached or closed, since the new process reads on from the same descriptors.
+   * Resolves when none runs any more. */
+  async handOff(): Promise<void> {
+    this.handingOff = true;
+    await this.stopWorkers();
+  }
+
+  /** The hand-over failed after handOff(): start every worker again on the same sockets. */
+  async resume(): Promise<void> {
+    this.handingOff = false;
+    for (const ws of this.workers) ws.stopping = false;
+    await Promise.all(this.workers.map((ws) => this.spawnWorker(ws.index)));
+  }
+
+  /** Ask every worker to leave its loop, wait up to a second, terminate the rest. Resolves when
+   * none runs any more (so none uses a TUN queue). */
+  private async stopWorkers(): Promise<void> {
     const exits: Promise<void>[] = [];
     for (const ws of this.workers) {
       ws.stopping = true;
@@ -370,6 +419,12 @@ export class WorkerSupervisor {
     }
     await Promise.race([Promise.all(exits), sleep(1000)]);
     for (const ws of this.workers) if (ws.worker !== null) await ws.worker.terminate();
+  }
+
+  /** Stop every worker (stopWorkers) and close the send device's queues. */
+  async stopAll(): Promise<void> {
+    this.handingOff = false; // a shutdown after a hand-over gone back (fallback): settle as usual
+    await this.stopWorkers();
     if (this.egressTimer !== null) clearInterval(this.egressTimer);
     this.egressTimer = null;
     if (this.txTap !== null) for (const fd of this.txTap.fds) this.nat.close(fd);

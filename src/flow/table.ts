@@ -80,7 +80,8 @@
 //   STUCK_TICKS (5 s, against a critical section of ~100 ns); such a reclaim may leave size() off
 //   by one.
 // No operation blocks, allocates, or scans more than two buckets, except sweep, which scans
-// `budget` buckets per call (no stop-the-world expiry).
+// `budget` buckets per call (no stop-the-world expiry), and snapshotInto, which reads the whole
+// table once for a hand-over (src/control/handover.ts), when no worker runs.
 
 import { randomFillSync } from 'node:crypto';
 import { KEY_WORDS as FLOWKEY_WORDS } from '../wire/flowkey';
@@ -104,6 +105,11 @@ export const UPSERT_HEADER_TOO_LONG = -1;
  * (needs constant concurrent writes to the same 16 entries; 0 times in the concurrency test's
  * ~3M contended upserts). The next packet of the flow stores it. */
 export const UPSERT_BUSY = -2;
+
+/** Words of one hand-over snapshot record (FlowTable.snapshotInto, restore): entry words 2-31. */
+export const SNAPSHOT_RECORD_WORDS = 30;
+/** FlowTable.restore: the record cannot be held by this table (skipped). */
+export const RESTORE_INVALID = -3;
 
 const MAGIC = 0x464c5731; // "FLW1"
 const LAYOUT_VERSION = 2; // 2: the hash seed in header word H_SEED
@@ -133,6 +139,7 @@ const E_GWLB = 14;
 const E_LOCAL = 15;
 const E_META = 16;
 const E_HDR = 17;
+if (SNAPSHOT_RECORD_WORDS !== E_WORDS - E_KEY) throw new Error('flow table: a snapshot record is an entry without its state and hash words');
 
 const ST_WRITING = 1;
 const ST_OCC = 2;
@@ -822,6 +829,71 @@ export class FlowTable {
    * (after STUCK_TICKS, as any stuck entry). Called by the main thread. */
   suspectStuck(): void {
     this.fullPasses = 2;
+  }
+
+  // ---- hand-over snapshot (src/control/handover.ts) -----------------------------------------------
+  // A record is an occupied entry's words 2-31 (key, last-seen, outer IPs, meta, header), as stored:
+  // no hash and no state, since the table that restores it hashes with its own seed. Last-seen is a
+  // tick of the machine's monotonic clock (src/base/clock.ts), the same in every process, so an
+  // idle time survives the hand-over unchanged. Records are written into one Int32Array given by
+  // the caller: no allocation per flow, on either side.
+
+  /** Copy every occupied entry into `out` as SNAPSHOT_RECORD_WORDS-word records (seqlock-read: an
+   * entry being written is read again, up to READ_TRIES times, then left out); returns the number
+   * of records, at most out.length / SNAPSHOT_RECORD_WORDS. Meant for a table no thread writes
+   * (the hand-over stops the workers first); concurrent writers make it miss a flow at worst. */
+  snapshotInto(out: Int32Array): number {
+    const i32 = this.i32;
+    const cap = this.capacity;
+    const max = Math.floor(out.length / SNAPSHOT_RECORD_WORDS);
+    let n = 0;
+    for (let idx = 0; idx < cap && n < max; idx++) {
+      if (i32[HEADER_WORDS + idx] === 0) continue; // an occupied entry always has a tag (see sweep)
+      const e = this.entBase + idx * E_WORDS;
+      const o = n * SNAPSHOT_RECORD_WORDS;
+      for (let t = 0; t < READ_TRIES; t++) {
+        const s1 = Atomics.load(i32, e);
+        if ((s1 & (ST_WRITING | ST_OCC)) !== ST_OCC) {
+          if ((s1 & ST_WRITING) !== 0) continue;
+          break; // free
+        }
+        for (let w = 0; w < SNAPSHOT_RECORD_WORDS; w++) out[o + w] = i32[e + E_KEY + w];
+        if (NEED_FENCE) this.fence();
+        if (Atomics.load(i32, e) !== s1) continue;
+        n++;
+        break;
+      }
+    }
+    return n;
+  }
+
+  /** Insert the flow of one snapshot record (rec[off, off + SNAPSHOT_RECORD_WORDS)) under this
+   * table's seed, with its last-seen as recorded. A flow already present is left as it is (a
+   * duplicate entry of the old table: see "duplicate entry" at the top). Returns UPSERT_INSERTED,
+   * UPSERT_EVICTED (no room: the idle-longest of its buckets gave way), UPSERT_REFRESHED (present
+   * already, unchanged) or RESTORE_INVALID (a header length over 60: not a record; skipped). */
+  restore(rec: Int32Array, off: number): number {
+    const ck = this.ck;
+    for (let k = 0; k < KEY_WORDS; k++) ck[k] = rec[off + k];
+    const meta = rec[off + E_META - E_KEY];
+    const len = meta & 0xffff;
+    if (len > HDR_MAX) return RESTORE_INVALID;
+    const tag = this.hashCanon();
+    const b1 = this.bucket1(this.hash);
+    const b2 = this.bucket2(this.hash, b1);
+    if (this.findKey(b1, tag) >= 0 || (b2 !== b1 && this.findKey(b2, tag) >= 0)) return UPSERT_REFRESHED;
+    const hw = this.hw;
+    for (let w = 0; w < HDR_WORDS; w++) hw[w] = rec[off + E_HDR - E_KEY + w];
+    this.wLen = len;
+    this.wGwlb = rec[off + E_GWLB - E_KEY];
+    this.wLocal = rec[off + E_LOCAL - E_KEY];
+    this.wMeta = meta;
+    this.wNow = rec[off + E_SEEN - E_KEY];
+    const f1 = this.countFree(b1);
+    const f2 = b2 === b1 ? 0 : this.countFree(b2);
+    if (f1 + f2 > 0 && (f1 >= f2 ? this.insertFree(b1, tag) || this.insertFree(b2, tag) : this.insertFree(b2, tag) || this.insertFree(b1, tag))) return UPSERT_INSERTED;
+    if (this.i32[H_SIZE] < this.capacity && this.displace(b1, b2, tag)) return UPSERT_INSERTED;
+    return this.evict(b1, b2, tag, true) ? UPSERT_EVICTED : RESTORE_INVALID;
   }
 
   /** Flows per endpoint and family, for status pages (never on the packet path): counts into `out`

@@ -66,6 +66,13 @@ export interface NativeAddon {
   ifIndex(name: string): number;
   /** close(2). Ignores EBADF. */
   close(fd: number): void;
+  /** FD_CLOEXEC on a descriptor another process passed (a hand-over, src/control/handover.ts),
+   * so that hooks do not inherit it. Throws (EBADF) when it is not open. */
+  setCloexec(fd: number): void;
+  /** One datagram with `state` (e.g. "READY=1") to systemd's notification socket `path` (the
+   * NOTIFY_SOCKET value: a path, or '@' and an abstract name), from this process. Returns 0 or
+   * -errno (-EINVAL: an empty or too long path or state). */
+  sdNotify(path: string, state: string): number;
 
   /** UDP/IPv4 socket bound to 0.0.0.0:port, SO_REUSEPORT when reusePort (no SO_REUSEADDR: on
    * UDP it would let a second socket share the port silently),

@@ -33,6 +33,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -390,6 +392,49 @@ static napi_value Close(napi_env env, napi_callback_info info) {
     char what[32];
     snprintf(what, sizeof what, "close(%d)", (int)fd);
     return throw_errno(env, what, "close", errno);
+  }
+  return ret_undefined(env);
+}
+
+// sdNotify(path, state): one datagram with `state` to systemd's notification socket (the
+// NOTIFY_SOCKET path, '@' first for the abstract namespace), sent by this process itself, so that
+// NotifyAccess=main accepts it (src/control/handover.ts). Returns 0 or -errno; never throws for
+// the send.
+static napi_value SdNotify(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  char msg[512];
+  size_t plen = 0, mlen = 0;
+  if (get_args(env, info, 2, argv, "sdNotify")) return NULL;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], msg, sizeof msg, &mlen) != napi_ok)
+    return throw_type(env, "sdNotify: path and state must be strings");
+  struct sockaddr_un sa;
+  if (plen == 0 || plen >= sizeof sa.sun_path || mlen == 0 || mlen >= sizeof msg - 1) return ret_int(env, -EINVAL);
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, plen);
+  if (path[0] == '@') sa.sun_path[0] = 0;
+  socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + (path[0] == '@' ? 0 : 1));
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return ret_int(env, -errno);
+  int err = sendto(s, msg, mlen, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0 ? errno : 0;
+  close(s);
+  return ret_int(env, -err);
+}
+
+// setCloexec(fd): FD_CLOEXEC on a descriptor a hand-over passed (dup2 in the new process cleared
+// it; src/control/handover.ts), so that the hooks this process runs do not inherit it.
+static napi_value SetCloexec(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t fd;
+  if (get_args(env, info, 1, argv, "setCloexec") || get_int(env, argv[0], "fd", 0, INT32_MAX, &fd))
+    return NULL;
+  int fl = fcntl((int)fd, F_GETFD);
+  if (fl < 0 || fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC) < 0) {
+    char what[32];
+    snprintf(what, sizeof what, "setCloexec(%d)", (int)fd);
+    return throw_errno(env, what, "fcntl", errno);
   }
   return ret_undefined(env);
 }
@@ -1049,7 +1094,8 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
 #define FN(js, c) {js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL}
     FN("tunOpen", TunOpen),         FN("linkSetup", LinkSetup),
-    FN("ifIndex", IfIndex),         FN("close", Close),
+    FN("ifIndex", IfIndex),         FN("close", Close),       FN("setCloexec", SetCloexec),
+    FN("sdNotify", SdNotify),
     FN("udpOpen", UdpOpen),         FN("udpRecv", UdpRecv),
     FN("rawOpen", RawOpen),         FN("rawSend", RawSend),
     FN("tunRead", TunRead),         FN("tunWrite", TunWrite),

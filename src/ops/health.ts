@@ -294,9 +294,17 @@ export function startHealthServer(d: Daemon, port: number, style: HealthStyle, h
     else socket.destroy();
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    // Not listening (the port in use: a hand-over retries while the old process lets it go):
+    // nothing of this server may keep running.
+    const failed = (e: Error): void => {
+      status.stop();
+      runtime.stop();
+      server.close(() => undefined); // 'close': the connection guard's timer stops too
+      reject(e);
+    };
+    server.once('error', failed);
     const ready = (): void => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve({ server, guard, status });
     };
     if (host === undefined) server.listen(port, ready);

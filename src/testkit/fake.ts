@@ -184,6 +184,14 @@ export class FakeAddon implements NativeAddon {
     return d === undefined || d.gone ? 0 : [...this.devices.keys()].indexOf(name) + 1;
   }
 
+  setCloexec(): void {
+    // nothing is ever executed here
+  }
+
+  sdNotify(): number {
+    return 0;
+  }
+
   close(fd: number): void {
     this.udp.delete(fd);
     this.raw.delete(fd);

@@ -9,9 +9,7 @@ import assert from 'node:assert/strict';
 import { buildInnerPacket, concatBytes } from '../../src/testkit/build';
 import { endpointNames } from '../../src/wire/eni';
 import { makeGeneveOption, writeGeneveHeader } from '../../src/wire/geneve';
-import { spawn } from 'node:child_process';
-import { nsSpawnArgs } from '../../src/sim/topology';
-import { links, metrics, nsRun, useEnv, waitFor } from './lib';
+import { links, metrics, nsRun, sendFromGwlb, startReplyServer, useEnv, waitFor } from './lib';
 import { drop, mv } from './probe';
 
 const PORT = 8191;
@@ -28,53 +26,6 @@ function datagram(cookie: number, extraBytes: number): Uint8Array {
   const len = writeGeneveHeader(hdr, 0, { protocol: 0x0800, eni: ENI, attachment: 0x1234n, cookie, extraOptions: extra });
   const inner = buildInnerPacket({ family: 4, proto: 17, src: CLIENT, dst: SERVER, srcPort: 40000, dstPort: 53, payload: new Uint8Array(32).fill(cookie) });
   return concatBytes(hdr.subarray(0, len), inner);
-}
-
-/** Send datagrams from the GWLB namespace (bounded: exactly these, once each). */
-function sendFromGwlb(ns: string, from: string, to: string, dgrams: Uint8Array[]): void {
-  const script = `
-    const dgram = require('node:dgram');
-    const s = dgram.createSocket('udp4');
-    const list = process.argv.slice(1).map((h) => Buffer.from(h, 'hex'));
-    s.bind(${GWLB_SPORT}, ${JSON.stringify(from)}, async () => {
-      for (const b of list) await new Promise((r) => s.send(b, 6081, ${JSON.stringify(to)}, () => r()));
-      s.close();
-    });`;
-  const r = nsRun(ns, process.execPath, ['-e', script, ...dgrams.map((d) => Buffer.from(d).toString('hex'))], 10000);
-  if (r.status !== 0) throw new Error(`send in ${ns} failed: ${r.stderr}`);
-}
-
-/** The server side of the flow in the appliance namespace: one process bound to SERVER:53 (so the
- * inbound packets are received, never answered with ICMP) that sends one return packet
- * (SERVER:53 -> CLIENT:40000, routed out of gwo-<X>) per line on its stdin. Exits when its stdin
- * closes, after 60 s at the latest. */
-async function startServer(ns: string): Promise<{ reply: () => Promise<void>; stop: () => void }> {
-  const script = `
-    const s = require('node:dgram').createSocket('udp4');
-    s.on('message', () => undefined);
-    s.bind(53, ${JSON.stringify(SERVER)}, () => process.stdout.write('ready\\n'));
-    require('node:readline').createInterface({ input: process.stdin }).on('line', () =>
-      s.send(Buffer.from('reply'), 40000, ${JSON.stringify(CLIENT)}, (e) => process.stdout.write(e ? 'error ' + e.message + '\\n' : 'sent\\n')));
-    process.stdin.on('end', () => process.exit(0));
-    setTimeout(() => process.exit(0), 60000);`;
-  const a = nsSpawnArgs(ns, process.execPath, ['-e', script]);
-  const proc = spawn(a.file, a.args, { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  proc.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  const lines = (w: string): number => out.split('\n').filter((l) => l === w).length;
-  await waitFor('the server socket', () => lines('ready') === 1 || proc.exitCode !== null);
-  if (lines('ready') !== 1) throw new Error(`server in ${ns} did not start: ${out}`);
-  return {
-    reply: async () => {
-      const n = lines('sent');
-      proc.stdin.write('send\n');
-      await waitFor('the return packet sent', () => lines('sent') === n + 1 || out.includes('error'));
-      if (out.includes('error')) throw new Error(`return send failed: ${out}`);
-    },
-    stop: () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); // by its PID
-    },
-  };
 }
 
 describe('a Geneve header too long to store', () => {
@@ -94,10 +45,10 @@ describe('a Geneve header too long to store', () => {
       const r = nsRun(t.applianceNs, args[0], args.slice(1));
       assert.equal(r.status, 0, r.stderr);
     }
-    const server = await startServer(t.applianceNs);
+    const server = await startReplyServer(t.applianceNs, SERVER, 53, CLIENT, 40000);
     try {
       // 1. The flow with GWLB's 40-byte header: delivered; its return goes back to GWLB.
-      sendFromGwlb(t.gwlbNs, t.gwlbIp, t.applianceIp, [datagram(1, 0)]);
+      sendFromGwlb(t, GWLB_SPORT, [datagram(1, 0)]);
       await waitFor('the first packet delivered', () => delivered(m()) === 1);
       await waitFor(`${names.gwo}`, () => links(t.applianceNs).some((l) => l.ifname === names.gwo && l.flags.includes('UP')));
       const rt = nsRun(t.applianceNs, 'ip', ['route', 'replace', `${CLIENT}/32`, 'dev', names.gwo]);
@@ -108,7 +59,7 @@ describe('a Geneve header too long to store', () => {
 
       // 2. The same 5-tuple with a 72-byte header (a new cookie GWLB would expect back): dropped,
       //    counted once, not delivered.
-      sendFromGwlb(t.gwlbNs, t.gwlbIp, t.applianceIp, [datagram(2, 32)]);
+      sendFromGwlb(t, GWLB_SPORT, [datagram(2, 32)]);
       const m1 = await waitFor('flow_header_too_long', () => {
         const x = m();
         return drop(x, 'flow_header_too_long') === 1 ? x : undefined;
@@ -124,7 +75,7 @@ describe('a Geneve header too long to store', () => {
       assert.equal(sent(m2), sent(m0) + 1, 'nothing more was sent to GWLB');
 
       // 4. A header that fits again: delivered, and returns flow again.
-      sendFromGwlb(t.gwlbNs, t.gwlbIp, t.applianceIp, [datagram(3, 0)]);
+      sendFromGwlb(t, GWLB_SPORT, [datagram(3, 0)]);
       await waitFor('the third packet delivered', () => delivered(m()) === 2);
       await server.reply();
       await waitFor('the return sent to GWLB', () => sent(m()) === sent(m0) + 2);

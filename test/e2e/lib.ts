@@ -179,6 +179,54 @@ export function udpSendInNs(ns: string, from: string, to: string, port: number, 
   if (r.status !== 0) throw new Error(`udp send in ${ns} failed: ${r.stderr}`);
 }
 
+/** Send these datagrams (exactly these, once each) to the appliance's UDP 6081 from the GWLB
+ * namespace, from (t.gwlbIp, sport): hand-made Geneve, as GWLB would send it. */
+export function sendFromGwlb(t: { gwlbNs: string; gwlbIp: string; applianceIp: string }, sport: number, dgrams: Uint8Array[]): void {
+  const script = `
+    const dgram = require('node:dgram');
+    const s = dgram.createSocket('udp4');
+    const list = process.argv.slice(1).map((h) => Buffer.from(h, 'hex'));
+    s.bind(${sport}, ${JSON.stringify(t.gwlbIp)}, async () => {
+      for (const b of list) await new Promise((r) => s.send(b, 6081, ${JSON.stringify(t.applianceIp)}, () => r()));
+      s.close();
+    });`;
+  const r = nsRun(t.gwlbNs, process.execPath, ['-e', script, ...dgrams.map((d) => Buffer.from(d).toString('hex'))], 10000);
+  if (r.status !== 0) throw new Error(`send in ${t.gwlbNs} failed: ${r.stderr}`);
+}
+
+/** The server side of a hand-made flow in a namespace: one process bound to server:serverPort
+ * (so the inbound packets are received, never answered with ICMP) that sends one return packet
+ * (to client:clientPort, routed as the namespace routes it) per reply(). Exits when its stdin
+ * closes, after 120 s at the latest; stop() kills it by its PID. */
+export async function startReplyServer(ns: string, server: string, serverPort: number, client: string, clientPort: number): Promise<{ reply: () => Promise<void>; stop: () => void }> {
+  const script = `
+    const s = require('node:dgram').createSocket('udp4');
+    s.on('message', () => undefined);
+    s.bind(${serverPort}, ${JSON.stringify(server)}, () => process.stdout.write('ready\\n'));
+    require('node:readline').createInterface({ input: process.stdin }).on('line', () =>
+      s.send(Buffer.from('reply'), ${clientPort}, ${JSON.stringify(client)}, (e) => process.stdout.write(e ? 'error ' + e.message + '\\n' : 'sent\\n')));
+    process.stdin.on('end', () => process.exit(0));
+    setTimeout(() => process.exit(0), 120000);`;
+  const a = nsSpawnArgs(ns, process.execPath, ['-e', script]);
+  const proc = spawn(a.file, a.args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  const lines = (w: string): number => out.split('\n').filter((l) => l === w).length;
+  await waitFor('the server socket', () => lines('ready') === 1 || proc.exitCode !== null);
+  if (lines('ready') !== 1) throw new Error(`server in ${ns} did not start: ${out}`);
+  return {
+    reply: async () => {
+      const n = lines('sent');
+      proc.stdin!.write('send\n');
+      await waitFor('the return packet sent', () => lines('sent') === n + 1 || out.includes('error'));
+      if (out.includes('error')) throw new Error(`return send failed: ${out}`);
+    },
+    stop: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); // by its PID
+    },
+  };
+}
+
 /** The argument vectors recorded by fixtures/record-hook.sh, in call order ('done' lines excluded). */
 export function hookCalls(file: string): string[][] {
   if (!fs.existsSync(file)) return [];

@@ -68,8 +68,24 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'rawOpen',
-    'rawSend', 'reapOrphans', 'routeDev', 'setAffinity', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'reapOrphans', 'routeDev', 'sdNotify', 'setAffinity', 'setCloexec', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
+});
+
+// The hand-over's two (src/control/handover.ts); sdNotify's datagrams are read by a stand-in
+// notification socket in test/e2e/handover.test.ts.
+test('setCloexec sets FD_CLOEXEC (EBADF on a closed descriptor); sdNotify returns -errno, never throws for the send', () => {
+  const fd = a.udpOpen(0, 0, false);
+  const cloexec = (): boolean => (parseInt(/^flags:\s*([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8) & 0o2000000) !== 0;
+  a.setCloexec(fd);
+  assert.ok(cloexec());
+  a.close(fd);
+  assert.equal(codeOf(() => a.setCloexec(fd)).code, 'EBADF');
+  const missing = path.join(os.tmpdir(), `gwlbtun-no-such-socket-${process.pid}`);
+  assert.equal(a.sdNotify(missing, 'READY=1'), -2, 'ENOENT');
+  assert.equal(a.sdNotify('', 'READY=1'), -22, 'EINVAL: no path');
+  assert.equal(a.sdNotify('/' + 'x'.repeat(200), 'READY=1'), -22, 'EINVAL: longer than sun_path');
+  assert.equal(a.sdNotify(missing, ''), -22, 'EINVAL: nothing to say');
 });
 
 // The egress device towards GWLB (src/control/egress.ts): nothing is sent, only asked.

@@ -88,7 +88,11 @@ test('a dedicated unprivileged user, declared by the sysusers file', () => {
 });
 
 test('ExecStart runs the installed daemon with create/destroy hooks and a health port', () => {
-  assert.equal(one('Type'), 'simple');
+  // Type=notify: READY=1 at start, MAINPID=<new PID> after a hand-over, both sent by the main
+  // process itself (src/control/handover.ts), so NotifyAccess stays main (its default): wider
+  // access would let any process of the unit, a hook's included, change the service's state.
+  assert.equal(one('Type'), 'notify');
+  assert.ok(!svc.has('NotifyAccess'), 'NotifyAccess= left at main');
   const argv = one('ExecStart').split(/\s+/);
   assert.equal(argv[0], `${INSTALL_DIR}/bin/gwlbtun`);
   const flag = (f: string): string => {
