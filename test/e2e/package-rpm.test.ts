@@ -130,7 +130,8 @@ describe('release RPMs: metadata, Node.js requirement, install/upgrade/erase wit
       const prov = must('rpm', ['-qp', '--provides', f]).split('\n').filter((l) => l !== '');
       assert.deepEqual(prov.filter((p) => !p.startsWith('config(') && !/^gwlbtun(\([^)]+\))? = /.test(p)), [], 'nothing but the package itself is provided (the addon is not a library for others)');
       assert.deepEqual(must('rpm', ['-qp', '--configfiles', f]).split('\n').filter((l) => l !== '').sort(), [
-        ...['hooks-common.sh', 'one-arm.sh', 'overlapping-cidrs.sh', 'passthrough.sh', 'two-arm-nat.sh'].map((h) => `/opt/gwlbtun/examples/hooks/${h}`),
+        // Every example hook, as the repository has them.
+        ...fs.readdirSync(path.join(ROOT, 'examples', 'hooks')).filter((h) => h.endsWith('.sh')).sort().map((h) => `/opt/gwlbtun/examples/hooks/${h}`),
         '/opt/gwlbtun/examples/sysctl/99-gwlbtun.conf',
       ]);
       const noreplace = must('rpm', ['-qp', '--qf', '[%{FILENAMES} %{FILEFLAGS:fflags}\n]', f]).split('\n').filter((l) => l.includes('/examples/hooks/one-arm.sh'));

@@ -169,10 +169,10 @@ test('kernel modules and the kernel log out of reach, no namespaces, native syst
 
 // What src/native/gwlbtun.c calls (the C library's wrappers by the system call they make), and
 // what Node itself needs beyond the usual: V8 probes memory protection keys at start-up.
-const ADDON_SYSCALLS = ['socket', 'bind', 'setsockopt', 'ioctl', 'openat', 'read', 'write', 'close', 'recvmmsg', 'sendmmsg', 'epoll_create1', 'epoll_ctl', 'epoll_wait', 'epoll_pwait', 'sched_setaffinity'];
+const ADDON_SYSCALLS = ['socket', 'bind', 'setsockopt', 'ioctl', 'openat', 'read', 'write', 'close', 'recvmmsg', 'sendmmsg', 'epoll_create1', 'epoll_ctl', 'epoll_wait', 'epoll_pwait', 'sched_setaffinity', 'sched_setattr', 'sched_getattr'];
 const NODE_SYSCALLS = ['pkey_alloc', 'pkey_mprotect', 'pkey_free', 'clone3', 'execve', 'wait4', 'mmap', 'mprotect', 'prlimit64', 'io_uring_setup', 'io_uring_enter'];
 
-test('system call filter: @system-service and @pkey, without @privileged and @resources but sched_setaffinity', (t) => {
+test('system call filter: @system-service and @pkey, without @privileged and @resources but sched_setaffinity and sched_setattr', (t) => {
   const lines = svc.get('SystemCallFilter') ?? [];
   assert.ok(lines.length > 0, 'SystemCallFilter= is set');
   assert.ok(!lines[0]!.startsWith('~'), 'the first SystemCallFilter= is an allow-list');
@@ -183,6 +183,7 @@ test('system call filter: @system-service and @pkey, without @privileged and @re
   for (const s of ['recvmmsg', 'sendmmsg', 'epoll_create1', 'epoll_ctl', 'epoll_wait', 'sched_setaffinity', 'ioctl', 'setsockopt', 'socket', 'bind']) {
     assert.ok(new RegExp(`\\b${s}\\s*\\(`).test(c), `gwlbtun.c calls ${s} (else drop it from this list)`);
   }
+  for (const s of ['sched_setattr', 'sched_getattr']) assert.ok(c.includes(`SYS_${s}`), `gwlbtun.c calls ${s} through syscall(2)`);
   if (!haveSystemdAnalyze()) {
     t.diagnostic('systemd-analyze not installed: the groups were not expanded');
     return;
