@@ -219,8 +219,8 @@ test('only the GWLB subnets reach Geneve and the health port: one rule pair per 
   assert.equal(p.Type, 'CommaDelimitedList');
   assert.ok(!('Default' in p), 'GwlbSubnetCidrs has no default');
   assert.ok(!('GwlbCidr' in params), 'no single GwlbCidr parameter');
-  assert.ok(allowed('GwlbSubnetCidrs', '10.0.0.0/28,10.0.1.0/28'));
-  for (const bad of ['', '10.0.0.0', '10.0.0.0/28,', 'vpc', '10.0.0.0/28,fe80::/64']) assert.ok(!allowed('GwlbSubnetCidrs', bad), `'${bad}' refused`);
+  assert.ok(allowed('GwlbSubnetCidrs', '198.18.0.0/28,198.18.1.0/28'));
+  for (const bad of ['', '198.18.0.0', '198.18.0.0/28,', 'vpc', '198.18.0.0/28,2001:db8::/64']) assert.ok(!allowed('GwlbSubnetCidrs', bad), `'${bad}' refused`);
   const groups = obj(obj(tpl.Metadata)['AWS::CloudFormation::Interface']).ParameterGroups as J[];
   assert.ok(groups.some((g) => (g.Parameters as string[]).includes('GwlbSubnetCidrs')), 'GwlbSubnetCidrs is in a parameter group');
   const sg = resource('ApplianceSecurityGroup', 'AWS::EC2::SecurityGroup');
