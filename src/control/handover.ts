@@ -36,6 +36,8 @@
 //   listener opens again. A hand-over is refused (logged, nothing changes) while an endpoint is
 //   being created or destroyed, while draining or stopping, and with the send device of --offload
 //   on (its queues are not passed yet).
+// - What came of each SIGUSR2 is recorded for `gwlbtun handover` (HandOverHost.record,
+//   src/control/handover-status.ts): started, then done, failed, fallback; or refused.
 // - systemd (Type=notify, examples/systemd/gwlbtun.service): gwlbtun sends READY=1 once started,
 //   and the old process, the service's main process until it exits, sends MAINPID=<the new PID>
 //   right before its exit (after `done`, and after a fallback's shutdown too), so that systemd
@@ -52,6 +54,7 @@ import { MAX_FLOWS_LIMIT, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import type { Adopted, Daemon } from './daemon';
 import type { DaemonOptions } from './options';
 import type { HandedEndpoint } from './endpoints';
+import type { HandOverPhase } from './handover-status';
 
 /** The layout of the state after the environment variable; a change of it gets a new number. */
 export const HANDOVER_VERSION = 1;
@@ -124,6 +127,8 @@ export interface HandOverHost {
   /** Shut down as on SIGTERM (the new process falls back to a restart). */
   shutdown(): void;
   exit(code: number): void;
+  /** What came of the signal, for `gwlbtun handover` (src/control/handover-status.ts). */
+  record(phase: HandOverPhase, newPid: number | null, reason: string): void;
 }
 
 export class HandOverSource {
@@ -148,11 +153,13 @@ export class HandOverSource {
   signal(): void {
     if (this.running) {
       this.log.important('core', 'SIGUSR2: a hand-over is already under way');
+      this.host.record('refused', null, 'a hand-over is already under way');
       return;
     }
     const why = this.d.handOverBlocker();
     if (why !== null) {
       this.log.important('core', `SIGUSR2: no hand-over now (${why}); nothing changed`);
+      this.host.record('refused', null, why);
       return;
     }
     this.running = true;
@@ -161,6 +168,7 @@ export class HandOverSource {
     this.run().catch(async (e: Error) => {
       // Whatever went wrong (spawn refused, the snapshot's memory): back to how it was.
       this.log.critical('core', `hand-over failed (${e.message}); this process carries on`);
+      this.host.record('failed', null, e.message);
       await this.restore();
       this.running = false;
     });
@@ -186,6 +194,7 @@ export class HandOverSource {
       env: { ...process.env, [HANDOVER_ENV]: `${HANDOVER_VERSION} ${fds.length}` },
     });
     const pid = child.pid ?? -1;
+    this.host.record('started', pid > 0 ? pid : null, '');
     this.log.important('core', `SIGUSR2: handing over to a new process (PID ${pid}: ${process.argv[1]}, ${before.endpoints.length} endpoint(s), ${fds.length} descriptor(s))`);
     const ch = child.stdio[CHANNEL_FD] as net.Socket;
     const lines: string[] = [];
@@ -223,6 +232,7 @@ export class HandOverSource {
       while (!exited && monoMs() < deadline) await new Promise((r) => setTimeout(r, 10));
       await this.restore();
       this.log.critical('core', `hand-over to PID ${pid} failed (${what}); this process carries on`);
+      this.host.record('failed', pid > 0 ? pid : null, what);
       this.running = false;
     };
 
@@ -265,6 +275,7 @@ export class HandOverSource {
     if (last !== null && last.startsWith('done')) {
       this.log.important('core', `hand-over to PID ${pid} done (${flowCount} flow(s) passed, snapshot ${snapMs.toFixed(1)} ms): exiting without DESTROY hooks; the interfaces stay`);
       this.successor = pid;
+      this.host.record('done', pid, `${flowCount} flow(s) passed`);
       this.host.exit(0);
       return;
     }
@@ -274,6 +285,7 @@ export class HandOverSource {
   /** The new process cannot read our hand-over: stop as on SIGTERM; it starts once we are gone. */
   private fallback(pid: number, line: string): void {
     this.successor = pid;
+    this.host.record('fallback', pid, `it ${line.slice('fallback '.length, 300)}`);
     this.log.important('core', `hand-over to PID ${pid}: it ${line.slice('fallback '.length, 300)}; shutting down so that it starts anew (a restart: DESTROY, then CREATE hooks run)`);
     this.host.shutdown();
   }
