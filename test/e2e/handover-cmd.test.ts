@@ -15,39 +15,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { endpointNames } from '../../src/wire/eni';
-import type { Topology } from '../../src/sim/topology';
-import { BIN, hookEvents, nsRun, RECORD_HOOK, ROOT, runEmulator, startDaemon, stopDaemon, useEnv, waitFor } from './lib';
+import { BIN, hookEvents, RECORD_HOOK, ROOT, runEmulator, startDaemon, stopDaemon, useEnv, waitFor } from './lib';
+import { gone, ifindexes, stopPid } from './handover-lib';
 
 const PORT = 8195;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { HANDOVER_ON_UPGRADE } = require(path.join(ROOT, 'scripts', 'package.js')) as { HANDOVER_ON_UPGRADE: string };
-
-/** Whether the process is gone (no such PID, or a zombie). */
-function gone(pid: number): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z') ?? true;
-  } catch {
-    return true;
-  }
-}
-
-/** SIGTERM by PID to a daemon generation that is not our child; SIGKILL after 15 s. */
-async function stopPid(pid: number): Promise<void> {
-  if (pid <= 0 || gone(pid)) return;
-  process.kill(pid, 'SIGTERM');
-  try {
-    await waitFor(`PID ${pid} to exit`, () => gone(pid), 15000, 50);
-  } catch {
-    if (!gone(pid)) process.kill(pid, 'SIGKILL');
-  }
-}
-
-function ifindexes(t: Topology): Map<string, number> {
-  const r = nsRun(t.applianceNs, 'ip', ['-j', 'link', 'show']);
-  const m = new Map<string, number>();
-  for (const l of JSON.parse(r.stdout) as { ifname: string; ifindex: number }[]) if (/^gw[io]-/.test(l.ifname)) m.set(l.ifname, l.ifindex);
-  return m;
-}
 
 /** The runtime directory, the stand-in systemctl, and the scriptlet (sh, set -e as in postinst)
  * with the packaged path replaced by this repository's bin/gwlbtun. */
