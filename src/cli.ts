@@ -115,7 +115,8 @@ still carried) and the shutdown follows after SECS or at a second signal; a thir
 SIGHUP re-reads the --endpoints file; without one it is logged and ignored.
 SIGUSR2 hands over to a new gwlbtun started from the same path with the same arguments (an
 upgrade in place): it takes the sockets, interfaces and flows over, no hook runs, nothing queued
-is lost, and this process exits 0 (docs/operations.md, "Upgrading in place").
+is lost, and this process exits 0 (docs/operations.md, "Upgrading in place"); with --offload on
+its send device gwlbtx0 is passed too. 'gwlbtun handover' sends it and waits for the outcome.
 `;
 
 export class UsageError extends Error {}

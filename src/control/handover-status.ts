@@ -10,7 +10,7 @@
 // - What: `gwlbtun.pid`, the main process's PID (written once started, and by a new process once
 //   it has taken over; removed at exit when it still names this process), and one record per
 //   process that got SIGUSR2, `handover-<its PID>.json`: one JSON object, {pid, seq, phase,
-//   newPid, reason, atMs}. `seq` counts the SIGUSR2 that process got, so that a reader that noted
+//   newPid, reason} (no time of day: docs/architecture.md, "Time"; the file's mtime has it). `seq` counts the SIGUSR2 that process got, so that a reader that noted
 //   it before sending the signal knows which answer is to its own. Phases: `started` (a new
 //   process runs: newPid), then one of `done` (it took over; the old one exits 0), `failed` (it
 //   was killed or exited; this process carries on), `fallback` (it reads another hand-over
@@ -40,8 +40,6 @@ export interface HandOverRecord {
   /** The new process, once there is one. */
   newPid: number | null;
   reason: string;
-  /** Date.now() when written. */
-  atMs: number;
 }
 
 export const PID_FILE = 'gwlbtun.pid';
@@ -68,8 +66,8 @@ export function parseRecord(text: string): HandOverRecord | string {
   if (!posInt(r.pid) || !posInt(r.seq)) return 'no pid or seq';
   if (typeof r.phase !== 'string' || !PHASES.includes(r.phase)) return `unknown phase ${JSON.stringify(r.phase)}`;
   if (!(r.newPid === null || posInt(r.newPid))) return 'bad newPid';
-  if (typeof r.reason !== 'string' || typeof r.atMs !== 'number') return 'no reason or time';
-  return { pid: r.pid as number, seq: r.seq as number, phase: r.phase as HandOverPhase, newPid: r.newPid as number | null, reason: r.reason, atMs: r.atMs };
+  if (typeof r.reason !== 'string') return 'no reason';
+  return { pid: r.pid as number, seq: r.seq as number, phase: r.phase as HandOverPhase, newPid: r.newPid as number | null, reason: r.reason };
 }
 
 /** This process's files in the runtime directory (none when there is no such directory). */
@@ -89,7 +87,7 @@ export class HandOverStatus {
   }
 
   record(phase: HandOverPhase, newPid: number | null, reason: string): void {
-    const rec: HandOverRecord = { pid: this.pid, seq: this.seq, phase, newPid, reason, atMs: Date.now() };
+    const rec: HandOverRecord = { pid: this.pid, seq: this.seq, phase, newPid, reason };
     this.write(recordFile(this.pid), JSON.stringify(rec) + '\n');
   }
 
