@@ -15,8 +15,10 @@
 // - Which process: --pid; else systemd's `systemctl show -p MainPID --value UNIT` (when systemctl
 //   runs and names one); else the PID file of the runtime directory
 //   (src/control/handover-status.ts). The process must be a gwlbtun (its command line names
-//   gwlbtun): SIGUSR2's default action ends a process, so a stale PID file must not point it at
-//   another program.
+//   gwlbtun) that catches SIGUSR2 (SigCgt in /proc/PID/status): the signal's default action ends a
+//   process, so neither a stale PID file pointing at another program nor a gwlbtun older than the
+//   hand-over (a package upgrade from such a version) may get it; those exit 3 and the scriptlet
+//   restarts instead.
 // - How the outcome is known: the record the process writes in the runtime directory
 //   (handover-<PID>.json, src/control/handover-status.ts), whose `seq` is noted before the signal
 //   is sent, so that only the answer to this signal counts. Without a runtime directory there is
@@ -72,12 +74,28 @@ export interface HandOverDeps {
   exists(p: string): boolean;
   /** `systemctl ARGS`: its exit status and stdout; null when systemctl cannot be run. */
   systemctl(args: string[]): { status: number; stdout: string } | null;
-  /** A process's state: null when there is none, else its command line and whether it is a zombie. */
-  proc(pid: number): { cmdline: string; zombie: boolean } | null;
+  /** A process's state: null when there is none, else its command line, whether it is a zombie,
+   * and whether it catches SIGUSR2. */
+  proc(pid: number): ProcInfo | null;
   nowMs(): number;
   sleep(ms: number): Promise<void>;
   out(line: string): void;
   err(line: string): void;
+}
+
+export interface ProcInfo {
+  cmdline: string;
+  zombie: boolean;
+  catchesUsr2: boolean;
+}
+
+/** SIGUSR2 is signal 12 on Linux (every architecture Node runs on): bit 11 of SigCgt. */
+const SIGUSR2_BIT = 1n << 11n;
+
+/** From /proc/PID/status: whether SIGUSR2 is caught (SigCgt, a hex mask). */
+export function catchesUsr2(status: string): boolean {
+  const m = /^SigCgt:\s*([0-9a-fA-F]+)$/m.exec(status);
+  return m !== null && (BigInt('0x' + m[1]) & SIGUSR2_BIT) !== 0n;
 }
 
 export const realDeps: HandOverDeps = {
@@ -99,7 +117,8 @@ export const realDeps: HandOverDeps = {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
       const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      return { cmdline, zombie: stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z') };
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      return { cmdline, zombie: stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z'), catchesUsr2: catchesUsr2(status) };
     } catch {
       return null;
     }
@@ -174,6 +193,7 @@ export async function handOverMain(argv: string[], deps: HandOverDeps = realDeps
   const p = deps.proc(pid);
   if (p === null || p.zombie) return usage(`PID ${pid} (${from}) is not running`);
   if (!/gwlbtun/.test(p.cmdline)) return usage(`PID ${pid} (${from}) is not gwlbtun (${p.cmdline.slice(0, 120)}): no signal sent`);
+  if (!p.catchesUsr2) return usage(`PID ${pid} (${from}) does not handle SIGUSR2 (a gwlbtun older than the hand-over?): no signal sent, its default action would end the process; restart it instead`);
 
   // Send, then wait for the answer to this signal.
   const seq0 = readRecord(deps, dir, pid)?.seq ?? 0;

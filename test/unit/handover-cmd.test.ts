@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EXIT_DONE, EXIT_FALLBACK, EXIT_NOT_DONE, EXIT_USAGE, handOverMain, type HandOverDeps } from '../../src/ops/handover-cmd';
+import { catchesUsr2, EXIT_DONE, EXIT_FALLBACK, EXIT_NOT_DONE, EXIT_USAGE, handOverMain, realDeps, type HandOverDeps, type ProcInfo } from '../../src/ops/handover-cmd';
 import { HandOverStatus, parseRecord, PID_FILE, recordFile, runtimeDir, type HandOverRecord } from '../../src/control/handover-status';
 import { defaultLogConfig, Logger } from '../../src/base/log';
 
@@ -24,7 +24,7 @@ interface World {
   err: string[];
   signals: [number, string][];
   files: Map<string, string>;
-  procs: Map<number, { cmdline: string; zombie: boolean }>;
+  procs: Map<number, ProcInfo>;
   mainPid: number | null;
 }
 
@@ -32,7 +32,7 @@ interface World {
 function world(opts: { onSignal?: (w: World) => void; step?: (w: World, t: number) => void; systemd?: boolean; dir?: boolean } = {}): World {
   let now = 0;
   const w: World = {
-    out: [], err: [], signals: [], files: new Map(), procs: new Map([[OLD, { cmdline: 'node /opt/gwlbtun/bin/gwlbtun -p 8080', zombie: false }]]),
+    out: [], err: [], signals: [], files: new Map(), procs: new Map([[OLD, { cmdline: 'node /opt/gwlbtun/bin/gwlbtun -p 8080', zombie: false, catchesUsr2: true }]]),
     mainPid: opts.systemd === true ? OLD : null,
     deps: undefined as unknown as HandOverDeps,
   };
@@ -71,7 +71,7 @@ function answering(phases: Partial<HandOverRecord>[], seq = 1): { onSignal: (w: 
       if (i < phases.length) {
         const p = phases[i++];
         w.files.set(recPath, rec({ seq, ...p }));
-        if (p.newPid != null) w.procs.set(p.newPid, { cmdline: 'node /opt/gwlbtun/bin/gwlbtun -p 8080', zombie: false });
+        if (p.newPid != null) w.procs.set(p.newPid, { cmdline: 'node /opt/gwlbtun/bin/gwlbtun -p 8080', zombie: false, catchesUsr2: true });
         if (p.phase === 'done') {
           w.procs.set(OLD, { ...w.procs.get(OLD)!, zombie: true }); // exited, not yet reaped
           w.mainPid = NEW;
@@ -144,10 +144,18 @@ test('without systemd: the PID file; a PID that is not gwlbtun, none, no runtime
 
   const x = world({});
   x.files.set(path.join(DIR, PID_FILE), '77\n');
-  x.procs.set(77, { cmdline: 'sshd: root', zombie: false });
+  x.procs.set(77, { cmdline: 'sshd: root', zombie: false, catchesUsr2: true });
   assert.equal(await handOverMain([], x.deps), EXIT_USAGE);
   assert.match(x.err.join('\n'), /PID 77 .* is not gwlbtun/);
   assert.deepEqual(x.signals, []);
+
+  // A gwlbtun that does not catch SIGUSR2 (older than the hand-over): its default action would
+  // end it, so nothing is sent and the scriptlet restarts it instead.
+  const o = world({});
+  o.procs.set(OLD, { ...o.procs.get(OLD)!, catchesUsr2: false });
+  assert.equal(await handOverMain(['--pid', String(OLD)], o.deps), EXIT_USAGE);
+  assert.match(o.err.join('\n'), /does not handle SIGUSR2/);
+  assert.deepEqual(o.signals, []);
 
   const y = world({});
   assert.equal(await handOverMain([], y.deps), EXIT_USAGE);
@@ -190,4 +198,20 @@ test('HandOverStatus writes whole records and the PID file in the runtime direct
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('whether a process catches SIGUSR2, from /proc/PID/status (this very process, before and after it does)', () => {
+  assert.equal(catchesUsr2('Name:\tx\nSigCgt:\t0000000000000800\n'), true);
+  assert.equal(catchesUsr2('SigCgt:\t0000000100004602\n'), false);
+  assert.equal(catchesUsr2('no such line'), false);
+  const before = realDeps.proc(process.pid)!;
+  assert.equal(before.catchesUsr2, false, 'node does not catch SIGUSR2 by itself');
+  const h = (): void => undefined;
+  process.on('SIGUSR2', h);
+  try {
+    assert.equal(realDeps.proc(process.pid)!.catchesUsr2, true);
+  } finally {
+    process.off('SIGUSR2', h);
+  }
+  assert.equal(realDeps.proc(2 ** 22 + 1), null, 'no such process');
 });
