@@ -126,6 +126,7 @@ export class WorkerSupervisor {
         else this.txUso = { name: send.name, fds: send.fds };
         for (let i = 0; i < this.opts.workers; i++) this.ctrl[i * CTRL_CELLS + CTRL_GWLB_IP] = send.gwlbIps[i] ?? 0;
         this.watchEgress(send.raw);
+        this.log.important('tunnel', `offloads: ${send.name} taken over (${send.tier === 'tunnel' ? 'UDP tunnel GSO' : 'USO'} tier, returns ${send.raw ? 'through the raw socket' : `through ${send.name}`} until the egress device is checked again)`);
       }
       // Until every worker is up, a worker's exit must not touch what the old process still
       // shares (draining its socket, detaching its queues): this process then exits, and the old

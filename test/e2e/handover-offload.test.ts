@@ -55,6 +55,7 @@ for (const tier of ['tunnel', 'uso'] as const) {
         const matched = matchReturns(all, back);
         assert.equal(matched, all.length, `all ${all.length} packets came back (drops: ${[...m].filter(([n, v]) => n.startsWith('gwlbtun_drops_total') && v > 0).join(' ')})`);
         assert.doesNotMatch(d.output(), /no hand-over now/, 'never refused');
+        assert.equal(d.output().match(new RegExp(`offloads: gwlbtx0 taken over \\(${tier === 'tunnel' ? 'UDP tunnel GSO' : 'USO'} tier, returns through gwlbtx0 until`, 'g'))?.length, 3, 'each new process says so, sending through it');
         // The last process (counters from zero) sent super-packets through the same device.
         assert.equal(mv(m, 'gwlbtun_send_device_in_use'), 1, 'the send device in use');
         const through = tier === 'tunnel' ? mv(m, 'gwlbtun_tun_tunneled_packets_total') : mv(m, 'gwlbtun_tun_uso_packets_total');
