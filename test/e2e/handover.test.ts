@@ -12,14 +12,15 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildInnerPacket, concatBytes } from '../../src/testkit/build';
 import { endpointNames } from '../../src/wire/eni';
 import { writeGeneveHeader } from '../../src/wire/geneve';
 import { nsSpawnArgs, type Topology } from '../../src/sim/topology';
-import { hookEvents, links, metrics, nsRun, RECORD_HOOK, ROOT, runEmulator, sendFromGwlb, sleep, startDaemon, startReplyServer, stopDaemon, useEnv, waitFor, type Daemon, type EmuReport } from './lib';
+import { hookEvents, links, metrics, nsRun, RECORD_HOOK, ROOT, runEmulator, sendFromGwlb, sleep, startDaemon, startReplyServer, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
 import { drop, mv } from './probe';
+import { gone, ifindexes, stopPid, takeover } from './handover-lib';
+import { HANDOVER_VERSION } from '../../src/control/handover';
 
 const PORT = 8193;
 const QUIET = endpointNames(0x5eed0000c0ffe1n);
@@ -72,41 +73,6 @@ async function notifySocket(dir: string): Promise<{ path: string; lines: () => s
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
-}
-
-/** Whether the process is gone (no such PID, or a zombie nobody reaped yet). */
-function gone(pid: number): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z') ?? true;
-  } catch {
-    return true;
-  }
-}
-
-/** SIGTERM by PID to a daemon generation that is not our child; SIGKILL after 15 s. */
-async function stopPid(pid: number): Promise<void> {
-  if (gone(pid)) return;
-  process.kill(pid, 'SIGTERM');
-  try {
-    await waitFor(`PID ${pid} to exit`, () => gone(pid), 15000, 50);
-  } catch {
-    if (!gone(pid)) process.kill(pid, 'SIGKILL');
-  }
-}
-
-/** The ifindex of every gwi-/gwo- interface in the appliance namespace. */
-function ifindexes(t: Topology): Map<string, number> {
-  const r = nsRun(t.applianceNs, 'ip', ['-j', 'link', 'show']);
-  const m = new Map<string, number>();
-  for (const l of JSON.parse(r.stdout) as { ifname: string; ifindex: number }[]) if (/^gw[io]-/.test(l.ifname)) m.set(l.ifname, l.ifindex);
-  return m;
-}
-
-/** After SIGUSR2 to `pid`: the PID that took over from it (its log line), and its pause. */
-async function takeover(d: Daemon, pid: number): Promise<{ pid: number; pauseMs: number }> {
-  const re = new RegExp(`hand-over: PID (\\d+) took over from PID ${pid}: .* traffic paused (\\d+) ms`);
-  const m = await waitFor(`a process to take over from PID ${pid}`, () => re.exec(d.output()) ?? undefined, 15000, 50);
-  return { pid: Number(m[1]), pauseMs: Number(m[2]) };
 }
 
 describe('hand-over (SIGUSR2)', () => {
@@ -228,7 +194,7 @@ describe('hand-over (SIGUSR2)', () => {
       await waitFor('the new process started', () => d.output().split('gwlbtun started').length === 3, 15000, 50);
       const out = d.output();
       assert.equal(out.match(/this build reads version 99: falling back to a restart/g)?.length, 1, `one clear line:\n${out}`);
-      assert.match(out, /it reads hand-over version 99, not 1; shutting down so that it starts anew/);
+      assert.match(out, new RegExp(`it reads hand-over version 99, not ${HANDOVER_VERSION}; shutting down so that it starts anew`));
       assert.deepEqual(hookEvents(hooks).filter((l) => l.startsWith('DESTROY')), [`DESTROY ${n51.gwi} ${n51.gwo} ${n51.hex}`], 'a restart: DESTROY ran');
       assert.ok(!gone(pid));
       // The new process works, as after a restart: the endpoint is created anew (CREATE again).
