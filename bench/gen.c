@@ -88,7 +88,7 @@ static void usage(void) {
           "                [--count N] [--seconds S] [--warmup-ms N] [--settle-ms N] [--batch N]\n"
           "                [--ttl-dec N] [--spin 0|1] [--cpus LIST] [--tcp-run N] [--udp-csum 0|1]\n"
           "       gen reflect [--seconds S] [--cpus LIST] [--batch N] [--gro 0|1]\n"
-          "       gen probe --eni HEX --out FILE [--src IP] [--dst IP] [--family 4|6] [--rate PPS]\n"
+          "       gen probe --eni HEX --out FILE [--src IP] [--dst IP] [--family 4|6] [--rate PPS] [--start-ns T]\n"
           "                 [--count N] [--settle-ms N] [--cpus LIST]\n"
           "       gen exec --cpus LIST -- CMD [ARGS...]\n");
   exit(2);
@@ -731,7 +731,8 @@ static int run_reflect(double seconds, const char *cpus, int batch, int gro) {
 #define PROBE_PORT 61000
 
 static int run_probe(const char *src, const char *dst, uint64_t eni, int family, double rate,
-                     uint32_t count, double settle_ms, const char *cpus, const char *out_path) {
+                     uint32_t count, double settle_ms, const char *cpus, const char *out_path,
+                     double start_ns) {
   set_cpus(cpus);
   uint32_t gwlb_ip = parse_ip(src), appl_ip = parse_ip(dst);
   FILE *out = fopen(out_path, "wb");
@@ -794,7 +795,15 @@ static int run_probe(const char *src, const char *dst, uint64_t eni, int family,
   long period_ns = (long)(1e9 / rate);
   struct itimerspec its = {.it_interval = {period_ns / 1000000000L, period_ns % 1000000000L},
                            .it_value = {0, 1000000}};
-  if (timerfd_settime(tfd, 0, &its, NULL) < 0) die("timerfd_settime");
+  // --start-ns: the first probe at this CLOCK_MONOTONIC time (absolute), so that several probe
+  // clients probing several appliances at once can be spread over the period, not all at once.
+  int tflags = 0;
+  if (start_ns > 0) {
+    its.it_value.tv_sec = (time_t)(start_ns / 1e9);
+    its.it_value.tv_nsec = (long)(start_ns - (double)its.it_value.tv_sec * 1e9);
+    tflags = TFD_TIMER_ABSTIME;
+  }
+  if (timerfd_settime(tfd, tflags, &its, NULL) < 0) die("timerfd_settime");
 
   double returned = 0, dup = 0, bad = 0, late = 0, send_err = 0;
   uint32_t sent = 0;
@@ -929,7 +938,7 @@ int main(int argc, char **argv) {
     const char *src = "198.18.0.3", *dst = "198.18.0.2", *cpus = NULL, *out = NULL;
     uint64_t eni = 0;
     int family = 4, have_eni = 0;
-    double rate = 2000, count = 60000, settle_ms = 1000;
+    double rate = 2000, count = 60000, settle_ms = 1000, start_ns = 0;
     for (int i = 2; i < argc; i++) {
       if (i + 1 >= argc) usage();
       const char *k = argv[i], *val = argv[++i];
@@ -941,6 +950,7 @@ int main(int argc, char **argv) {
       else if (strcmp(k, "--rate") == 0) rate = num(val, 1, 100000);
       else if (strcmp(k, "--count") == 0) count = num(val, 1, 10000000);
       else if (strcmp(k, "--settle-ms") == 0) settle_ms = num(val, 0, 60000);
+      else if (strcmp(k, "--start-ns") == 0) start_ns = num(val, 0, 1e19);
       else if (strcmp(k, "--eni") == 0) {
         char *end;
         errno = 0;
@@ -950,7 +960,7 @@ int main(int argc, char **argv) {
       } else usage();
     }
     if (!have_eni || out == NULL || (family != 4 && family != 6)) usage();
-    return run_probe(src, dst, eni, family, rate, (uint32_t)count, settle_ms, cpus, out);
+    return run_probe(src, dst, eni, family, rate, (uint32_t)count, settle_ms, cpus, out, start_ns);
   }
   if (strcmp(mode, "send") != 0) usage();
   send_opts_t o = {.src = "198.18.0.1", .dst = "198.18.0.2", .cpus = NULL, .eni = 0, .flows = 64,

@@ -10,6 +10,9 @@ export interface Bg {
   pid: number;
   out: () => string;
   exited: Promise<number | null>;
+  /** exited, and then its output read to the end (or 1 s passed): 'exit' can come before the
+   * last of stdout is read, and a client's result line is its last. */
+  finished: () => Promise<number | null>;
 }
 
 export function startBg(ns: string, cmd: string, args: string[]): Bg {
@@ -22,7 +25,13 @@ export function startBg(ns: string, cmd: string, args: string[]): Bg {
   proc.stdout!.on('data', on);
   proc.stderr!.on('data', on);
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (c) => resolve(c)));
-  return { proc, pid: proc.pid!, out: () => out, exited };
+  const closed = new Promise<void>((resolve) => proc.on('close', () => resolve()));
+  const finished = async (): Promise<number | null> => {
+    const code = await exited;
+    await Promise.race([closed, sleep(1000)]);
+    return code;
+  };
+  return { proc, pid: proc.pid!, out: () => out, exited, finished };
 }
 
 export async function waitOutput(b: Bg, text: string, timeoutMs: number, what: string): Promise<void> {

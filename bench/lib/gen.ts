@@ -43,7 +43,7 @@ export async function genSend(t: Topology, o: SendOpts): Promise<GenResult> {
   if (o.udpCsum === true) args.push('--udp-csum', '1');
   const b = startBg(t.gwlbNs, GEN_BIN, args);
   const timer = setTimeout(() => b.proc.kill('SIGKILL'), (o.seconds + 30) * 1000);
-  const code = await b.exited;
+  const code = await b.finished();
   clearTimeout(timer);
   const line = b.out().split('\n').find((l) => l.startsWith('{"mode":"send"'));
   if (code !== 0 || line === undefined) throw new Error(`generator failed (exit ${code}):\n${b.out()}`);
