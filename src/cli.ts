@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Daemon, type Adopted } from './control/daemon';
 import type { DaemonOptions } from './control/options';
@@ -20,6 +21,7 @@ import { startOrphanReaper } from './control/reaper';
 import { doctorMain } from './ops/doctor/main';
 import { EndpointsFileError, loadEndpointsFile } from './control/endpoints-file';
 import { HandOverSource, HandOverTarget, notifySystemd } from './control/handover';
+import { defaultStateDir } from './control/state';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -90,6 +92,16 @@ Options of this edition:
                         rp_filter 0, accept_local 1 and forwarding 1 on its send device gwlbtx0
                         (written at start even with --no-sysctl, but then not kept).
 
+  --no-adopt            Do not survive a crash: no persistent interfaces, no state file, nothing
+                        adopted at start (the original's behaviour). By default a crashed
+                        gwlbtun's interfaces outlive it and the next one takes them over, with
+                        their flows, without hooks (docs/operations.md, "Crashes and restarts").
+  --snapshot-interval SECS
+                        Write the state file (endpoints and flows) every SECS (default 5; 0: never,
+                        then a crash's successor adopts the interfaces without their flows).
+  --state-dir DIR       Where the state file is kept (default: $RUNTIME_DIRECTORY, else
+                        /run/gwlbtun).
+
 Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
 every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity
 list if one is given, else the larger of --udpthreads and --tunthreads, else 1 on machines with up
@@ -110,6 +122,9 @@ Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0
 exits at once (code 1). With --drain SECS the signal first starts the drain (health 503, traffic
 still carried) and the shutdown follows after SECS or at a second signal; a third exits at once.
 SIGHUP re-reads the --endpoints file; without one it is logged and ignored.
+A crash (SIGKILL, the OOM killer, an abort) leaves the interfaces (made persistent) and the state
+file; the next gwlbtun adopts them: no hook runs, the flows come back. A stop by signal is always
+clean, so 'systemctl restart' runs DESTROY and CREATE; SIGUSR2 is the restart that keeps flows.
 SIGUSR2 hands over to a new gwlbtun started from the same path with the same arguments (an
 upgrade in place): it takes the sockets, interfaces and flows over, no hook runs, nothing queued
 is lost, and this process exits 0 (docs/operations.md, "Upgrading in place").
@@ -185,6 +200,13 @@ function executable(flag: string, file: string): string {
   return file;
 }
 
+/** --state-dir: an absolute path (default: $RUNTIME_DIRECTORY, else /run/gwlbtun). */
+function stateDir(v: string | undefined): string {
+  if (v === undefined) return defaultStateDir();
+  if (!path.isAbsolute(v)) throw new UsageError(`--state-dir: '${v}' is not an absolute path`);
+  return v;
+}
+
 /** cores: the CPU count the default number of workers follows (a parameter for the tests).
  * checkHooks false: -c/-r are taken as given (gwlbtun doctor reports on them itself). */
 export function parseCli(argv: string[], cores: number = os.availableParallelism(), checkHooks = true): CliResult {
@@ -225,6 +247,9 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         endpoints: { type: 'string' },
         'endpoints-only': { type: 'boolean' },
         'netns-per-endpoint': { type: 'boolean' },
+        'no-adopt': { type: 'boolean' },
+        'snapshot-interval': { type: 'string' },
+        'state-dir': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -307,6 +332,9 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     endpoints,
     endpointsOnly: values['endpoints-only'] === true,
     netnsPerEndpoint: values['netns-per-endpoint'] === true,
+    adopt: values['no-adopt'] !== true,
+    snapshotIntervalS: int('--snapshot-interval', s('snapshot-interval'), 0, 3600) ?? 5,
+    stateDir: stateDir(s('state-dir')),
   };
   return {
     help: values.help === true,

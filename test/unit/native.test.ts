@@ -68,7 +68,7 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'rawOpen',
-    'rawSend', 'reapOrphans', 'routeDev', 'sdNotify', 'setAffinity', 'setCloexec', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'reapOrphans', 'routeDev', 'sdNotify', 'setAffinity', 'setCloexec', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetPersist', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
 });
 
