@@ -12,18 +12,7 @@ import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { FlowTable } from '../flow/table';
 import { native } from '../io/native';
-import { allocStateBuffer, encodeState, writeStateFile } from './state';
-
-/** What the main thread passes at start. */
-export interface StateWorkerData {
-  file: string;
-  flowSab: SharedArrayBuffer | null;
-}
-/** A request (the JSON part, made by the main thread, which owns the endpoints) and the answer. */
-export interface StateRequest {
-  json: string;
-}
-export type StateReply = { t: 'done'; flows: number; bytes: number; wallMs: number; cpuMs: number } | { t: 'error'; message: string };
+import { allocStateBuffer, encodeState, writeStateFile, type StateReply, type StateRequest, type StateWorkerData } from './state';
 
 /** This thread's CPU time in ms (/proc/thread-self/schedstat: ns on a CPU), or NaN. */
 export function threadCpuMs(): number {

@@ -36,7 +36,6 @@ import { Worker } from 'node:worker_threads';
 import { LEVEL, type Logger } from '../base/log';
 import { MAX_FLOWS_LIMIT, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import type { HandedEndpoint } from './endpoints';
-import type { StateReply, StateWorkerData } from './state-worker';
 
 export const STATE_VERSION = 1;
 export const STATE_FILE_NAME = 'state';
@@ -207,6 +206,19 @@ export function readStateFile(file: string): LoadedState | null {
 export function removeStateFile(file: string): void {
   for (const f of [file, file + '.tmp']) fs.rmSync(f, { force: true });
 }
+
+// ---- the writer thread (src/control/state-worker.ts) and the main thread's side -----------------
+
+/** What the main thread passes at start. */
+export interface StateWorkerData {
+  file: string;
+  flowSab: SharedArrayBuffer | null;
+}
+/** A request (the JSON part, made by the main thread, which owns the endpoints) and the answer. */
+export interface StateRequest {
+  json: string;
+}
+export type StateReply = { t: 'done'; flows: number; bytes: number; wallMs: number; cpuMs: number } | { t: 'error'; message: string };
 
 /** The last snapshot's cost (for the log and the tests). */
 export interface SnapshotCost {

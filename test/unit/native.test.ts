@@ -510,4 +510,10 @@ test('TUN queues, link setup, tunWrite/tunRead and epoll inside a network namesp
   assert.ok(r.truncGuardIntact);
   assert.equal(r.ifIndexClosed, 0, 'device gone after its last queue closed');
   assert.equal(r.readAfterClose, -E.EBADF);
+  assert.equal(r.persistFlags & 0x1901, 0x1901, 'IFF_TUN | IFF_MULTI_QUEUE | IFF_PERSIST | IFF_NO_PI');
+  assert.ok(r.persistIfIndexClosed > 0, 'a persistent device outlives its last queue');
+  assert.equal(r.persistCarrierClosed, '0', 'no carrier without a queue');
+  assert.ok(r.persistIfIndexReopened > 0, 'the same device attached to again');
+  assert.equal(r.persistIfIndexCleared, 0, 'gone with its last queue once persistence is cleared');
+  assert.equal(r.persistBadFd, 'EBADF');
 });
