@@ -423,8 +423,12 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     return fail(`cannot allocate the shared memory (flow table of ${cli.daemon.maxFlows} flows: ${Math.ceil(flowTableBytes(cli.daemon.maxFlows) / 1e6)} MB): ${(e as Error).message}`);
   }
-  // Every exit of a started daemon: after a hand-over systemd learns the new main PID first.
+  // Every exit of a started daemon: after a hand-over systemd learns the new main PID first. An
+  // exit that is no hand-over leaves nothing to adopt (a no-op after a complete shutdown): an exit
+  // at once (a second signal, the shutdown's time limit) is no crash (Daemon.forgetCrashState).
+  let handedOver = false;
   const exit = (code: number): never => {
+    if (!handedOver) d.forgetCrashState();
     handOut.beforeExit();
     process.exit(code);
   };
@@ -453,7 +457,10 @@ export async function main(argv: string[]): Promise<void> {
     },
     reopenHealth: startHealth,
     shutdown: () => stop.signal('hand-over fallback'),
-    exit: (code) => exit(code),
+    exit: (code) => {
+      handedOver = true; // the new process holds the devices now
+      return exit(code);
+    },
   });
   process.on('SIGUSR2', () => {
     if (stop.started && stop.phase === 'running') handOut.signal();

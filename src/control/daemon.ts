@@ -121,6 +121,21 @@ export class Daemon {
     };
   }
 
+  /** An exit that is neither a crash nor a hand-over (an exit at once: a second signal, the
+   * shutdown's time limit): nothing is left for a next process to adopt -- the devices not torn
+   * down yet lose their persistence (they go with the process, as before), the state file goes.
+   * Synchronous (process.exit follows). */
+  forgetCrashState(): void {
+    this.lifecycle.setAllPersistent(false);
+    if (this.opts.adopt) {
+      try {
+        removeStateFile(stateFilePath(this.opts.stateDir));
+      } catch {
+        // left: the next start finds no device for it
+      }
+    }
+  }
+
   /** Start-up after a crash (no hand-over; not with --no-adopt): read the state file, adopt the
    * interfaces the dead process left and restore the flows of those adopted, destroy the other
    * leftovers (DESTROY hooks). A missing, unreadable, corrupt, stale (another boot) or
@@ -191,6 +206,7 @@ export class Daemon {
       // return looks its flow up.
       this.lifecycle.adopt(adopted.endpoints);
       if (this.flows !== null) this.restoreFlows(adopted.flows, adopted.flowCount);
+      this.lifecycle.setAllPersistent(this.opts.adopt);
     } else if (this.opts.adopt) await this.adoptAfterCrash();
     await this.workers.startAll(adopted === null ? null : adopted.udpFds);
     if (this.shuttingDown) return; // a signal arrived during start-up

@@ -852,6 +852,14 @@ export class EndpointLifecycle {
     }
   }
 
+  /** Every endpoint's devices persistent (on: as setPersist allows) or not. Off: an exit without
+   * the shutdown's teardown (a second signal, the shutdown's time limit), so that even then only a
+   * crash leaves devices. On: after a hand-over, whose old process may have run with --no-adopt
+   * or an older version; off there too with --no-adopt. */
+  setAllPersistent(on: boolean): void {
+    for (const e of this.endpoints.values()) if (!e.destroyed) this.setPersist(e, on);
+  }
+
   private closeFds(e: Endpoint): void {
     this.setPersist(e, false); // the devices go with their last queue, as they always did
     for (const fd of [...e.gwiFds, ...e.gwoFds]) this.nat.close(fd);

@@ -7,6 +7,7 @@
 //   Geneve header, and the loss bounded by the downtime (both printed); a SIGTERM at the end still
 //   removes everything, with DESTROY hooks, and the state file;
 // - --no-adopt: nothing persistent, the interfaces go with the killed process, no state file;
+// - an exit at once (a second signal during the shutdown) is no crash: nothing is left to adopt;
 // - a corrupt state file: one line, a start afresh (the leftover interfaces destroyed with their
 //   DESTROY hook), and traffic works (CREATE again).
 // Persistent devices outlive processes: every test deletes the ones it may leave, also on failure.
@@ -132,6 +133,25 @@ describe('crash survival (SIGKILL, then a start)', () => {
       assert.equal(tunFlags(env.t, n.gwi) & 0x800, 0, 'not persistent');
       await sleep(1500);
       await kill(d);
+      await waitFor('the interfaces gone', () => ifindexes(env.t).size === 0, 5000, 50);
+      assert.ok(!fs.existsSync(path.join(stateDir, 'state')), 'no state file');
+    } finally {
+      await stopDaemon(d);
+      deleteDevices(env.t);
+    }
+  });
+
+  test('an exit at once (a second SIGTERM during DESTROY) is no crash: the interfaces go, no state file', async () => {
+    const stateDir = path.join(env.dir, 'state-twice');
+    const log = path.join(env.dir, 'twice.log');
+    const d = await startDaemon(env.t, ['-c', RECORD_HOOK, '-r', RECORD_HOOK, '--snapshot-interval', '1', '--state-dir', stateDir], { GWLBTUN_TEST_HOOK_LOG: log, GWLBTUN_TEST_HOOK_DESTROY_SLEEP: '5' });
+    try {
+      await runEmulator(env.t, ['--endpoints', '91,92', '--families', '4', '--protos', 'udp', '--flows', '1', '--rate', '200', '--packets', '5', '--settle-ms', '300']);
+      await waitFor('a state file', () => fs.existsSync(path.join(stateDir, 'state')), 5000, 50);
+      d.proc.kill('SIGTERM');
+      await waitFor('DESTROY started', () => hookEvents(log).some((l) => l.startsWith('DESTROY')), 5000, 50);
+      d.proc.kill('SIGTERM');
+      assert.equal((await d.exited).code, 1);
       await waitFor('the interfaces gone', () => ifindexes(env.t).size === 0, 5000, 50);
       assert.ok(!fs.existsSync(path.join(stateDir, 'state')), 'no state file');
     } finally {
