@@ -98,7 +98,7 @@ Options of this edition:
                         their flows, without hooks (docs/operations.md, "Crashes and restarts").
   --snapshot-interval SECS
                         Write the state file (endpoints and flows) every SECS (default 5; 0: never,
-                        then a crash's successor adopts the interfaces without their flows).
+                        which turns crash survival off as --no-adopt does).
   --state-dir DIR       Where the state file is kept (default: $RUNTIME_DIRECTORY, else
                         /run/gwlbtun).
 
@@ -304,6 +304,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
   }
   const maxEndpoints = int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128;
   if (endpoints.length > maxEndpoints) throw new UsageError(`--endpoints: ${endpoints.length} endpoints listed, over --max-endpoints ${maxEndpoints}`);
+  const snapshotIntervalS = int('--snapshot-interval', s('snapshot-interval'), 0, 3600) ?? 5;
   const daemon: DaemonOptions = {
     createHook: s('cmdnew') === undefined ? null : checkHooks ? executable('-c/--cmdnew', s('cmdnew') as string) : (s('cmdnew') as string),
     destroyHook: s('cmddel') === undefined ? null : checkHooks ? executable('-r/--cmddel', s('cmddel') as string) : (s('cmddel') as string),
@@ -332,8 +333,9 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     endpoints,
     endpointsOnly: values['endpoints-only'] === true,
     netnsPerEndpoint: values['netns-per-endpoint'] === true,
-    adopt: values['no-adopt'] !== true,
-    snapshotIntervalS: int('--snapshot-interval', s('snapshot-interval'), 0, 3600) ?? 5,
+    // Without a state file nothing could be adopted: --snapshot-interval 0 is --no-adopt.
+    adopt: values['no-adopt'] !== true && snapshotIntervalS > 0,
+    snapshotIntervalS,
     stateDir: stateDir(s('state-dir')),
   };
   return {

@@ -165,6 +165,7 @@ test('crash survival: on by default (state file every 5 s in $RUNTIME_DIRECTORY 
   assert.equal(d.stateDir, process.env.RUNTIME_DIRECTORY?.split(':')[0] || '/run/gwlbtun');
   const o = parseCli(['--no-adopt', '--snapshot-interval', '0', '--state-dir', '/var/tmp/gw'], 2).daemon;
   assert.deepEqual([o.adopt, o.snapshotIntervalS, o.stateDir], [false, 0, '/var/tmp/gw']);
+  assert.equal(parseCli(['--snapshot-interval', '0'], 2).daemon.adopt, false, 'no state file: nothing to adopt');
   assert.throws(() => parseCli(['--state-dir', 'relative'], 2), /--state-dir: 'relative' is not an absolute path/);
   assert.throws(() => parseCli(['--snapshot-interval', '3601'], 2), /--snapshot-interval: 3601 is out of range/);
 });
