@@ -146,7 +146,7 @@ export class Daemon {
       try {
         fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
       } catch (e) {
-        this.log.important('core', `state directory ${this.opts.stateDir}: ${(e as Error).message}; no state file will be written`);
+        this.log.important('core', `state directory ${this.opts.stateDir}: ${(e as Error).message}`);
       }
     }
     let loaded: LoadedState | null = null;

@@ -33,7 +33,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { LEVEL, type Logger } from '../base/log';
+import type { Logger } from '../base/log';
 import { MAX_FLOWS_LIMIT, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import type { HandedEndpoint } from './endpoints';
 
@@ -239,6 +239,7 @@ export class StateWriter {
   written = 0;
   failed = 0;
   last: SnapshotCost | null = null;
+  private failing = false;
   private waiters: (() => void)[] = [];
 
   constructor(
@@ -276,14 +277,18 @@ export class StateWriter {
     w.unref();
     w.on('message', (m: StateReply) => {
       if (m.t === 'done') {
+        if (this.failing) this.log.important('core', `state file ${this.file} written again`);
+        this.failing = false;
         this.written++;
         this.last = { flows: m.flows, bytes: m.bytes, wallMs: m.wallMs, cpuMs: m.cpuMs };
         const line = `state file ${this.file}: ${m.flows} flow(s), ${m.bytes} bytes, ${m.wallMs.toFixed(1)} ms (${m.cpuMs.toFixed(1)} ms CPU, writer thread)`;
         if (this.written === 1) this.log.important('core', line);
         else this.log.info('core', line);
       } else {
+        // Logged once until it works again (an unwritable directory would say it every interval).
+        if (!this.failing) this.log.important('core', `state file ${this.file} not written: ${m.message} (said once; a crash now loses the flows of the last snapshot written)`);
+        this.failing = true;
         this.failed++;
-        this.log.limited('state-file', 'core', LEVEL.important, `state file ${this.file} not written: ${m.message}`);
       }
       this.settle();
     });

@@ -128,6 +128,21 @@ test('another version, another record layout, JSON not as written: refused, each
   assert.equal(encodeState(buf, 0, 'x'.repeat(5 << 20)), -1, 'JSON over the limit: not written');
 });
 
+test('a state file that cannot be written: said once (with the reason) until it works again, never a crash', async () => {
+  const lines: string[] = [];
+  const sub = path.join(dir, 'later');
+  const w = new StateWriter(path.join(sub, 'state'), null, 1, new Logger(defaultLogConfig(), (l) => lines.push(l)), () => saved());
+  await w.request();
+  await w.request();
+  assert.equal(w.failed, 2);
+  assert.equal(lines.filter((l) => /not written: ENOENT/.test(l)).length, 1, lines.join('\n'));
+  fs.mkdirSync(sub);
+  await w.request();
+  await w.close();
+  assert.equal(w.written, 1);
+  assert.equal(lines.filter((l) => /written again/.test(l)).length, 1);
+});
+
 test('the state directory: $RUNTIME_DIRECTORY (its first path), else /run/gwlbtun', () => {
   assert.equal(defaultStateDir({ RUNTIME_DIRECTORY: '/run/gwlbtun:/run/other' }), '/run/gwlbtun');
   assert.equal(defaultStateDir({ RUNTIME_DIRECTORY: '/tmp/x' }), '/tmp/x');
