@@ -141,6 +141,32 @@ describe('crash survival (SIGKILL, then a start)', () => {
     }
   });
 
+  test('an adopted endpoint whose ENI sends nothing is destroyed by -t as usual (DESTROY), counted from the adoption', async () => {
+    const stateDir = path.join(env.dir, 'state-idle');
+    const log = path.join(env.dir, 'idle.log');
+    const args = ['-c', RECORD_HOOK, '-r', RECORD_HOOK, '-t', '3', '--snapshot-interval', '1', '--state-dir', stateDir];
+    let d = await startDaemon(env.t, args, { GWLBTUN_TEST_HOOK_LOG: log });
+    try {
+      await runEmulator(env.t, ['--endpoints', 'a1', '--families', '4', '--protos', 'udp', '--flows', '1', '--rate', '200', '--packets', '5', '--settle-ms', '300']);
+      const t0 = Date.now();
+      await waitFor('a snapshot', () => fs.existsSync(path.join(stateDir, 'state')) && fs.statSync(path.join(stateDir, 'state')).mtimeMs > t0, 5000, 50);
+      await kill(d);
+      await sleep(1000); // longer down than -t leaves after the last packet: counted from the adoption
+      d = await startDaemon(env.t, args, { GWLBTUN_TEST_HOOK_LOG: log });
+      const up = Date.now();
+      assert.match(d.output(), /adopted 1 endpoint\(s\)/);
+      const n = endpointNames(0xa1n);
+      await waitFor('DESTROY of the idle adopted endpoint', () => hookEvents(log).some((l) => l.startsWith('DESTROY')), 8000, 50);
+      const after = Date.now() - up;
+      assert.ok(after >= 2500, `destroyed ${after} ms after the start: -t counts from the adoption`);
+      assert.deepEqual(hookEvents(log).filter((l) => !l.startsWith('done')), [`CREATE ${n.gwi} ${n.gwo} ${n.hex}`, `DESTROY ${n.gwi} ${n.gwo} ${n.hex}`]);
+      await waitFor('the interfaces gone', () => ifindexes(env.t).size === 0, 5000, 50);
+    } finally {
+      await stopDaemon(d);
+      deleteDevices(env.t);
+    }
+  });
+
   test('an exit at once (a second SIGTERM during DESTROY) is no crash: the interfaces go, no state file', async () => {
     const stateDir = path.join(env.dir, 'state-twice');
     const log = path.join(env.dir, 'twice.log');
