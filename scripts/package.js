@@ -194,9 +194,40 @@ function duKiB(dir) {
   return Math.ceil(bytes / 1024);
 }
 
+// An upgrade while the service runs hands it over to the new version in place (SIGUSR2 through
+// `gwlbtun handover`, src/ops/handover-cmd.ts; docs/operations.md "Upgrading in place"): no flow
+// lost, no hook run, no interface re-created. By then dpkg and rpm have replaced /opt/gwlbtun in
+// place (bin/gwlbtun and dist/ at the same paths), and the running process starts the new one from
+// the path it was started from, so the new process runs the new version; it is the unit's main
+// process once the old one has sent MAINPID= (Type=notify), which the command waits for. When the
+// hand-over is refused or fails (exit 1), or no gwlbtun is found (3), the service is restarted as
+// before (try-restart: it drains, DESTROY and CREATE hooks run); on a fallback (2: the new version
+// reads another hand-over version) the old process is already shutting down and the new one
+// starts afresh, so nothing more is done. Shared by the .deb's postinst and the RPM's %postun
+// (whose $1 >= 1 is an upgrade); the text is checked by test/unit/package-scriptlets.test.ts and
+// run against a real daemon by test/e2e/handover-cmd.test.ts.
+const HANDOVER_ON_UPGRADE = `if systemctl is-active --quiet gwlbtun.service; then
+  if /opt/gwlbtun/bin/gwlbtun handover --timeout 60; then
+    :
+  else
+    rc=$?
+    if [ "$rc" -eq 2 ]; then
+      echo 'gwlbtun: the new version restarts the service instead of taking over in place (see above)'
+    else
+      echo "gwlbtun: no hand-over in place (gwlbtun handover: exit $rc): restarting the service instead" >&2
+      systemctl try-restart gwlbtun.service || true
+    fi
+  fi
+fi`;
+
+/** `text` with every line but empty ones indented by `n` spaces. */
+const indent = (text, n) => text.split('\n').map((l) => (l === '' ? l : ' '.repeat(n) + l)).join('\n');
+
 const POSTINST = `#!/bin/sh
 # gwlbtun postinst: the system user; systemd is only told about the unit when it is the init
-# (the service is neither enabled nor started: choose the hook first, docs/operations.md).
+# (the service is neither enabled nor started: choose the hook first, docs/operations.md). On an
+# upgrade ($2: the version configured before) a running service is handed over to the new version
+# in place, or else restarted.
 set -e
 if [ "$1" = configure ]; then
   if ! getent passwd gwlbtun >/dev/null; then
@@ -206,7 +237,12 @@ if [ "$1" = configure ]; then
       useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin gwlbtun
     fi
   fi
-  if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+    if [ -n "$2" ]; then
+${indent(HANDOVER_ON_UPGRADE, 6)}
+    fi
+  fi
 fi
 exit 0
 `;
@@ -297,8 +333,10 @@ function writeDeb(stageTreeDir, arch, pkg, outFile, work, epoch) {
 //   %post    ($1 = 1 install, 2 upgrade): the system user (systemd-sysusers with the sysusers file,
 //            else useradd), systemctl daemon-reload. Neither enabled nor started.
 //   %preun   ($1 = 0 erase): systemctl --no-reload disable --now gwlbtun.service.
-//   %postun  systemctl daemon-reload; on upgrade ($1 >= 1) try-restart, so that a running daemon
-//            runs the new version (it drains first: --drain in the unit).
+//   %postun  systemctl daemon-reload; on upgrade ($1 >= 1) a running daemon is handed over to the
+//            new version in place (HANDOVER_ON_UPGRADE above), or else try-restart (it drains
+//            first: --drain in the unit). rpm runs the %postun of the package being replaced,
+//            so upgrades from this version on hand over; from an older one, its try-restart.
 // The system user stays after erase (as with `dpkg -r`; rpm has no purge).
 //
 // Modes come from the staged tree (setModes); every entry is owned by root (%defattr). rpmbuild's
@@ -324,7 +362,9 @@ exit 0`;
 
 const RPM_POSTUN = `if [ -d /run/systemd/system ]; then
   systemctl daemon-reload || :
-  if [ "$1" -ge 1 ]; then systemctl try-restart gwlbtun.service || :; fi
+  if [ "$1" -ge 1 ]; then
+${indent(HANDOVER_ON_UPGRADE, 4)}
+  fi
 fi
 exit 0`;
 
@@ -435,4 +475,5 @@ function main() {
   fs.rmSync(work, { recursive: true, force: true });
 }
 
-main();
+if (require.main === module) main();
+module.exports = { HANDOVER_ON_UPGRADE, POSTINST, POSTRM, PRERM, RPM_POST, RPM_POSTUN, RPM_PREUN };

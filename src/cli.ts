@@ -22,6 +22,8 @@ import { doctorMain } from './ops/doctor/main';
 import { EndpointsFileError, loadEndpointsFile } from './control/endpoints-file';
 import { HandOverSource, HandOverTarget, notifySystemd } from './control/handover';
 import { defaultStateDir } from './control/state';
+import { HandOverStatus } from './control/handover-status';
+import { handOverMain } from './ops/handover-cmd';
 
 /** Queues a multi-queue TUN device can have (the kernel's MAX_TAP_QUEUES): every worker owns one
  * queue of every gwi-/gwo- device, so this is also the most workers there can be. */
@@ -30,6 +32,7 @@ export const TUN_MAX_QUEUES = 256;
 export const HELP = `gwlbtun: tunnel handler for AWS Gateway Load Balancer (TypeScript edition)
 Usage: gwlbtun [options]
        gwlbtun doctor [options]   check the host first (gwlbtun doctor -h)
+       gwlbtun handover [options] upgrade the running one in place, and wait (gwlbtun handover -h)
 Example: gwlbtun -c /etc/gwlbtun/create.sh -r /etc/gwlbtun/destroy.sh -p 80
 
 Options of the original gwlbtun (same meaning):
@@ -127,7 +130,8 @@ file; the next gwlbtun adopts them: no hook runs, the flows come back. A stop by
 clean, so 'systemctl restart' runs DESTROY and CREATE; SIGUSR2 is the restart that keeps flows.
 SIGUSR2 hands over to a new gwlbtun started from the same path with the same arguments (an
 upgrade in place): it takes the sockets, interfaces and flows over, no hook runs, nothing queued
-is lost, and this process exits 0 (docs/operations.md, "Upgrading in place").
+is lost, and this process exits 0 (docs/operations.md, "Upgrading in place"); with --offload on
+its send device gwlbtx0 is passed too. 'gwlbtun handover' sends it and waits for the outcome.
 `;
 
 export class UsageError extends Error {}
@@ -378,6 +382,7 @@ export async function main(argv: string[]): Promise<void> {
     };
     process.exit(await doctorMain(argv.slice(1), service));
   }
+  if (argv[0] === 'handover') process.exit(await handOverMain(argv.slice(1))); // src/ops/handover-cmd.ts
   try {
     installClockStepFromEnv(); // tests only (GWLBTUN_FAILPOINT_CLOCK_STEP)
   } catch (e) {
@@ -400,6 +405,8 @@ export async function main(argv: string[]): Promise<void> {
   }
   const log = new Logger(cli.log);
   for (const n of cli.notes) log.important('core', n);
+  // The PID file and what came of each SIGUSR2, for `gwlbtun handover` (none without a runtime dir).
+  const status = new HandOverStatus(log);
   // Started by a hand-over (SIGUSR2 to the running gwlbtun: src/control/handover.ts)?
   const handIn = HandOverTarget.fromEnv(log);
   const fail = (msg: string): never => {
@@ -432,6 +439,7 @@ export async function main(argv: string[]): Promise<void> {
   const exit = (code: number): never => {
     if (!handedOver) d.forgetCrashState();
     handOut.beforeExit();
+    status.removePid();
     process.exit(code);
   };
   // The stop sequence (src/control/stop.ts): drain (--drain), shutdown, and their limits.
@@ -463,10 +471,16 @@ export async function main(argv: string[]): Promise<void> {
       handedOver = true; // the new process holds the devices now
       return exit(code);
     },
+    record: (phase, newPid, reason) => status.record(phase, newPid, reason),
   });
   process.on('SIGUSR2', () => {
+    status.signalled();
     if (stop.started && stop.phase === 'running') handOut.signal();
-    else log.important('core', `SIGUSR2 ignored: ${stop.started ? 'stopping' : 'still starting'}`);
+    else {
+      const why = stop.started ? 'stopping' : 'still starting';
+      log.important('core', `SIGUSR2 ignored: ${why}`);
+      status.record('refused', null, why);
+    }
   });
   // SIGHUP re-reads the endpoints file (one reload at a time; one asked for meanwhile follows).
   // Without one it is logged and ignored: `systemctl reload` must never stop the daemon.
@@ -538,6 +552,7 @@ export async function main(argv: string[]): Promise<void> {
   const schedNote = scheduleMain(native());
   if (schedNote !== null) log.important('core', schedNote);
   stop.started = true; // from now on a signal drains first (with --drain)
+  status.writePid();
   log.important('core', `gwlbtun started: ${cli.daemon.workers} worker(s), UDP ${cli.daemon.udpPort}` + (cli.healthPort !== null ? `, health on TCP ${cli.healthPort}` : '') + (cli.drainS > 0 ? `, drain ${cli.drainS} s` : ''));
   if (adopted !== null && handIn !== null) {
     log.important('core', `hand-over: PID ${process.pid} took over from PID ${from}: ${adopted.endpoints.length} endpoint(s), ${d.restoredFlows} of ${adopted.flowCount} flow(s), no hook run; traffic paused ${Math.round(upMs - stoppedAtMs)} ms`);

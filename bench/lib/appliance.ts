@@ -5,7 +5,7 @@
 import { metricsInNs } from '../../src/sim/nshttp';
 import type { Topology } from '../../src/sim/topology';
 import { startBg, stopBg, waitOutput, type Bg } from './bg';
-import { APPL_CPU, DAEMON, GEN_BIN, HEALTH_PORT, HOOK, log } from './env';
+import { APPL_CPU, DAEMON, GEN_BIN, HEALTH_PORT, HOOK, log, sleep } from './env';
 import { genSend } from './gen';
 
 export async function startReflector(t: Topology, seconds: number, gro = false): Promise<Bg> {
@@ -40,17 +40,24 @@ export async function startDaemon(t: Topology, workers: number, pinned: boolean,
  * `--original BIN`): same hook, one UDP and one tunnel thread, pinned like gwlbtun, warmed up the
  * same way. It stops on SIGINT only (stopOriginal). */
 export async function startOriginal(t: Topology, bin: string): Promise<Bg> {
-  const args = [bin, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT), '--udpthreads', '1', '--tunthreads', '1'];
+  // Its own health port: a connection to gwlbtun's /metrics on HEALTH_PORT a moment before leaves
+  // that port in TIME_WAIT for a minute, and the original binds without SO_REUSEADDR: it exited
+  // at once with code 1, printing nothing, when it came right after gwlbtun in a latency round.
+  const args = [bin, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT + 1), '--udpthreads', '1', '--tunthreads', '1'];
+  // Now and then it exits at once with code 1, printing nothing (more often on a busy machine; a
+  // race of its own start-up, not understood): up to four tries, half a second apart.
   let b = startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', ...args]);
-  try {
-    await waitOutput(b, 'started', 15000, 'original gwlbtun');
-  } catch (e) {
-    // Seen once in ten starts: it exited at once, printing nothing. One more try, then give up.
-    await b.exited;
-    log(`original gwlbtun exited at start (code ${b.proc.exitCode}, signal ${b.proc.signalCode}); starting it again`);
-    b = startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', ...args]);
-    await waitOutput(b, 'started', 15000, 'original gwlbtun');
-    void e;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await waitOutput(b, 'started', 15000, 'original gwlbtun');
+      break;
+    } catch (e) {
+      await b.exited;
+      if (attempt === 4) throw e;
+      log(`original gwlbtun exited at start (code ${b.proc.exitCode}, signal ${b.proc.signalCode}): try ${attempt + 1} of 4`);
+      await sleep(500);
+      b = startBg(t.applianceNs, GEN_BIN, ['exec', '--cpus', APPL_CPU, '--', ...args]);
+    }
   }
   await genSend(t, { size: 100, rate: 2000, seconds: 1, count: 2000, ttlDec: 1, settleMs: 1000, warmupMs: 0 });
   const m = /New interface (gwi-\S+) and (gwo-\S+)/.exec(b.out());

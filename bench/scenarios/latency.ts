@@ -7,7 +7,9 @@
 // That is one transit of the appliance each way a real flow's packet makes; a request and its
 // answer make two. Appliances, in the same round, each pinned to CPU 1 as in the other scenarios:
 // gwlbtun (1 worker), the C++ original (--original BIN) and the reflector (the path without an
-// appliance's work: the floor). Each family is probed idle, then beside the bulk UDP load of the
+// appliance's work: the floor), in a different order each round (roundOrder: this machine's own
+// tail drifts from minute to minute, so many short rounds taken in turns, e.g. --rounds 8
+// --latency-probes 20000, compare better than a few long ones). Each family is probed idle, then beside the bulk UDP load of the
 // saturation scenario (100-byte inner packets, 64 flows, `gen send` on CPU 0) at about half of
 // gwlbtun's saturation (measured once at the start, or --latency-load PPS), the same load for all
 // three. The probe client is on CPU 0 with the load; its own wake-up is not in the figure (the
@@ -120,43 +122,57 @@ async function phases(c: BenchContext, appliance: LatencyRun['appliance'], load:
   }
 }
 
+type Appliance = LatencyRun['appliance'];
+
+/** The order of round r (from 1): the appliances rotated by one each round, so that none is
+ * always first after a start of the round's load measurement, or always right after another:
+ * the machine drifts within minutes, and many short rounds in turns spread that drift over all. */
+export function roundOrder(appliances: readonly Appliance[], r: number): Appliance[] {
+  const k = (r - 1) % appliances.length;
+  return [...appliances.slice(k), ...appliances.slice(0, k)];
+}
+
 export async function latency(c: BenchContext, rounds: number): Promise<void> {
   ipAddr(c.t, 'add');
   let bg: Bg | null = null;
   try {
     let load = c.latencyLoad ?? 0;
+    const appliances: Appliance[] = ['gwlbtun'];
+    if (c.baseline !== undefined) appliances.push('baseline');
+    if (c.original !== undefined) appliances.push('original');
+    appliances.push('reflector');
     for (let r = 1; r <= rounds; r++) {
-      bg = await startDaemon(c.t, 1, true);
       if (load === 0) {
         // Half of gwlbtun's saturation, the same load for every appliance and round.
+        bg = await startDaemon(c.t, 1, true);
         const sat = await genSend(c.t, { size: LOAD_SIZE, rate: 0, seconds: 2, ttlDec: 1, settleMs: 300 });
         load = Math.max(1000, Math.round(sat.returnedPps / 2 / 1000) * 1000);
         log(`latency: gwlbtun saturates at ${Math.round(sat.returnedPps)} pps; the load beside the probes: ${load} pps`);
-      }
-      await phases(c, 'gwlbtun', load, r);
-      log(`latency round ${r}, gwlbtun's own histograms over its phases: ${insideSummary(metricsOf(c.t))}`);
-      await stopBg(bg);
-      bg = null;
-      if (c.baseline !== undefined) {
-        bg = await startDaemon(c.t, 1, true, [], c.baseline);
-        await phases(c, 'baseline', load, r);
         await stopBg(bg);
         bg = null;
       }
-      if (c.original !== undefined) {
-        const orig = await startOriginal(c.t, c.original);
-        try {
-          await phases(c, 'original', load, r);
-        } finally {
-          await stopOriginal(orig);
+      for (const a of roundOrder(appliances, r)) {
+        if (a === 'original') {
+          const orig = await startOriginal(c.t, c.original as string);
+          try {
+            await phases(c, 'original', load, r);
+          } finally {
+            await stopOriginal(orig);
+          }
+          continue;
         }
+        if (a === 'reflector') {
+          const count = c.latencyProbes ?? LATENCY_PROBES;
+          const seconds = 2 * LATENCY_FAMILIES.length * (count / LATENCY_RATE + SETTLE_MS / 1000 + 5) + 30;
+          bg = await startReflector(c.t, seconds);
+        } else {
+          bg = await startDaemon(c.t, 1, true, [], a === 'baseline' ? c.baseline : undefined);
+        }
+        await phases(c, a, load, r);
+        if (a === 'gwlbtun') log(`latency round ${r}, gwlbtun's own histograms over its phases: ${insideSummary(metricsOf(c.t))}`);
+        await stopBg(bg);
+        bg = null;
       }
-      const count = c.latencyProbes ?? LATENCY_PROBES;
-      const seconds = 2 * LATENCY_FAMILIES.length * (count / LATENCY_RATE + SETTLE_MS / 1000 + 5) + 30;
-      bg = await startReflector(c.t, seconds);
-      await phases(c, 'reflector', load, r);
-      await stopBg(bg);
-      bg = null;
       log(`latency round ${r} done`);
     }
   } finally {

@@ -7,10 +7,13 @@
 // time of day is shown to people (log timestamps). See docs/architecture.md ("Time").
 //
 // Cost: performance.now() is process.hrtime() minus a constant (the process's start), so monoMs()
-// adds that constant, read once per thread, and allocates nothing (process.hrtime() allocates an
-// array, process.hrtime.bigint() a BigInt). Measured on the 2-core test machine: about 0.13 us,
-// like Date.now() (0.10 us) and the former timeOrigin-based ticks (0.16 us). Called once per loop
-// iteration, never per packet.
+// adds that constant, read once per thread. Measured on the 2-core test machine: about 0.13 us,
+// like Date.now() (0.10 us) and the former timeOrigin-based ticks (0.16 us). It allocates a
+// little, though (Node 20-24: an argument array in Node's receiver check, and the boxed double;
+// process.hrtime() allocates an array, process.hrtime.bigint() a BigInt): 10 million calls cost
+// 150-300 scavenges. So the data-plane worker does not read it in its loop: it reads the same
+// clock through the addon into a typed array (monoInto, src/dataplane/loop.ts). Elsewhere (the
+// main thread, a few readings a second) it does not matter.
 //
 // Flow-table ticks are deciseconds (100 ms) of the same clock. The flow table stores them in Int32
 // words and compares them only through the 32-bit wrapping difference ((a - b) | 0), so a tick
@@ -50,5 +53,10 @@ export function monoMs(): number {
 
 /** Flow-table ticks: deciseconds of monoMs(). */
 export function nowTicks(): number {
-  return Math.floor(monoMs() / 100);
+  return ticksOf(monoMs());
+}
+
+/** The flow-table tick of a monoMs() reading. */
+export function ticksOf(ms: number): number {
+  return Math.floor(ms / 100);
 }

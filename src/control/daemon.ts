@@ -26,7 +26,7 @@ import { CounterReader, createCountersBuffer } from '../dataplane/counters';
 import { InterfaceSysctls } from './sysctl';
 import type { Logger } from '../base/log';
 import { EndpointLifecycle, type Endpoint, type HandedEndpoint, type HookStats } from './endpoints';
-import { WorkerSupervisor, type WorkerStatus } from './workers';
+import { WorkerSupervisor, type HandedSendDevice, type WorkerStatus } from './workers';
 import type { DaemonOptions } from './options';
 import { loadEndpointsFile, type EndpointEntry } from './endpoints-file';
 import * as fs from 'node:fs';
@@ -39,6 +39,8 @@ export interface Adopted {
   endpoints: HandedEndpoint[];
   flows: Int32Array;
   flowCount: number;
+  /** The send device of --offload on (`gwlbtx0`), when it had one. */
+  sendDevice: HandedSendDevice | null;
 }
 
 export { TUN_MTU, TUN_TXQUEUELEN, type Endpoint, type EndpointState, type HookStats } from './endpoints';
@@ -208,7 +210,7 @@ export class Daemon {
       if (this.flows !== null) this.restoreFlows(adopted.flows, adopted.flowCount);
       this.lifecycle.setAllPersistent(this.opts.adopt);
     } else if (this.opts.adopt) await this.adoptAfterCrash();
-    await this.workers.startAll(adopted === null ? null : adopted.udpFds);
+    await this.workers.startAll(adopted === null ? null : adopted.udpFds, adopted?.sendDevice ?? null);
     if (this.shuttingDown) return; // a signal arrived during start-up
     const sendDevice = this.sendDevice;
     if (sendDevice !== null) this.sysctls?.watchDevice(sendDevice); // kept from now on (src/control/sysctl.ts)
@@ -267,7 +269,6 @@ export class Daemon {
     if (this.shuttingDown) return 'shutting down';
     if (this.draining) return 'draining';
     if (running && this.workers.aliveIndexes().length !== this.opts.workers) return 'a worker is restarting';
-    if (this.sendDevice !== null) return `--offload on with its send device ${this.sendDevice} is not handed over (yet): restart instead`;
     return this.lifecycle.handOverBlocker();
   }
 
@@ -284,9 +285,9 @@ export class Daemon {
     this.startTimers();
   }
 
-  /** Hand-over, old process: the endpoints and the UDP sockets to pass on. */
-  handOverState(): { udpFds: number[]; endpoints: HandedEndpoint[] } {
-    return { udpFds: this.workers.udpFds(), endpoints: this.lifecycle.handOverState() };
+  /** Hand-over, old process: the endpoints, the UDP sockets and the send device to pass on. */
+  handOverState(): { udpFds: number[]; endpoints: HandedEndpoint[]; sendDevice: HandedSendDevice | null } {
+    return { udpFds: this.workers.udpFds(), endpoints: this.lifecycle.handOverState(), sendDevice: this.workers.sendDeviceState() };
   }
 
   /** SIGHUP: read the endpoints file again and apply it (src/control/endpoints.ts, reload()). A

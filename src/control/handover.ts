@@ -7,7 +7,8 @@
 // - No new sockets, no new queues: the old process passes its own descriptors. child_process.spawn
 //   maps extra `stdio` entries to fd 3, 4, ... in the child (dup2 there clears close-on-exec): fd 3
 //   is the channel (a socket pair), fd 4 on the UDP socket of every worker, then every endpoint's
-//   gwi- and gwo- queue of every worker. The kernel's queues never change owner, so nothing queued
+//   gwi- and gwo- queue of every worker, then (--offload on) every worker's queue of the send
+//   device `gwlbtx0` (src/control/workers.ts). The kernel's queues never change owner, so nothing queued
 //   on them is lost or steered elsewhere while the workers change, no interface is re-created and
 //   no hook runs; the user's firewall state and conntrack stay. The raw sockets only send: the new
 //   process opens its own.
@@ -34,8 +35,9 @@
 //   `ready` within READY_TIMEOUT_MS (or `done` within DONE_TIMEOUT_MS of the state) is killed (by
 //   its PID) and the old one carries on: its workers start again on the same sockets, its health
 //   listener opens again. A hand-over is refused (logged, nothing changes) while an endpoint is
-//   being created or destroyed, while draining or stopping, and with the send device of --offload
-//   on (its queues are not passed yet).
+//   being created or destroyed, while draining or stopping.
+// - What came of each SIGUSR2 is recorded for `gwlbtun handover` (HandOverHost.record,
+//   src/control/handover-status.ts): started, then done, failed, fallback; or refused.
 // - systemd (Type=notify, examples/systemd/gwlbtun.service): gwlbtun sends READY=1 once started,
 //   and the old process, the service's main process until it exits, sends MAINPID=<the new PID>
 //   right before its exit (after `done`, and after a fallback's shutdown too), so that systemd
@@ -52,9 +54,12 @@ import { MAX_FLOWS_LIMIT, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import type { Adopted, Daemon } from './daemon';
 import type { DaemonOptions } from './options';
 import type { HandedEndpoint } from './endpoints';
+import type { HandedSendDevice } from './workers';
+import type { HandOverPhase } from './handover-status';
 
-/** The layout of the state after the environment variable; a change of it gets a new number. */
-export const HANDOVER_VERSION = 1;
+/** The layout of the state after the environment variable; a change of it gets a new number.
+ * 2: the send device of --offload on (StateLine.sendDevice). */
+export const HANDOVER_VERSION = 2;
 export const HANDOVER_ENV = 'GWLBTUN_HANDOVER';
 /** The channel in the new process; the passed descriptors follow it. */
 const CHANNEL_FD = 3;
@@ -78,6 +83,8 @@ export interface StateLine {
   endpoints: HandedEndpoint[];
   flowCount: number;
   recordWords: number;
+  /** The send device of --offload on, or null (none, or --offload off). */
+  sendDevice: HandedSendDevice | null;
 }
 
 /** Test knobs (GWLBTUN_FAILPOINT): handover-version:N makes the new process read version N only;
@@ -124,6 +131,8 @@ export interface HandOverHost {
   /** Shut down as on SIGTERM (the new process falls back to a restart). */
   shutdown(): void;
   exit(code: number): void;
+  /** What came of the signal, for `gwlbtun handover` (src/control/handover-status.ts). */
+  record(phase: HandOverPhase, newPid: number | null, reason: string): void;
 }
 
 export class HandOverSource {
@@ -148,11 +157,13 @@ export class HandOverSource {
   signal(): void {
     if (this.running) {
       this.log.important('core', 'SIGUSR2: a hand-over is already under way');
+      this.host.record('refused', null, 'a hand-over is already under way');
       return;
     }
     const why = this.d.handOverBlocker();
     if (why !== null) {
       this.log.important('core', `SIGUSR2: no hand-over now (${why}); nothing changed`);
+      this.host.record('refused', null, why);
       return;
     }
     this.running = true;
@@ -161,6 +172,7 @@ export class HandOverSource {
     this.run().catch(async (e: Error) => {
       // Whatever went wrong (spawn refused, the snapshot's memory): back to how it was.
       this.log.critical('core', `hand-over failed (${e.message}); this process carries on`);
+      this.host.record('failed', null, e.message);
       await this.restore();
       this.running = false;
     });
@@ -180,12 +192,13 @@ export class HandOverSource {
 
   private async run(): Promise<void> {
     const before = this.d.handOverState();
-    const fds = [...before.udpFds, ...before.endpoints.flatMap((e) => [...e.gwiFds, ...e.gwoFds])];
+    const fds = [...before.udpFds, ...before.endpoints.flatMap((e) => [...e.gwiFds, ...e.gwoFds]), ...(before.sendDevice?.fds ?? [])];
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...fds],
       env: { ...process.env, [HANDOVER_ENV]: `${HANDOVER_VERSION} ${fds.length}` },
     });
     const pid = child.pid ?? -1;
+    this.host.record('started', pid > 0 ? pid : null, '');
     this.log.important('core', `SIGUSR2: handing over to a new process (PID ${pid}: ${process.argv[1]}, ${before.endpoints.length} endpoint(s), ${fds.length} descriptor(s))`);
     const ch = child.stdio[CHANNEL_FD] as net.Socket;
     const lines: string[] = [];
@@ -223,6 +236,7 @@ export class HandOverSource {
       while (!exited && monoMs() < deadline) await new Promise((r) => setTimeout(r, 10));
       await this.restore();
       this.log.critical('core', `hand-over to PID ${pid} failed (${what}); this process carries on`);
+      this.host.record('failed', pid > 0 ? pid : null, what);
       this.running = false;
     };
 
@@ -258,6 +272,8 @@ export class HandOverSource {
       endpoints: now.endpoints.map((e) => ({ ...e, gwiFds: e.gwiFds.map(to), gwoFds: e.gwoFds.map(to) })),
       flowCount,
       recordWords: SNAPSHOT_RECORD_WORDS,
+      // The raw-or-device choice and the addresses as they are now, the queues as passed.
+      sendDevice: now.sendDevice === null ? null : { ...now.sendDevice, fds: now.sendDevice.fds.map(to) },
     };
     ch.write(JSON.stringify(state) + '\n');
     ch.write(new Uint8Array(recs.buffer, 0, flowCount * SNAPSHOT_RECORD_WORDS * 4));
@@ -265,6 +281,7 @@ export class HandOverSource {
     if (last !== null && last.startsWith('done')) {
       this.log.important('core', `hand-over to PID ${pid} done (${flowCount} flow(s) passed, snapshot ${snapMs.toFixed(1)} ms): exiting without DESTROY hooks; the interfaces stay`);
       this.successor = pid;
+      this.host.record('done', pid, `${flowCount} flow(s) passed`);
       this.host.exit(0);
       return;
     }
@@ -274,6 +291,7 @@ export class HandOverSource {
   /** The new process cannot read our hand-over: stop as on SIGTERM; it starts once we are gone. */
   private fallback(pid: number, line: string): void {
     this.successor = pid;
+    this.host.record('fallback', pid, `it ${line.slice('fallback '.length, 300)}`);
     this.log.important('core', `hand-over to PID ${pid}: it ${line.slice('fallback '.length, 300)}; shutting down so that it starts anew (a restart: DESTROY, then CREATE hooks run)`);
     this.host.shutdown();
   }
@@ -286,6 +304,22 @@ function sameEndpoints(a: HandedEndpoint[], b: HandedEndpoint[]): boolean {
 }
 
 // ---- the new process -------------------------------------------------------------------------
+
+/** Why the state's send device cannot be taken over, or null (none is fine: the old process had
+ * none, e.g. a kernel without the offloads, or -x). */
+export function sendDeviceProblem(sd: HandedSendDevice | null | undefined, opts: Pick<DaemonOptions, 'offload' | 'workers'>, inRange: (fd: number) => boolean): string | null {
+  if (sd === null) return null;
+  if (typeof sd !== 'object' || sd === undefined) return 'missing';
+  if (!opts.offload) return 'the running gwlbtun has --offload on, this one off';
+  if (sd.tier !== 'tunnel' && sd.tier !== 'uso') return `unknown tier ${JSON.stringify(sd.tier).slice(0, 40)}`;
+  if (typeof sd.name !== 'string' || !/^[\w.-]{1,15}$/.test(sd.name)) return 'bad name';
+  if (!Array.isArray(sd.fds) || sd.fds.length !== opts.workers || !sd.fds.every(inRange)) return 'descriptors out of range';
+  const byte = (b: unknown): boolean => Number.isInteger(b) && (b as number) >= 0 && (b as number) <= 255;
+  if (!Array.isArray(sd.mac) || (sd.tier === 'tunnel' ? sd.mac.length !== 6 : sd.mac.length !== 0) || !sd.mac.every(byte)) return 'bad MAC address';
+  if (typeof sd.raw !== 'boolean' || !Array.isArray(sd.gwlbIps) || sd.gwlbIps.length !== opts.workers) return 'bad egress state';
+  if (!sd.gwlbIps.every((a) => Number.isInteger(a) && a >= 0 && a <= 0xffffffff)) return 'bad GWLB address';
+  return null;
+}
 
 /** The new process's side, from GWLBTUN_HANDOVER (removed from the environment at once, so that
  * neither hooks nor a later hand-over see it). */
@@ -346,11 +380,13 @@ export class HandOverTarget {
     if (st.version !== HANDOVER_VERSION || st.recordWords !== SNAPSHOT_RECORD_WORDS) throw new Error(`state of version ${st.version} after a version ${this.theirs} envelope`);
     if (st.workers !== opts.workers || st.noReturn !== opts.noReturn) throw new Error(`the running gwlbtun has ${st.workers} worker(s)${st.noReturn ? ' and --no-return' : ''}, this one ${opts.workers}${opts.noReturn ? ' and --no-return' : ''}`);
     if (st.udpFds.length !== opts.workers || !st.udpFds.every(inRange) || !st.endpoints.every((e) => [...e.gwiFds, ...e.gwoFds].every(inRange))) throw new Error('descriptors out of range');
+    const why = sendDeviceProblem(st.sendDevice, opts, inRange);
+    if (why !== null) throw new Error(`send device: ${why}`);
     // Ours now: close-on-exec again, so that no hook inherits a socket or a queue (a hook's
     // leftover process holding a queue would keep its interface alive after DESTROY).
     const nat = native();
     for (let i = 0; i < this.count; i++) nat.setCloexec(FIRST_FD + i);
-    return { adopted: { udpFds: st.udpFds, endpoints: st.endpoints, flows: body, flowCount: st.flowCount }, state: st };
+    return { adopted: { udpFds: st.udpFds, endpoints: st.endpoints, flows: body, flowCount: st.flowCount, sendDevice: st.sendDevice }, state: st };
   }
 
   /** The JSON line, then flowCount records into one preallocated buffer. */

@@ -36,6 +36,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../base/log';
 import { MAX_FLOWS_LIMIT, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import type { HandedEndpoint } from './endpoints';
+import { runtimeDir } from './handover-status';
 
 export const STATE_VERSION = 1;
 export const STATE_FILE_NAME = 'state';
@@ -65,8 +66,7 @@ export interface SavedState {
 /** The state directory: --state-dir, else $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=; the
  * first of a colon-separated list), else /run/gwlbtun. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  const rd = (env.RUNTIME_DIRECTORY ?? '').split(':')[0];
-  return rd !== '' ? rd : '/run/gwlbtun';
+  return runtimeDir(env, () => true)!; // the hand-over records' directory, created if missing
 }
 
 export function stateFilePath(dir: string): string {

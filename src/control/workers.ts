@@ -13,6 +13,12 @@
 // process holds the same descriptors and reads on where the workers stopped; resume() starts them
 // again on the same sockets when the hand-over fails. A supervisor started with inherited UDP
 // sockets (startAll(inherited)) binds nothing and probes nothing: the sockets are already bound.
+// The send device of --offload on (`gwlbtx0`) is passed the same way (sendDeviceState(), then
+// startAll(inherited, send)): its queues, one per worker like the TUN queues, stay open across the
+// hand-over, so the device is neither destroyed nor re-created (the kernel removes a TAP/TUN with
+// its last queue, and a new one would lose its sysctls and anything queued), and the new process
+// sends through the same queues at once, in the tier the old one used (its raw-or-device choice and
+// the GWLB addresses its workers had seen come along; the egress watch then checks them as usual).
 
 import { openTxTap, type TxTap } from '../io/txtap';
 import { openUsoTun, type UsoTun } from '../io/usotun';
@@ -37,6 +43,20 @@ import { MAX_SUPER } from '../wire/offload-common';
 // DRAIN_BATCH packets each (bounded work on the main thread).
 const DRAIN_BATCH = 64;
 const DRAIN_ROUNDS = 1024;
+
+/** The send device as a hand-over passes it (descriptors as numbered in the receiving process). */
+export interface HandedSendDevice {
+  tier: 'tunnel' | 'uso';
+  name: string;
+  /** One queue per worker. */
+  fds: number[];
+  /** The TAP's MAC ('tunnel'; [] for 'uso'). */
+  mac: number[];
+  /** The workers send raw now (the egress watch's choice, or no GWLB address known yet). */
+  raw: boolean;
+  /** The GWLB address each worker saw last (0: none), for the new egress watch. */
+  gwlbIps: number[];
+}
 
 /** What the supervisor needs from whoever owns the endpoints. */
 export interface WorkerOwner {
@@ -96,12 +116,18 @@ export class WorkerSupervisor {
 
   /** Start every worker; resolves once each has bound its UDP socket, rejects with the first
    * worker's setup error (port in use, missing capability). */
-  async startAll(inherited: number[] | null = null): Promise<void> {
+  async startAll(inherited: number[] | null = null, send: HandedSendDevice | null = null): Promise<void> {
     if (inherited !== null) {
       // A hand-over: the previous process's sockets, one per worker, bound and with whatever
-      // arrived meanwhile still queued on them. No send device (the hand-over refuses --offload on
-      // with one: src/control/handover.ts).
+      // arrived meanwhile still queued on them; and its send device's queues, if it had one.
       this.inheritedUdp = inherited;
+      if (send !== null) {
+        if (send.tier === 'tunnel') this.txTap = { name: send.name, fds: send.fds, mac: send.mac };
+        else this.txUso = { name: send.name, fds: send.fds };
+        for (let i = 0; i < this.opts.workers; i++) this.ctrl[i * CTRL_CELLS + CTRL_GWLB_IP] = send.gwlbIps[i] ?? 0;
+        this.watchEgress(send.raw);
+        this.log.important('tunnel', `offloads: ${send.name} taken over (${send.tier === 'tunnel' ? 'UDP tunnel GSO' : 'USO'} tier, returns ${send.raw ? 'through the raw socket' : `through ${send.name}`} until the egress device is checked again)`);
+      }
       // Until every worker is up, a worker's exit must not touch what the old process still
       // shares (draining its socket, detaching its queues): this process then exits, and the old
       // one carries on with them.
@@ -134,18 +160,32 @@ export class WorkerSupervisor {
     }
     // The egress device towards GWLB decides whether the send device may be used (a veth passes
     // its work on unfinished, src/control/egress.ts): raw until the first GWLB address is known.
-    const tier = this.txTap !== null ? 'tunnel' : this.txUso !== null ? 'uso' : null;
-    if (tier !== null) {
-      this.setRawReturns(true);
-      const watch = (this.egress = new EgressWatch(this.nat, this.log, tier, this.sendDevice!, (raw) => this.setRawReturns(raw)));
-      const seen = new Uint32Array(this.opts.workers);
-      this.egressTimer = setInterval(() => {
-        for (let i = 0; i < seen.length; i++) seen[i] = this.ctrl[i * CTRL_CELLS + CTRL_GWLB_IP];
-        watch.poll(seen, monoMs());
-      }, EGRESS_POLL_MS);
-      this.egressTimer.unref();
-    }
+    this.watchEgress(true);
     await Promise.all(Array.from({ length: this.opts.workers }, (_, i) => this.spawnWorker(i)));
+  }
+
+  /** With a send device: the workers send raw (`raw`) or through it until the egress watch, every
+   * EGRESS_POLL_MS on the GWLB addresses the workers' cells hold, decides. */
+  private watchEgress(raw: boolean): void {
+    const tier = this.txTap !== null ? 'tunnel' : this.txUso !== null ? 'uso' : null;
+    if (tier === null) return;
+    this.setRawReturns(raw);
+    const watch = (this.egress = new EgressWatch(this.nat, this.log, tier, this.sendDevice!, (r) => this.setRawReturns(r)));
+    const seen = new Uint32Array(this.opts.workers);
+    this.egressTimer = setInterval(() => {
+      for (let i = 0; i < seen.length; i++) seen[i] = this.ctrl[i * CTRL_CELLS + CTRL_GWLB_IP];
+      watch.poll(seen, monoMs());
+    }, EGRESS_POLL_MS);
+    this.egressTimer.unref();
+  }
+
+  /** Hand-over, old process: the send device to pass on (its queues stay open here too), or null. */
+  sendDeviceState(): HandedSendDevice | null {
+    const dev = this.txTap ?? this.txUso;
+    if (dev === null) return null;
+    const raw = Atomics.load(this.ctrl, CTRL_TX_RAW) !== 0;
+    const gwlbIps = Array.from({ length: this.opts.workers }, (_, i) => this.ctrl[i * CTRL_CELLS + CTRL_GWLB_IP] >>> 0);
+    return { tier: this.txTap !== null ? 'tunnel' : 'uso', name: dev.name, fds: [...dev.fds], mac: this.txTap?.mac ?? [], raw, gwlbIps };
   }
   private txTap: TxTap | null = null;
   private txUso: UsoTun | null = null;

@@ -44,6 +44,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 // Largest batch handed to one recvmmsg/sendmmsg. Stack use: about 128 bytes per message, so
@@ -172,7 +173,9 @@ static int get_typed(napi_env env, napi_value v, napi_typedarray_type want, cons
       napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) != napi_ok ||
       type != want) {
     snprintf(msg, sizeof msg, "%s must be %s", name,
-             want == napi_uint8_array ? "a Uint8Array" : "an Int32Array");
+             want == napi_uint8_array     ? "a Uint8Array"
+             : want == napi_float64_array ? "a Float64Array"
+                                          : "an Int32Array");
     throw_type(env, msg);
     return -1;
   }
@@ -863,6 +866,25 @@ static napi_value EpollWait(napi_env env, napi_callback_info info) {
   return ret_int(env, n);
 }
 
+// monoInto(out): CLOCK_MONOTONIC in milliseconds into out[0] (a Float64Array), returning
+// undefined. The worker's loop reads its clock with this, twice a turn, because the JS ways
+// allocate: performance.now() (an argument array in Node's internal receiver check, and the
+// boxed double it returns), process.hrtime() (an array), process.hrtime.bigint() (a BigInt), and a
+// worker that allocates a little every turn pays for it in scavenges (src/dataplane/loop.ts).
+static napi_value MonoInto(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  double *out;
+  size_t out_len;
+  if (get_args(env, info, 1, argv, "monoInto") ||
+      get_typed(env, argv[0], napi_float64_array, "out", (void **)&out, &out_len))
+    return NULL;
+  if (out_len < 1) return throw_range(env, "monoInto: out must have at least 1 element");
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  out[0] = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+  return ret_undefined(env);
+}
+
 // ---------------------------------------------------------------------------------------------
 // CPU affinity
 
@@ -1107,7 +1129,7 @@ NAPI_MODULE_INIT() {
 #define FN(js, c) {js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL}
     FN("tunOpen", TunOpen),         FN("linkSetup", LinkSetup),
     FN("ifIndex", IfIndex),         FN("close", Close),       FN("setCloexec", SetCloexec),
-    FN("sdNotify", SdNotify),
+    FN("sdNotify", SdNotify),       FN("monoInto", MonoInto),
     FN("udpOpen", UdpOpen),         FN("udpRecv", UdpRecv),
     FN("rawOpen", RawOpen),         FN("rawSend", RawSend),
     FN("tunRead", TunRead),         FN("tunWrite", TunWrite),

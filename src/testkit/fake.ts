@@ -29,6 +29,7 @@
 // Argument checks throw RangeError like the addon's, so misuse fails loudly in tests.
 
 import type { NativeAddon } from '../io/native';
+import { monoMs } from '../base/clock';
 import { sendQueueFull } from '../io/constants';
 import { RAW_META_DST, RAW_META_LEN, RAW_META_OFF, RAW_META_STRIDE, TUNW_META_FD, TUNW_META_LEN, TUNW_META_OFF, TUNW_META_STRIDE, UDP_FLAG_TRUNCATED, UDP_META_DST, UDP_META_FLAGS, UDP_META_LEN, UDP_META_SPORT, UDP_META_SRC, UDP_META_STRIDE } from '../io/native';
 
@@ -205,6 +206,10 @@ export class FakeAddon implements NativeAddon {
 
   sdNotify(): number {
     return 0;
+  }
+
+  monoInto(out: Float64Array): void {
+    out[0] = monoMs(); // the same clock; allocation does not matter here
   }
 
   close(fd: number): void {

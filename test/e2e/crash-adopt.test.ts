@@ -20,7 +20,8 @@ import { endpointNames } from '../../src/wire/eni';
 import type { Topology } from '../../src/sim/topology';
 import { hookEvents, metrics, nsRun, RECORD_HOOK, runEmulator, sleep, startDaemon, stopDaemon, useEnv, waitFor, type Daemon, type EmuReport } from './lib';
 import { drop } from './probe';
-import { captureAtGwlb, ifindexes, LOAD, QUIET, startQuietFlow } from './quiet';
+import { ifindexes } from './handover-lib';
+import { captureAtGwlb, LOAD, QUIET, startQuietFlow } from './quiet';
 
 const PORT = 8194;
 const RATE = 800;
@@ -53,10 +54,11 @@ describe('crash survival (SIGKILL, then a start)', () => {
     const henv = { GWLBTUN_TEST_HOOK_LOG: hooks };
     let d = await startDaemon(env.t, args, henv);
     let server: Awaited<ReturnType<typeof startQuietFlow>> | null = null;
+    let emu: Promise<EmuReport> | null = null;
     try {
       server = await startQuietFlow(env.t, PORT);
       // The load: 24 flows, 9,600 packets at 800 a second (12 s); the crash during it.
-      const emu: Promise<EmuReport> = runEmulator(env.t, [
+      emu = runEmulator(env.t, [
         '--endpoints', LOAD.map((n) => n.hex.replace(/^0+/, '')).join(','), '--families', '4,6', '--protos', 'udp,tcp', '--flows', '2',
         '--rate', String(RATE), '--packets', '400', '--settle-ms', '2000', '--duration', '40',
       ], 90000);
@@ -119,6 +121,9 @@ describe('crash survival (SIGKILL, then a start)', () => {
     } finally {
       server?.stop();
       await stopDaemon(d, 15000);
+      // The emulator holds GWLB's port until its load is over (12 s, bounded by its --duration):
+      // the next test's emulator binds it too.
+      await emu?.catch(() => undefined);
       deleteDevices(env.t);
     }
   });

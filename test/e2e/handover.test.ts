@@ -14,9 +14,11 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { endpointNames } from '../../src/wire/eni';
-import { hookEvents, links, metrics, RECORD_HOOK, ROOT, runEmulator, sleep, startDaemon, stopDaemon, useEnv, waitFor, type Daemon, type EmuReport } from './lib';
+import { hookEvents, links, metrics, RECORD_HOOK, ROOT, runEmulator, sleep, startDaemon, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
 import { drop } from './probe';
-import { captureAtGwlb, gone, ifindexes, LOAD, QUIET, startQuietFlow } from './quiet';
+import { gone, ifindexes, stopPid, takeover } from './handover-lib';
+import { captureAtGwlb, LOAD, QUIET, startQuietFlow } from './quiet';
+import { HANDOVER_VERSION } from '../../src/control/handover';
 
 const PORT = 8193;
 
@@ -38,24 +40,6 @@ async function notifySocket(dir: string): Promise<{ path: string; lines: () => s
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
-}
-
-/** SIGTERM by PID to a daemon generation that is not our child; SIGKILL after 15 s. */
-async function stopPid(pid: number): Promise<void> {
-  if (gone(pid)) return;
-  process.kill(pid, 'SIGTERM');
-  try {
-    await waitFor(`PID ${pid} to exit`, () => gone(pid), 15000, 50);
-  } catch {
-    if (!gone(pid)) process.kill(pid, 'SIGKILL');
-  }
-}
-
-/** After SIGUSR2 to `pid`: the PID that took over from it (its log line), and its pause. */
-async function takeover(d: Daemon, pid: number): Promise<{ pid: number; pauseMs: number }> {
-  const re = new RegExp(`hand-over: PID (\\d+) took over from PID ${pid}: .* traffic paused (\\d+) ms`);
-  const m = await waitFor(`a process to take over from PID ${pid}`, () => re.exec(d.output()) ?? undefined, 15000, 50);
-  return { pid: Number(m[1]), pauseMs: Number(m[2]) };
 }
 
 describe('hand-over (SIGUSR2)', () => {
@@ -166,7 +150,7 @@ describe('hand-over (SIGUSR2)', () => {
       await waitFor('the new process started', () => d.output().split('gwlbtun started').length === 3, 15000, 50);
       const out = d.output();
       assert.equal(out.match(/this build reads version 99: falling back to a restart/g)?.length, 1, `one clear line:\n${out}`);
-      assert.match(out, /it reads hand-over version 99, not 1; shutting down so that it starts anew/);
+      assert.match(out, new RegExp(`it reads hand-over version 99, not ${HANDOVER_VERSION}; shutting down so that it starts anew`));
       assert.deepEqual(hookEvents(hooks).filter((l) => l.startsWith('DESTROY')), [`DESTROY ${n51.gwi} ${n51.gwo} ${n51.hex}`], 'a restart: DESTROY ran');
       assert.ok(!gone(pid));
       // The new process works, as after a restart: the endpoint is created anew (CREATE again).

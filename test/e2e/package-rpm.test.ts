@@ -11,8 +11,9 @@
 //   copy of this machine's, with stand-ins for systemctl, getent, systemd-sysusers and useradd that
 //   record how they were called, and /run/systemd/system present (systemd "is the init"): install
 //   creates the user and reloads systemd, enabling and starting nothing; an upgrade to a higher
-//   Release keeps an edited hook (%config(noreplace)) but restores an edited README and
-//   try-restarts the service; erase disables and stops it, removes every file and keeps the edited
+//   Release keeps an edited hook (%config(noreplace)) but restores an edited README and hands the
+//   running service over (`gwlbtun handover`, which cannot run in the scratch root: no Node.js),
+//   so falls back to try-restart, saying so; erase disables and stops it, removes every file and keeps the edited
 //   hook as .rpmsave.
 // Needs rpm and rpmbuild (Debian: rpm; scripts/test-prereqs.js installs it) and root (chroot for
 // the scriptlets). No network, no namespaces.
@@ -164,7 +165,7 @@ describe('release RPMs: metadata, Node.js requirement, install/upgrade/erase wit
       assert.equal(run('sh', ['-n'], { input: Buffer.from(body) }).status, 0, `${n}: sh -n`);
     }
     assert.match(byName.get('preuninstall')!, /disable --now gwlbtun\.service/);
-    assert.match(byName.get('postuninstall')!, /try-restart gwlbtun\.service/);
+    assert.match(byName.get('postuninstall')!, /\/opt\/gwlbtun\/bin\/gwlbtun handover [^\n]*\n[\s\S]*try-restart gwlbtun\.service/, 'upgrade: the hand-over, try-restart as its fallback');
     assert.doesNotMatch(byName.get('postinstall')!, /enable|start|preset/, 'installing enables and starts nothing');
   });
 
@@ -219,12 +220,14 @@ describe('release RPMs: metadata, Node.js requirement, install/upgrade/erase wit
     fs.appendFileSync(hook, marker);
     fs.appendFileSync(readme, marker);
 
-    rpmR(['--nodeps', '-U', rpmFile(rel2, process.arch, 2)]);
+    const up = run('rpm', ['--root', r, '--nodeps', '-U', rpmFile(rel2, process.arch, 2)]);
+    assert.equal(up.status, 0, up.out);
+    assert.match(up.out, /gwlbtun: no hand-over in place \(gwlbtun handover: exit \d+\): restarting the service instead/, 'the hand-over tried, its fallback said');
     assert.equal(rpmR(['-q', 'gwlbtun']).trim(), `gwlbtun-${VERSION}-2.${HOST}`);
     assert.ok(fs.readFileSync(hook, 'utf8').endsWith(marker), 'the edited hook survives the upgrade');
     assert.ok(!fs.readFileSync(readme, 'utf8').includes(marker), 'the README is replaced');
     c = calls(r);
-    assert.ok(c.includes('systemctl try-restart gwlbtun.service'), `upgrade restarts a running service: ${c.join(' | ')}`);
+    assert.ok(c.indexOf('systemctl is-active --quiet gwlbtun.service') >= 0 && c.indexOf('systemctl try-restart gwlbtun.service') > c.indexOf('systemctl is-active --quiet gwlbtun.service'), `upgrade hands a running service over, else restarts it: ${c.join(' | ')}`);
     assert.ok(!c.some((l) => /disable|sysusers/.test(l)), `upgrade neither disables nor creates the user again: ${c.join(' | ')}`);
 
     rpmR(['-e', 'gwlbtun']);

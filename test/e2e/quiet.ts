@@ -2,9 +2,9 @@
 // test/e2e/crash-adopt.test.ts: SIGKILL and a new start): the endpoints of the emulator's load,
 // and one flow whose client is quiet after its first packet (hand-made: one datagram from the GWLB
 // namespace, then only returns from a server in the appliance namespace), with what checks them.
+// (Processes and interfaces by PID and ifindex: test/e2e/handover-lib.ts.)
 
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import assert from 'node:assert/strict';
 import { buildInnerPacket, concatBytes } from '../../src/testkit/build';
 import { endpointNames } from '../../src/wire/eni';
@@ -44,24 +44,6 @@ export async function captureAtGwlb(t: Topology): Promise<{ got: Promise<string>
   await waitFor('the capture socket', () => out.includes('bound') || proc.exitCode !== null);
   return { got: exited.then(() => /^got ([0-9a-f]+)$/m.exec(out)?.[1] ?? '') };
 }
-
-/** Whether the process is gone (no such PID, or a zombie nobody reaped yet). */
-export function gone(pid: number): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z') ?? true;
-  } catch {
-    return true;
-  }
-}
-
-/** The ifindex of every gwi-/gwo- interface in the appliance namespace. */
-export function ifindexes(t: Topology): Map<string, number> {
-  const r = nsRun(t.applianceNs, 'ip', ['-j', 'link', 'show']);
-  const m = new Map<string, number>();
-  for (const l of JSON.parse(r.stdout) as { ifname: string; ifindex: number }[]) if (/^gw[io]-/.test(l.ifname)) m.set(l.ifname, l.ifindex);
-  return m;
-}
-
 
 /** The quiet flow set up in the appliance namespace, its first packet sent and its first return
  * seen (metrics on `port`): SERVER owned (a socket receives the flow's packet there), CLIENT routed

@@ -9,6 +9,7 @@ import { latencyRows, latencyTables } from '../../bench/latency-report';
 import { nearestRank, percentilesUs, readRttFile } from '../../bench/lib/percentiles';
 import type { LatencyRun, Results } from '../../bench/results';
 import { latencyRuns } from './helpers/latency-runs';
+import { roundOrder } from '../../bench/scenarios/latency';
 
 test('percentiles: nearest rank, no interpolation, NaN when empty', () => {
   const s = Array.from({ length: 1000 }, (_, i) => i + 1); // 1..1000
@@ -86,4 +87,13 @@ test('latency chart: drawn only with latency runs, carries the medians, n/a-free
   assert.doesNotMatch(c2.svg, /original|NaN/);
   assert.ok(charts(res(latencyRuns())).some((x) => x.file === CHARTS.latency.file));
   assert.ok(!charts(res([])).some((x) => x.file === CHARTS.latency.file));
+});
+
+test('latency rounds: the appliances in turns, each first once every n rounds', () => {
+  const all = ['gwlbtun', 'original', 'reflector'] as const;
+  assert.deepEqual(roundOrder(all, 1), ['gwlbtun', 'original', 'reflector']);
+  assert.deepEqual(roundOrder(all, 2), ['original', 'reflector', 'gwlbtun']);
+  assert.deepEqual(roundOrder(all, 3), ['reflector', 'gwlbtun', 'original']);
+  assert.deepEqual(roundOrder(all, 4), roundOrder(all, 1));
+  assert.deepEqual(roundOrder(['gwlbtun', 'reflector'], 2), ['reflector', 'gwlbtun']);
 });

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { native, type NativeAddon } from '../../src/io/native';
 import { resolveAddon } from '../../src/io/addon';
+import { monoMs } from '../../src/base/clock';
 import { writeIpv4Udp } from './helpers/native-packets';
 import type { ChildReport } from './helpers/native-ns-child';
 
@@ -67,9 +68,20 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
-    'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'rawOpen',
+    'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'monoInto', 'rawOpen',
     'rawSend', 'reapOrphans', 'routeDev', 'sdNotify', 'setAffinity', 'setCloexec', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetPersist', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
+});
+
+// The worker loop's clock (src/dataplane/loop.ts): CLOCK_MONOTONIC, the clock of monoMs().
+test('monoInto writes the monotonic clock in ms into out[0]; a wrong array is a TypeError', () => {
+  const out = new Float64Array(1);
+  const before = monoMs();
+  a.monoInto(out);
+  const after = monoMs();
+  assert.ok(out[0] >= before - 1 && out[0] <= after + 1, `${before} <= ${out[0]} <= ${after}`);
+  assert.throws(() => a.monoInto(new Int32Array(2) as unknown as Float64Array), TypeError);
+  assert.throws(() => a.monoInto(new Float64Array(0)), RangeError);
 });
 
 // The hand-over's two (src/control/handover.ts); sdNotify's datagrams are read by a stand-in
