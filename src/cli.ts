@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Daemon, type Adopted } from './control/daemon';
 import type { DaemonOptions } from './control/options';
@@ -20,6 +21,7 @@ import { startOrphanReaper } from './control/reaper';
 import { doctorMain } from './ops/doctor/main';
 import { EndpointsFileError, loadEndpointsFile } from './control/endpoints-file';
 import { HandOverSource, HandOverTarget, notifySystemd } from './control/handover';
+import { defaultStateDir } from './control/state';
 import { HandOverStatus } from './control/handover-status';
 import { handOverMain } from './ops/handover-cmd';
 
@@ -93,6 +95,16 @@ Options of this edition:
                         rp_filter 0, accept_local 1 and forwarding 1 on its send device gwlbtx0
                         (written at start even with --no-sysctl, but then not kept).
 
+  --no-adopt            Do not survive a crash: no persistent interfaces, no state file, nothing
+                        adopted at start (the original's behaviour). By default a crashed
+                        gwlbtun's interfaces outlive it and the next one takes them over, with
+                        their flows, without hooks (docs/operations.md, "Crashes and restarts").
+  --snapshot-interval SECS
+                        Write the state file (endpoints and flows) every SECS (default 5; 0: never,
+                        which turns crash survival off as --no-adopt does).
+  --state-dir DIR       Where the state file is kept (default: $RUNTIME_DIRECTORY, else
+                        /run/gwlbtun).
+
 Threads: each data-plane worker receives Geneve on its own SO_REUSEPORT socket, owns one queue of
 every gwi-/gwo- device, and sends back on its own raw socket. Workers = the length of the affinity
 list if one is given, else the larger of --udpthreads and --tunthreads, else 1 on machines with up
@@ -113,6 +125,9 @@ Signals: SIGINT or SIGTERM destroy every endpoint (DESTROY hooks run) and exit 0
 exits at once (code 1). With --drain SECS the signal first starts the drain (health 503, traffic
 still carried) and the shutdown follows after SECS or at a second signal; a third exits at once.
 SIGHUP re-reads the --endpoints file; without one it is logged and ignored.
+A crash (SIGKILL, the OOM killer, an abort) leaves the interfaces (made persistent) and the state
+file; the next gwlbtun adopts them: no hook runs, the flows come back. A stop by signal is always
+clean, so 'systemctl restart' runs DESTROY and CREATE; SIGUSR2 is the restart that keeps flows.
 SIGUSR2 hands over to a new gwlbtun started from the same path with the same arguments (an
 upgrade in place): it takes the sockets, interfaces and flows over, no hook runs, nothing queued
 is lost, and this process exits 0 (docs/operations.md, "Upgrading in place"); with --offload on
@@ -189,6 +204,13 @@ function executable(flag: string, file: string): string {
   return file;
 }
 
+/** --state-dir: an absolute path (default: $RUNTIME_DIRECTORY, else /run/gwlbtun). */
+function stateDir(v: string | undefined): string {
+  if (v === undefined) return defaultStateDir();
+  if (!path.isAbsolute(v)) throw new UsageError(`--state-dir: '${v}' is not an absolute path`);
+  return v;
+}
+
 /** cores: the CPU count the default number of workers follows (a parameter for the tests).
  * checkHooks false: -c/-r are taken as given (gwlbtun doctor reports on them itself). */
 export function parseCli(argv: string[], cores: number = os.availableParallelism(), checkHooks = true): CliResult {
@@ -229,6 +251,9 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
         endpoints: { type: 'string' },
         'endpoints-only': { type: 'boolean' },
         'netns-per-endpoint': { type: 'boolean' },
+        'no-adopt': { type: 'boolean' },
+        'snapshot-interval': { type: 'string' },
+        'state-dir': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -283,6 +308,7 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
   }
   const maxEndpoints = int('--max-endpoints', s('max-endpoints'), 1, 4096) ?? 128;
   if (endpoints.length > maxEndpoints) throw new UsageError(`--endpoints: ${endpoints.length} endpoints listed, over --max-endpoints ${maxEndpoints}`);
+  const snapshotIntervalS = int('--snapshot-interval', s('snapshot-interval'), 0, 3600) ?? 5;
   const daemon: DaemonOptions = {
     createHook: s('cmdnew') === undefined ? null : checkHooks ? executable('-c/--cmdnew', s('cmdnew') as string) : (s('cmdnew') as string),
     destroyHook: s('cmddel') === undefined ? null : checkHooks ? executable('-r/--cmddel', s('cmddel') as string) : (s('cmddel') as string),
@@ -311,6 +337,10 @@ export function parseCli(argv: string[], cores: number = os.availableParallelism
     endpoints,
     endpointsOnly: values['endpoints-only'] === true,
     netnsPerEndpoint: values['netns-per-endpoint'] === true,
+    // Without a state file nothing could be adopted: --snapshot-interval 0 is --no-adopt.
+    adopt: values['no-adopt'] !== true && snapshotIntervalS > 0,
+    snapshotIntervalS,
+    stateDir: stateDir(s('state-dir')),
   };
   return {
     help: values.help === true,
@@ -402,8 +432,12 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     return fail(`cannot allocate the shared memory (flow table of ${cli.daemon.maxFlows} flows: ${Math.ceil(flowTableBytes(cli.daemon.maxFlows) / 1e6)} MB): ${(e as Error).message}`);
   }
-  // Every exit of a started daemon: after a hand-over systemd learns the new main PID first.
+  // Every exit of a started daemon: after a hand-over systemd learns the new main PID first. An
+  // exit that is no hand-over leaves nothing to adopt (a no-op after a complete shutdown): an exit
+  // at once (a second signal, the shutdown's time limit) is no crash (Daemon.forgetCrashState).
+  let handedOver = false;
   const exit = (code: number): never => {
+    if (!handedOver) d.forgetCrashState();
     handOut.beforeExit();
     status.removePid();
     process.exit(code);
@@ -433,7 +467,10 @@ export async function main(argv: string[]): Promise<void> {
     },
     reopenHealth: startHealth,
     shutdown: () => stop.signal('hand-over fallback'),
-    exit: (code) => exit(code),
+    exit: (code) => {
+      handedOver = true; // the new process holds the devices now
+      return exit(code);
+    },
     record: (phase, newPid, reason) => status.record(phase, newPid, reason),
   });
   process.on('SIGUSR2', () => {

@@ -13,7 +13,12 @@
 // - start() and shutdown(), and the read-only surface that health and /metrics
 //   (src/ops/health.ts) read: counters, endpoints, flows, hook statistics, worker status;
 // - the two halves of a hand-over (SIGUSR2, src/control/handover.ts): handOff() and resume() in
-//   the old process, start(adopted) in the new one.
+//   the old process, start(adopted) in the new one;
+// - crash survival (docs/operations.md, "Crashes and restarts"; off with --no-adopt): the state
+//   file written every --snapshot-interval seconds by its own thread (src/control/state.ts), and
+//   at a start that is no hand-over, the adoption of what a crashed process left (the persistent
+//   interfaces, src/control/endpoints.ts adoptLeftovers, and the flows of those adopted) before
+//   the workers start. A clean stop removes the file.
 
 import { createFlowTableBuffer, FlowTable, SNAPSHOT_RECORD_WORDS } from '../flow/table';
 import { monoMs, nowTicks, TICKS_PER_SECOND } from '../base/clock';
@@ -24,6 +29,8 @@ import { EndpointLifecycle, type Endpoint, type HandedEndpoint, type HookStats }
 import { WorkerSupervisor, type HandedSendDevice, type WorkerStatus } from './workers';
 import type { DaemonOptions } from './options';
 import { loadEndpointsFile, type EndpointEntry } from './endpoints-file';
+import * as fs from 'node:fs';
+import { bootId, readStateFile, removeStateFile, stateFilePath, StateWriter, type LoadedState, type SavedState } from './state';
 
 /** What a hand-over gives the new process's start(): the previous process's sockets and endpoints
  * (descriptors as numbered in this process) and its flows (FlowTable snapshot records). */
@@ -61,6 +68,8 @@ export class Daemon {
 
   private readonly flowSab: SharedArrayBuffer | null;
   private timers: NodeJS.Timeout[] = [];
+  /** The state file's writer; null with --no-adopt or --snapshot-interval 0. */
+  readonly stateWriter: StateWriter | null;
 
   constructor(
     readonly opts: DaemonOptions,
@@ -93,6 +102,82 @@ export class Daemon {
     this.endpoints = this.lifecycle.endpoints;
     this.bySlot = this.lifecycle.bySlot;
     this.hookStats = this.lifecycle.hookStats;
+    this.stateWriter = opts.adopt && opts.snapshotIntervalS > 0 ? new StateWriter(stateFilePath(opts.stateDir), this.flowSab, opts.snapshotIntervalS, log, () => this.savedState()) : null;
+  }
+
+  /** The state file's JSON part: the ready endpoints (a hand-over's description minus descriptors). */
+  savedState(): SavedState {
+    const ready = new Set([...this.endpoints.values()].filter((e) => e.state === 'ready').map((e) => e.epId));
+    return {
+      pid: process.pid,
+      bootId: bootId(),
+      writtenMonoMs: monoMs(),
+      writtenWallMs: Date.now(),
+      workers: this.opts.workers,
+      noReturn: this.opts.noReturn,
+      offload: this.opts.offload,
+      endpoints: this.lifecycle
+        .handOverState()
+        .filter((e) => ready.has(e.epId))
+        .map(({ hex, slot, epId, readyMs, lastMs, netns, netnsCreated }) => ({ hex, slot, epId, readyMs, lastMs, netns, netnsCreated })),
+    };
+  }
+
+  /** An exit that is neither a crash nor a hand-over (an exit at once: a second signal, the
+   * shutdown's time limit): nothing is left for a next process to adopt -- the devices not torn
+   * down yet lose their persistence (they go with the process, as before), the state file goes.
+   * Synchronous (process.exit follows). */
+  forgetCrashState(): void {
+    this.lifecycle.setAllPersistent(false);
+    if (this.opts.adopt) {
+      try {
+        removeStateFile(stateFilePath(this.opts.stateDir));
+      } catch {
+        // left: the next start finds no device for it
+      }
+    }
+  }
+
+  /** Start-up after a crash (no hand-over; not with --no-adopt): read the state file, adopt the
+   * interfaces the dead process left and restore the flows of those adopted, destroy the other
+   * leftovers (DESTROY hooks). A missing, unreadable, corrupt, stale (another boot) or
+   * other-version file: one line, and nothing of it is used. Never throws. */
+  private async adoptAfterCrash(): Promise<void> {
+    const file = stateFilePath(this.opts.stateDir);
+    if (this.stateWriter !== null) {
+      try {
+        fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        this.log.important('core', `state directory ${this.opts.stateDir}: ${(e as Error).message}`);
+      }
+    }
+    let loaded: LoadedState | null = null;
+    try {
+      loaded = readStateFile(file);
+      if (loaded !== null && loaded.state.bootId !== bootId()) throw new Error('written before the last reboot');
+    } catch (e) {
+      this.log.important('core', `state file ${file} not used (${(e as Error).message}): starting afresh; interfaces a crash left are destroyed`);
+      loaded = null;
+    }
+    let r: { adopted: Set<number>; destroyed: number };
+    try {
+      r = await this.lifecycle.adoptLeftovers(loaded?.state.endpoints ?? []);
+    } catch (e) {
+      this.log.critical('core', `adopting what a crash left: ${(e as Error).message}`);
+      return;
+    }
+    if (loaded === null) return;
+    let stored = 0;
+    const recs = loaded.records;
+    if (this.flows !== null && r.adopted.size > 0) {
+      for (let i = 0; i < loaded.flowCount; i++) {
+        const off = i * SNAPSHOT_RECORD_WORDS;
+        if (r.adopted.has(recs[off] >>> 0) && this.flows.restore(recs, off) > 0) stored++; // word 0: the endpoint id
+      }
+    }
+    this.restoredFlows = stored;
+    const age = (monoMs() - loaded.state.writtenMonoMs) / 1000;
+    this.log.important('core', `adopted ${r.adopted.size} endpoint(s) and ${stored} flow(s) from ${file} written ${age.toFixed(1)} s ago by PID ${loaded.state.pid}` + (r.destroyed > 0 ? `; ${r.destroyed} endpoint(s) it did not list destroyed` : ''));
   }
 
   /** The send device of --offload on (`gwlbtx0`), or null. */
@@ -123,7 +208,8 @@ export class Daemon {
       // return looks its flow up.
       this.lifecycle.adopt(adopted.endpoints);
       if (this.flows !== null) this.restoreFlows(adopted.flows, adopted.flowCount);
-    }
+      this.lifecycle.setAllPersistent(this.opts.adopt);
+    } else if (this.opts.adopt) await this.adoptAfterCrash();
     await this.workers.startAll(adopted === null ? null : adopted.udpFds, adopted?.sendDevice ?? null);
     if (this.shuttingDown) return; // a signal arrived during start-up
     const sendDevice = this.sendDevice;
@@ -167,12 +253,14 @@ export class Daemon {
     }
     for (const t of this.timers) t.unref();
     this.lifecycle.startTimers();
+    this.stateWriter?.start();
   }
 
   private stopTimers(): void {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.lifecycle.stopTimers();
+    this.stateWriter?.stop();
   }
 
   /** Why a hand-over cannot start now, or null (src/control/handover.ts). running: the workers
@@ -253,5 +341,15 @@ export class Daemon {
     // after it has exited, so the endpoints can then be taken down without 'remove' round trips.
     await this.workers.stopAll();
     await this.lifecycle.destroyAll();
+    // Nothing is left to adopt: no file either (a stop by signal is always clean: setPersist in
+    // src/control/endpoints.ts says why).
+    if (this.opts.adopt) {
+      await this.stateWriter?.close();
+      try {
+        removeStateFile(stateFilePath(this.opts.stateDir));
+      } catch (e) {
+        this.log.important('core', `state file: ${(e as Error).message}`);
+      }
+    }
   }
 }

@@ -32,7 +32,8 @@
 
 import { applyOffloads, offloadNames } from '../io/offload';
 import { native } from '../io/native';
-import { endpointNames } from '../wire/eni';
+import { endpointNames, eniFromBase60 } from '../wire/eni';
+import * as fs from 'node:fs';
 import { monoMs } from '../base/clock';
 import { EP, type CounterReader } from '../dataplane/counters';
 import type { FromWorker, ToWorker } from '../dataplane/messages';
@@ -142,6 +143,43 @@ export interface HandedEndpoint {
   lastMs: number;
   netns: string | null;
   netnsCreated: boolean;
+}
+
+/** tun_flags bits (linux/if_tun.h): a gwlbtun device is IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+ * IFF_PERSIST once persistent. */
+const IFF_TUN = 0x0001;
+const IFF_TAP = 0x0002;
+const IFF_MULTI_QUEUE = 0x0100;
+const IFF_PERSIST = 0x0800;
+const IFF_NO_PI = 0x1000;
+
+/** Persistent gwi-/gwo- TUN devices of this namespace that no process holds (carrier 0), by name:
+ * '' when one is as gwlbtun makes them, else what is wrong with it. Start-up only. */
+function orphanDevices(sysNet: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let names: string[];
+  try {
+    names = fs.readdirSync(sysNet);
+  } catch {
+    return out;
+  }
+  const read = (n: string, f: string): string | null => {
+    try {
+      return fs.readFileSync(`${sysNet}/${n}/${f}`, 'latin1').trim();
+    } catch {
+      return null; // not a TUN device (no tun_flags), or down (carrier: EINVAL)
+    }
+  };
+  for (const n of names) {
+    if (!/^gw[io]-/.test(n)) continue;
+    const f = read(n, 'tun_flags');
+    if (f === null || !/^0x[0-9a-f]+$/.test(f)) continue;
+    const flags = parseInt(f, 16);
+    if ((flags & IFF_PERSIST) === 0 || read(n, 'carrier') !== '0') continue; // a process holds it
+    const want = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+    out.set(n, (flags & (want | IFF_TAP)) === want ? '' : `${n} has flags ${f}, not a multi-queue TUN device without packet information`);
+  }
+  return out;
 }
 
 /** What the lifecycle needs of the workers (src/control/workers.ts). */
@@ -305,20 +343,27 @@ export class EndpointLifecycle {
       this.workers.post(worker, { t: 'reject', hi, lo, failed: false });
       return null;
     }
-    const gen = (this.slotGen[slot] = (this.slotGen[slot] + 1) & 0xffff);
+    const e = this.blank(eni, slot, (this.slotGen[slot] + 1) & 0xffff, 'creating');
+    e.netns = this.netnsOf(e);
+    return this.serial.run(e.hex, () => this.create(e));
+  }
+
+  /** A new endpoint in `slot` (taken from the free ones) with that generation, in the tables. */
+  private blank(eni: bigint, slot: number, gen: number, state: EndpointState): Endpoint {
+    const names = endpointNames(eni);
     const e: Endpoint = {
       eni,
-      hi: hi >>> 0,
-      lo: lo >>> 0,
+      hi: Number(eni >> 32n) >>> 0,
+      lo: Number(eni & 0xffffffffn) >>> 0,
       hex: names.hex,
       gwi: names.gwi,
       gwo: names.gwo,
       slot,
       epId: (slot | (gen << 16)) >>> 0,
-      state: 'creating',
+      state,
       gwiFds: [],
       gwoFds: [],
-      detached: [],
+      detached: new Array<boolean>(this.opts.workers).fill(false),
       destroyed: false,
       createdMs: monoMs(),
       readyMs: 0,
@@ -330,10 +375,106 @@ export class EndpointLifecycle {
       netns: null,
       netnsCreated: false,
     };
-    e.netns = this.netnsOf(e);
+    this.slotGen[slot] = gen;
+    const free = this.freeSlots.lastIndexOf(slot);
+    if (free >= 0) this.freeSlots.splice(free, 1);
     this.endpoints.set(e.hex, e);
     this.bySlot[slot] = e;
-    return this.serial.run(e.hex, () => this.create(e));
+    return e;
+  }
+
+  /** Start-up after a crash, before the workers start (src/control/daemon.ts; docs/operations.md,
+   * "Crashes and restarts"). The dead process's devices are persistent (setPersist) and have no
+   * queue left: carrier 0 in /sys/class/net/X/carrier (any open queue, attached or not, keeps
+   * the carrier on), so devices another living process holds (a second gwlbtun, a hand-over
+   * under way) are never touched. Of those:
+   * - each endpoint of the state file (`saved`) whose gwi- (and gwo-) is such an orphan, a
+   *   multi-queue TUN device without packet information, in this namespace (sysfs shows this
+   *   namespace's devices), is adopted: one queue per worker opened on it (TUNSETIFF attaches to
+   *   an existing persistent device; the first queue sets its flags, --offload's virtio header
+   *   included), the same slot and endpoint id (the flows' keys carry them), ready, no CREATE hook,
+   *   its -t idle time counted from now. The others are skipped with a line saying why.
+   * - every other orphan named gwi-/gwo-<base 60> (an endpoint created after the last snapshot,
+   *   or all of them when the file is missing, stale or corrupt) is destroyed cleanly: a queue
+   *   opened, DESTROY run (its CREATE had run), persistence cleared, the device gone; its next
+   *   packet creates it again as after a restart (CREATE). Adopting it by name instead would keep
+   *   an endpoint whose flows are unknown anyway, and the file's reasons for being wrong unknown.
+   * Returns the endpoint ids adopted and the number destroyed. */
+  async adoptLeftovers(saved: readonly Omit<HandedEndpoint, 'gwiFds' | 'gwoFds'>[], sysNet = '/sys/class/net'): Promise<{ adopted: Set<number>; destroyed: number }> {
+    this.listed = new Map(this.opts.endpoints.map((x) => [x.hex, x]));
+    const orphans = orphanDevices(sysNet);
+    const adopted = new Set<number>();
+    for (const x of saved) {
+      const names = endpointNames(BigInt('0x' + x.hex));
+      const why =
+        x.slot >= this.opts.maxEndpoints ? `slot ${x.slot} over --max-endpoints ${this.opts.maxEndpoints}`
+        : this.bySlot[x.slot] !== undefined || this.endpoints.has(x.hex) ? 'listed twice'
+        : x.netns !== null ? `in network namespace ${x.netns} (never persistent)`
+        : [names.gwi, ...(this.opts.noReturn ? [] : [names.gwo])].map((n) => (orphans.has(n) ? orphans.get(n)! : `${n} is not a persistent gwlbtun interface without a process`)).find((w) => w !== '') ?? null;
+      if (why !== null) {
+        this.log.important('tunnel', `state file: endpoint ${x.hex} not adopted: ${why}`);
+        continue;
+      }
+      const e = this.blank(BigInt('0x' + x.hex), x.slot, x.epId >>> 16, 'ready');
+      try {
+        for (let i = 0; i < this.opts.workers; i++) {
+          e.gwiFds.push(this.nat.tunOpen(e.gwi, this.opts.offload));
+          if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo, this.opts.offload));
+        }
+        if (this.opts.offload) this.setOffloads(e);
+      } catch (err) {
+        this.log.important('tunnel', `state file: endpoint ${x.hex} not adopted: ${(err as Error).message}`);
+        for (const fd of [...e.gwiFds, ...e.gwoFds]) this.nat.close(fd); // still persistent: destroyed below
+        this.releaseSlot(e);
+        continue;
+      }
+      orphans.delete(e.gwi);
+      orphans.delete(e.gwo);
+      e.readyMs = monoMs();
+      adopted.add(e.epId);
+    }
+    // The rest, by ENI: destroyed with their DESTROY hook.
+    const left = new Map<string, bigint>();
+    for (const [name, bad] of orphans) {
+      const eni = bad === '' ? eniFromBase60(name.slice(4)) : null;
+      if (eni !== null) left.set(endpointNames(eni).hex, eni);
+    }
+    const work: Promise<void>[] = [];
+    for (const [hex, eni] of left) {
+      const slot = this.freeSlots[this.freeSlots.length - 1];
+      const names = endpointNames(eni);
+      if (slot === undefined || this.endpoints.has(hex)) {
+        // No slot for it, or a gwo- beside an adopted gwi- (--no-return now): the device alone goes.
+        for (const n of [names.gwi, names.gwo]) if (orphans.get(n) === '') this.dropDevice(n);
+        continue;
+      }
+      const e = this.blank(eni, slot, (this.slotGen[slot] + 1) & 0xffff, 'ready');
+      try {
+        if (orphans.get(e.gwi) === '') e.gwiFds.push(this.nat.tunOpen(e.gwi, false));
+        if (orphans.get(e.gwo) === '') e.gwoFds.push(this.nat.tunOpen(e.gwo, false));
+      } catch (err) {
+        this.log.important('tunnel', `leftover interfaces of endpoint ${hex}: ${(err as Error).message}`);
+      }
+      this.log.important('tunnel', `endpoint ${endpointLabel(e)}: ${e.gwi}/${e.gwo} left by a gwlbtun that crashed, not in its state file; destroying (DESTROY hook)`);
+      work.push(this.destroy(e, 'left by a crash, not in the state file'));
+    }
+    await Promise.all(work);
+    return { adopted, destroyed: work.length };
+  }
+
+  /** A leftover device alone: persistence cleared, gone with its queue (no hook). */
+  private dropDevice(name: string): void {
+    try {
+      const fd = this.nat.tunOpen(name, false);
+      try {
+        this.nat.tunSetPersist(fd, false);
+      } finally {
+        this.nat.close(fd);
+      }
+      this.log.important('tunnel', `${name}: left by a gwlbtun that crashed; removed`);
+    } catch (err) {
+      this.log.important('tunnel', `${name}: left by a gwlbtun that crashed; cannot remove it: ${(err as Error).message}`);
+    }
   }
 
   /** Why a hand-over cannot start now, or null: every endpoint must be ready, none with a hook
@@ -492,6 +633,7 @@ export class EndpointLifecycle {
         if (!this.opts.noReturn) e.gwoFds.push(this.nat.tunOpen(e.gwo, this.opts.offload));
       }
       if (this.opts.offload) this.setOffloads(e);
+      this.setPersist(e, true);
       this.sysctls?.apply(e); // before the links go up and before the hook
       this.nat.linkSetup(e.gwi, TUN_MTU, TUN_TXQUEUELEN);
       if (!this.opts.noReturn) this.nat.linkSetup(e.gwo, TUN_MTU, TUN_TXQUEUELEN);
@@ -684,7 +826,42 @@ export class EndpointLifecycle {
     }
   }
 
+  /** Crash survival (docs/operations.md, "Crashes and restarts"): the devices of an endpoint are
+   * made persistent right after their queues open, so that a crash (SIGKILL, the OOM killer, an
+   * abort, systemd's watchdog) leaves them, with the user's routes, firewall state and conntrack,
+   * for the next process to adopt (adoptLeftovers). Every other ending goes through closeFds,
+   * which clears it first, so the devices go with their last queue exactly as before: a signal
+   * (SIGTERM, SIGINT), the -t idle check, a reload removing an endpoint, a failed creation, a
+   * hand-over's fallback. A stop by signal is always such an ending: systemd tells a process
+   * nothing that would tell `systemctl restart` from `systemctl stop`, and a stop for good must
+   * neither leave devices nor skip DESTROY hooks; the restart that keeps flows is the hand-over
+   * (SIGUSR2). Not with --no-adopt, nor for an endpoint in a network namespace of its own: its
+   * devices live there, where a new process's queues cannot be opened (TUNSETIFF finds devices in
+   * the opener's namespace), so they go with a crash as before. Refused (it never is, with
+   * CAP_NET_ADMIN): logged, the endpoint works, a crash then loses it. */
+  private setPersist(e: Endpoint, on: boolean): void {
+    if (on && (!this.opts.adopt || e.netns !== null)) return;
+    for (const fd of [e.gwiFds[0], e.gwoFds[0]]) {
+      if (fd === undefined || fd < 0) continue;
+      try {
+        this.nat.tunSetPersist(fd, on);
+      } catch (err) {
+        if (on) this.log.important('tunnel', `endpoint ${endpointLabel(e)}: cannot make its interfaces persistent (a crash will lose them): ${(err as Error).message}`);
+        // off: the device is gone already
+      }
+    }
+  }
+
+  /** Every endpoint's devices persistent (on: as setPersist allows) or not. Off: an exit without
+   * the shutdown's teardown (a second signal, the shutdown's time limit), so that even then only a
+   * crash leaves devices. On: after a hand-over, whose old process may have run with --no-adopt
+   * or an older version; off there too with --no-adopt. */
+  setAllPersistent(on: boolean): void {
+    for (const e of this.endpoints.values()) if (!e.destroyed) this.setPersist(e, on);
+  }
+
   private closeFds(e: Endpoint): void {
+    this.setPersist(e, false); // the devices go with their last queue, as they always did
     for (const fd of [...e.gwiFds, ...e.gwoFds]) this.nat.close(fd);
     e.gwiFds = [];
     e.gwoFds = [];

@@ -37,4 +37,9 @@ export interface DaemonOptions {
   endpointsOnly: boolean;
   /** --netns-per-endpoint: every endpoint in a network namespace of its own (src/control/netns.ts). */
   netnsPerEndpoint: boolean;
+  /** Survive a crash (false with --no-adopt or --snapshot-interval 0): persistent gwi-/gwo- devices, a state file every
+   * snapshotIntervalS seconds (0: none) in stateDir, adoption at start (src/control/state.ts). */
+  adopt: boolean;
+  snapshotIntervalS: number;
+  stateDir: string;
 }

@@ -41,7 +41,9 @@ export const TUNW_META_LEN = 2;
 export interface NativeAddon {
   /** Open one queue of the TUN device `name` (IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE), creating
    * the device if it does not exist. Calling it again with the same name attaches another queue.
-   * The device disappears when its last queue is closed (it is never made persistent).
+   * The device disappears when its last queue is closed, unless it was made persistent
+   * (tunSetPersist); a persistent device is attached to again by the same call (same name, same
+   * flags: TUNSETIFF attaches a queue to an existing persistent multi-queue device).
    * vnetHdr: IFF_VNET_HDR too, so every packet read or written carries a 10-byte virtio_net_hdr
    * in front (src/wire/virtio.ts; offloads, src/io/offload.ts). Every queue of a device must be
    * opened alike. */
@@ -59,6 +61,11 @@ export interface NativeAddon {
    * detached queue stays open and keeps its device alive, but the kernel queues nothing on it:
    * a dead worker's queues are detached so that its share of returns goes to the live ones. */
   tunSetQueue(fd: number, attach: boolean): void;
+  /** TUNSETPERSIST on a queue (the setting is the device's): a persistent device outlives its
+   * last queue (a crash of gwlbtun leaves it for the next process to adopt:
+   * src/control/endpoints.ts); cleared before the last queue closes, the device goes with it as
+   * usual. Throws (EBADFD: the device is gone). */
+  tunSetPersist(fd: number, on: boolean): void;
   /** Set the MTU and (when txqueuelen > 0) the transmit queue length of interface `name`, then
    * bring it up (SIOCSIFMTU, SIOCSIFTXQLEN, SIOCSIFFLAGS |= IFF_UP). */
   linkSetup(name: string, mtu: number, txqueuelen: number): void;

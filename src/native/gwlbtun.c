@@ -321,6 +321,18 @@ static napi_value TunSetQueue(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+// tunSetPersist(fd, on): TUNSETPERSIST on a queue (the setting is the device's). A persistent
+// device outlives its last queue; clearing it before that close restores the usual ending.
+static napi_value TunSetPersist(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  bool on;
+  if (get_args(env, info, 2, argv, "tunSetPersist") || get_i32(env, argv[0], "fd", 0, &fd)) return NULL;
+  if (napi_get_value_bool(env, argv[1], &on) != napi_ok) return throw_type(env, "tunSetPersist: on must be a boolean");
+  if (ioctl(fd, TUNSETPERSIST, (unsigned long)(on ? 1 : 0)) < 0) return throw_errno(env, "tunSetPersist", "TUNSETPERSIST", errno);
+  return ret_undefined(env);
+}
+
 // An ordinary socket for interface ioctls and `ifr` cleared and naming `name`; -1 after throwing.
 static int ifr_socket(napi_env env, const char *what, const char *name, struct ifreq *ifr) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -1125,6 +1137,7 @@ NAPI_MODULE_INIT() {
     FN("epollDel", EpollDel),       FN("epollWait", EpollWait),
     FN("setAffinity", SetAffinity), FN("setSched", SetSched), FN("tunSetQueue", TunSetQueue),
     FN("tunSetOffload", TunSetOffload), FN("tapOpen", TapOpen),
+    FN("tunSetPersist", TunSetPersist),
     FN("reapOrphans", ReapOrphans),
     FN("routeDev", RouteDev),       FN("linkOffloads", LinkOffloads),
 #undef FN

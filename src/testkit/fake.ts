@@ -56,6 +56,8 @@ interface Device {
   gone: boolean;
   mtu: number;
   up: boolean;
+  /** TUNSETPERSIST: outlives its last queue. */
+  persist: boolean;
 }
 
 export class FakeAddon implements NativeAddon {
@@ -122,7 +124,7 @@ export class FakeAddon implements NativeAddon {
   tunOpen(name: string, vnetHdr = false): number {
     let d = this.devices.get(name);
     if (d === undefined || d.gone) {
-      d = { queues: [], gone: false, mtu: 1500, up: false, vnet: vnetHdr, offload: 0 };
+      d = { queues: [], gone: false, mtu: 1500, up: false, vnet: vnetHdr, offload: 0, persist: false };
       this.devices.set(name, d);
     }
     d.vnet = vnetHdr; // the flags of the last TUNSETIFF are the device's
@@ -156,6 +158,19 @@ export class FakeAddon implements NativeAddon {
     if (q === undefined) throw Object.assign(new Error('tunSetQueue: TUNSETQUEUE: Bad file descriptor'), { code: 'EBADF' });
     if (!attach) q.rx.length = 0; // the kernel discards what a detached queue held
     q.attached = attach;
+  }
+
+  tunSetPersist(fd: number, on: boolean): void {
+    const q = this.queues.get(fd);
+    const d = q === undefined ? undefined : this.devices.get(q.dev);
+    if (d === undefined || d.gone) throw Object.assign(new Error('tunSetPersist: TUNSETPERSIST: File descriptor in bad state'), { code: 'EBADFD' });
+    d.persist = on;
+  }
+
+  /** Whether device `name` exists and is persistent. */
+  persistent(name: string): boolean {
+    const d = this.devices.get(name);
+    return d !== undefined && !d.gone && d.persist;
   }
 
   linkSetup(name: string, mtu: number, _txqueuelen: number): void {
@@ -206,7 +221,7 @@ export class FakeAddon implements NativeAddon {
       this.queues.delete(fd);
       const d = this.devices.get(q.dev)!;
       d.queues = d.queues.filter((x) => x !== fd);
-      if (d.queues.length === 0) this.devices.delete(q.dev); // not persistent: gone with its last queue
+      if (d.queues.length === 0 && !d.persist) this.devices.delete(q.dev); // gone with its last queue unless persistent
     }
   }
 

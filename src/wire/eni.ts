@@ -38,3 +38,17 @@ export function endpointNames(eni: bigint): { gwi: string; gwo: string; hex: str
   const b60 = eniToBase60(eni);
   return { gwi: `gwi-${b60}`, gwo: `gwo-${b60}`, hex: eniToHex(eni) };
 }
+
+/** The inverse of eniToBase60: the ENI ID of an interface name's base-60 part, or null when it is
+ * not one (a character outside the digits, too long, over 64 bits, or a leading zero that
+ * eniToBase60 never writes). */
+export function eniFromBase60(s: string): bigint | null {
+  if (s.length === 0 || s.length > 11 || (s.length > 1 && s[0] === '0')) return null;
+  let v = 0n;
+  for (const c of s) {
+    const d = DIGITS.indexOf(c);
+    if (d < 0) return null;
+    v = v * 60n + BigInt(d);
+  }
+  return v > U64_MAX ? null : v;
+}

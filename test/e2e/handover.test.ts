@@ -13,47 +13,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { buildInnerPacket, concatBytes } from '../../src/testkit/build';
 import { endpointNames } from '../../src/wire/eni';
-import { writeGeneveHeader } from '../../src/wire/geneve';
-import { nsSpawnArgs, type Topology } from '../../src/sim/topology';
-import { hookEvents, links, metrics, nsRun, RECORD_HOOK, ROOT, runEmulator, sendFromGwlb, sleep, startDaemon, startReplyServer, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
-import { drop, mv } from './probe';
+import { hookEvents, links, metrics, RECORD_HOOK, ROOT, runEmulator, sleep, startDaemon, stopDaemon, useEnv, waitFor, type EmuReport } from './lib';
+import { drop } from './probe';
 import { gone, ifindexes, stopPid, takeover } from './handover-lib';
+import { captureAtGwlb, LOAD, QUIET, startQuietFlow } from './quiet';
 import { HANDOVER_VERSION } from '../../src/control/handover';
 
 const PORT = 8193;
-const QUIET = endpointNames(0x5eed0000c0ffe1n);
-const LOAD = ['41', '42', '43'].map((h) => endpointNames(BigInt('0x' + h)));
-const CLIENT = '203.0.113.200';
-const SERVER = '203.0.113.201';
-const GWLB_SPORT = 40321;
-const COOKIE = 0x5eed;
-
-/** The quiet flow's one datagram from GWLB: GWLB's three options + UDP CLIENT:40000 -> SERVER:53. */
-function quietDatagram(): { dgram: Uint8Array; header: Uint8Array } {
-  const hdr = new Uint8Array(256);
-  const len = writeGeneveHeader(hdr, 0, { protocol: 0x0800, eni: 0x5eed0000c0ffe1n, attachment: 0x77n, cookie: COOKIE });
-  const inner = buildInnerPacket({ family: 4, proto: 17, src: CLIENT, dst: SERVER, srcPort: 40000, dstPort: 53, payload: new Uint8Array(16).fill(7) });
-  return { dgram: concatBytes(hdr.subarray(0, len), inner), header: hdr.slice(0, len) };
-}
-
-/** Receive one datagram on GWLB's port 6081 (GWLB namespace); its payload in hex. Bounded: one
- * datagram or 10 s. Resolves once the socket is bound (`got` then waits for the datagram). */
-async function captureAtGwlb(t: Topology): Promise<{ got: Promise<string> }> {
-  const script = `
-    const s = require('node:dgram').createSocket('udp4');
-    s.on('message', (m) => { process.stdout.write('got ' + m.toString('hex') + '\\n'); process.exit(0); });
-    s.bind(6081, ${JSON.stringify(t.gwlbIp)}, () => process.stdout.write('bound\\n'));
-    setTimeout(() => process.exit(3), 10000);`;
-  const a = nsSpawnArgs(t.gwlbNs, process.execPath, ['-e', script]);
-  const proc = spawn(a.file, a.args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  proc.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<void>((r) => proc.on('close', () => r())); // its output read whole
-  await waitFor('the capture socket', () => out.includes('bound') || proc.exitCode !== null);
-  return { got: exited.then(() => /^got ([0-9a-f]+)$/m.exec(out)?.[1] ?? '') };
-}
 
 /** systemd's notification socket, played by fixtures/notify-recv.c (compiled here): what the
  * daemon sends to it, one line per datagram. stop() kills it by its PID. */
@@ -86,23 +53,12 @@ describe('hand-over (SIGUSR2)', () => {
       throw e;
     });
     let pid = d.pid;
-    let server: Awaited<ReturnType<typeof startReplyServer>> | null = null;
+    let server: Awaited<ReturnType<typeof startQuietFlow>> | null = null;
     try {
-      // The quiet flow: one packet from GWLB, then the server's returns only. The appliance owns
-      // SERVER (a socket receives the flow's packet there) and routes CLIENT out of the flow's gwo-.
-      const ip = (args: string[]): void => {
-        const r = nsRun(env.t.applianceNs, 'ip', args);
-        assert.equal(r.status, 0, r.stderr);
-      };
-      ip(['addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
-      server = await startReplyServer(env.t.applianceNs, SERVER, 53, CLIENT, 40000);
-      const quiet = quietDatagram();
-      sendFromGwlb(env.t, GWLB_SPORT, [quiet.dgram]);
-      await waitFor(`${QUIET.gwo} up`, () => links(env.t.applianceNs).some((l) => l.ifname === QUIET.gwo && l.flags.includes('UP')));
-      ip(['route', 'replace', `${CLIENT}/32`, 'dev', QUIET.gwo]);
-      const quietBack = (m: Map<string, number>): number => mv(m, `gwlbtun_endpoint_packets_to_gwlb_total{eni="${QUIET.hex}",interface="${QUIET.gwi}"}`);
-      await server.reply();
-      await waitFor('the quiet flow\'s return', () => quietBack(metrics(env.t, PORT)) === 1);
+      // The quiet flow: one packet from GWLB, then the server's returns only (test/e2e/quiet.ts).
+      server = await startQuietFlow(env.t, PORT);
+      const quiet = server;
+      const quietBack = server.back;
 
       // The load: 24 flows, 9,600 packets at 800 a second (12 s); three hand-overs during it.
       let emuEnd = 0;

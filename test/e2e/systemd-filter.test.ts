@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { nsRun, ROOT, runEmulator, startDaemon, stopDaemon, useEnv, type Daemon, type EmuReport } from './lib';
+import { nsRun, ROOT, runEmulator, sleep, startDaemon, stopDaemon, useEnv, type Daemon, type EmuReport } from './lib';
 import { assertAllVerified, HOOKS, PASSTHROUGH_HOOK } from './fixtures/hooks-lib';
 import { allowedSyscalls, filterLines } from '../unit/helpers/syscall-filter';
 
@@ -107,6 +107,7 @@ describe("the daemon and the example hooks under the unit's system call filter",
     try {
       d = await startDaemon(env.t, ['-p', String(HEALTH_PORT), ...args], {}, 15000, undefined, [launcher]);
       report = await runEmulator(env.t, [...ROUND_TRIP, ...emu]);
+      if (args.includes('--snapshot-interval')) await sleep(1500); // a snapshot with the endpoint
     } finally {
       if (d !== undefined) {
         const r = await stopDaemon(d, 15000);
@@ -115,13 +116,15 @@ describe("the daemon and the example hooks under the unit's system call filter",
         assert.match(d.output(), /create hook done/, `${what}: the CREATE hook succeeded`);
         assert.match(d.output(), /destroy hook done/, `${what}: the DESTROY hook succeeded`);
         assert.ok(!/hook failed|hook could not run/.test(d.output()), `${what}: no hook failed:\n${d.output()}`);
+        // The state file's writer thread (crash survival) works under the filter too.
+        if (args.includes('--snapshot-interval')) assert.match(d.output(), /state file \S+: \d+ flow\(s\), \d+ bytes/, `${what}: a state file written`);
       }
     }
     assertAllVerified(report!, what);
   }
 
-  test('one-arm hook, workers pinned with --udpaffinity: a round trip and a clean stop', async () => {
-    await roundTrip('one-arm', ['-c', ONE_ARM_HOOK, '-r', ONE_ARM_HOOK, '--udpaffinity', '0', '--logging', 'core=info'], ['--endpoints', '2', '--ttl-decrement', '1']);
+  test('one-arm hook, workers pinned with --udpaffinity, a state file every second: a round trip and a clean stop', async () => {
+    await roundTrip('one-arm', ['-c', ONE_ARM_HOOK, '-r', ONE_ARM_HOOK, '--udpaffinity', '0', '--logging', 'core=info', '--snapshot-interval', '1', '--state-dir', path.join(env.dir, 'state')], ['--endpoints', '2', '--ttl-decrement', '1']);
   });
 
   test('passthrough hook (tc): a round trip and a clean stop', async () => {

@@ -158,8 +158,20 @@ test('gwlbtun doctor parses the service flags without refusing the hooks (it rep
   assert.match(HELP, /gwlbtun doctor/);
 });
 
+test('crash survival: on by default (state file every 5 s in $RUNTIME_DIRECTORY or /run/gwlbtun); --no-adopt, --snapshot-interval, --state-dir', () => {
+  const d = parseCli([], 2).daemon;
+  assert.equal(d.adopt, true);
+  assert.equal(d.snapshotIntervalS, 5);
+  assert.equal(d.stateDir, process.env.RUNTIME_DIRECTORY?.split(':')[0] || '/run/gwlbtun');
+  const o = parseCli(['--no-adopt', '--snapshot-interval', '0', '--state-dir', '/var/tmp/gw'], 2).daemon;
+  assert.deepEqual([o.adopt, o.snapshotIntervalS, o.stateDir], [false, 0, '/var/tmp/gw']);
+  assert.equal(parseCli(['--snapshot-interval', '0'], 2).daemon.adopt, false, 'no state file: nothing to adopt');
+  assert.throws(() => parseCli(['--state-dir', 'relative'], 2), /--state-dir: 'relative' is not an absolute path/);
+  assert.throws(() => parseCli(['--snapshot-interval', '3601'], 2), /--snapshot-interval: 3601 is out of range/);
+});
+
 test('help lists every flag, the hook arguments, the logging sections and levels', () => {
-  for (const f of ['-h', '-c', '-r', '-t', '-i', '-p', '-j', '-s', '-d', '-x', '--udpthreads', '--udpaffinity', '--tunthreads', '--tunaffinity', '--logging', '--idle-other', '--no-return', '--hook-timeout', '--log-format', '--gwlb-cidr', '--max-endpoints', '--max-flows', '--drain']) {
+  for (const f of ['-h', '-c', '-r', '-t', '-i', '-p', '-j', '-s', '-d', '-x', '--udpthreads', '--udpaffinity', '--tunthreads', '--tunaffinity', '--logging', '--idle-other', '--no-return', '--hook-timeout', '--log-format', '--gwlb-cidr', '--max-endpoints', '--max-flows', '--drain', '--no-adopt', '--snapshot-interval', '--state-dir']) {
     assert.ok(HELP.includes(f), f);
   }
   for (const w of ['CREATE', 'DESTROY', 'gwi-<X>', 'gwo-<X>', 'core udp geneve tunnel healthcheck', 'critical important info debug debugdetail']) {

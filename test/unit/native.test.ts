@@ -69,7 +69,7 @@ async function recvAll(fd: number, buf: Uint8Array, slot: number, want: number, 
 test('exports exactly the contract functions', () => {
   assert.deepEqual(Object.keys(a).sort(), [
     'close', 'epollAdd', 'epollCreate', 'epollDel', 'epollWait', 'ifIndex', 'linkOffloads', 'linkSetup', 'monoInto', 'rawOpen',
-    'rawSend', 'reapOrphans', 'routeDev', 'sdNotify', 'setAffinity', 'setCloexec', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
+    'rawSend', 'reapOrphans', 'routeDev', 'sdNotify', 'setAffinity', 'setCloexec', 'setSched', 'tapOpen', 'tunOpen', 'tunRead', 'tunSetOffload', 'tunSetPersist', 'tunSetQueue', 'tunWrite', 'udpOpen', 'udpRecv',
   ]);
 });
 
@@ -522,4 +522,10 @@ test('TUN queues, link setup, tunWrite/tunRead and epoll inside a network namesp
   assert.ok(r.truncGuardIntact);
   assert.equal(r.ifIndexClosed, 0, 'device gone after its last queue closed');
   assert.equal(r.readAfterClose, -E.EBADF);
+  assert.equal(r.persistFlags & 0x1901, 0x1901, 'IFF_TUN | IFF_MULTI_QUEUE | IFF_PERSIST | IFF_NO_PI');
+  assert.ok(r.persistIfIndexClosed > 0, 'a persistent device outlives its last queue');
+  assert.equal(r.persistCarrierClosed, '0', 'no carrier without a queue');
+  assert.ok(r.persistIfIndexReopened > 0, 'the same device attached to again');
+  assert.equal(r.persistIfIndexCleared, 0, 'gone with its last queue once persistence is cleared');
+  assert.equal(r.persistBadFd, 'EBADF');
 });

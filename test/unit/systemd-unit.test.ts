@@ -126,10 +126,12 @@ test('stops with SIGTERM after a drain, waits longer than gwlbtun gives its own 
   assert.equal(one('Restart'), 'on-failure');
 });
 
-test('enough file descriptors, a runtime directory for the hooks, /proc/sys writable', () => {
+test('enough file descriptors, a runtime directory for the hooks and the state file (kept across restarts), /proc/sys writable', () => {
   const nofile = Number(one('LimitNOFILE'));
   assert.ok(Number.isInteger(nofile) && nofile >= 128 * 2 * 192, `LimitNOFILE ${nofile} covers 128 endpoints x 2 queues x 192 workers`);
   assert.equal(one('RuntimeDirectory'), 'gwlbtun');
+  // The state file of crash survival must outlive the automatic restart after a crash.
+  assert.equal(one('RuntimeDirectoryPreserve'), 'restart');
   assert.ok(['yes', 'full', 'strict'].includes(one('ProtectSystem')));
   assert.ok(!svc.has('ProtectKernelTunables'), 'hooks write /proc/sys/net');
   assert.ok(!svc.has('MemoryDenyWriteExecute'), "Node's JIT needs writable code pages");

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { endpointNames, eniFromHalves, eniToBase60, eniToHex } from '../../src/wire/eni';
+import { endpointNames, eniFromBase60, eniFromHalves, eniToBase60, eniToHex } from '../../src/wire/eni';
 
 const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX';
 
@@ -42,8 +42,15 @@ describe('ENI naming', () => {
         assert.match(n.hex, /^[0-9a-f]{17}$/);
         assert.equal(BigInt(`0x${n.hex}`), eni);
         assert.equal(eniFromHalves(Number(eni >> 32n), Number(eni & 0xffffffffn)), eni);
+        assert.equal(eniFromBase60(s), eni, 'eniFromBase60 inverts it');
       }),
       { seed: 42, numRuns: 2000 },
     );
+  });
+
+  it('eniFromBase60: null for what eniToBase60 never writes (crash leftovers are named gwi-/gwo-<it>)', () => {
+    for (const bad of ['', 'Y', 'a-b', '00', '012', 'XXXXXXXXXXX', 'xxxxxxxxxxxx', 'ä']) assert.equal(eniFromBase60(bad), null, bad);
+    assert.equal(eniFromBase60('0'), 0n);
+    assert.equal(eniFromBase60('15'), 65n);
   });
 });

@@ -31,6 +31,14 @@ export interface ChildReport {
   truncGuardIntact: boolean;
   ifIndexClosed: number;
   readAfterClose: number;
+  /** tunSetPersist: tun_flags with it, the device after its last queue closed (ifindex, carrier),
+   * the same ifindex when a queue is opened on it again, and gone once it is cleared. */
+  persistFlags: number;
+  persistIfIndexClosed: number;
+  persistCarrierClosed: string;
+  persistIfIndexReopened: number;
+  persistIfIndexCleared: number;
+  persistBadFd: string;
 }
 
 const name = process.argv[2] ?? 'gwi-test';
@@ -135,6 +143,24 @@ async function main(): Promise<ChildReport> {
   r.ifIndexClosed = a.ifIndex(name);
   // A descriptor number that cannot be open (re-reading the closed fd1 could hit a reused number).
   r.readAfterClose = a.tunRead(1_000_000, buf, 2048, 0, 0, 1, lens);
+
+  // A persistent device outlives its last queue and is attached to again (crash survival).
+  const p1 = a.tunOpen('gwi-persist');
+  const p2 = a.tunOpen('gwi-persist');
+  const idx = a.ifIndex('gwi-persist');
+  a.linkSetup('gwi-persist', 8500, 0);
+  a.tunSetPersist(p1, true);
+  r.persistFlags = parseInt(fs.readFileSync('/sys/class/net/gwi-persist/tun_flags', 'utf8'), 16);
+  a.close(p1);
+  a.close(p2);
+  r.persistIfIndexClosed = a.ifIndex('gwi-persist');
+  r.persistCarrierClosed = fs.readFileSync('/sys/class/net/gwi-persist/carrier', 'utf8').trim();
+  const p3 = a.tunOpen('gwi-persist');
+  r.persistIfIndexReopened = a.ifIndex('gwi-persist') === idx ? idx : -1;
+  a.tunSetPersist(p3, false);
+  a.close(p3);
+  r.persistIfIndexCleared = a.ifIndex('gwi-persist');
+  r.persistBadFd = errInfo(() => a.tunSetPersist(1_000_000, true)).code;
   return r;
 }
 
