@@ -206,6 +206,10 @@ async function main(): Promise<void> {
     labTcp: [],
     latency: [],
   };
+  // The daemons' runtime directory (PID file, state file): the run's own, not /run/gwlbtun.
+  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-bench-run-'));
+  process.env.RUNTIME_DIRECTORY = runDir;
+  process.on('exit', () => fs.rmSync(runDir, { recursive: true, force: true }));
   const t = createTopology('bench');
   destroyOnExit(t);
   const c: BenchContext = { t, res, satS: SAT_S, fixedS: FIXED_S, original: opt.original === undefined ? undefined : path.resolve(opt.original),

@@ -10,6 +10,8 @@
 //   npm run demo [-- --seconds S]      --help prints this; a bad option is one line, exit 2
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTopology, destroyTopology, nsSpawnArgs, type Topology } from '../sim/topology';
@@ -61,11 +63,14 @@ let topo: Topology | undefined;
 const children: ChildProcess[] = [];
 let cleaning = false;
 
+let runDir: string | undefined;
+
 function cleanup(): void {
   if (cleaning) return;
   cleaning = true;
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   if (topo !== undefined) destroyTopology(topo);
+  if (runDir !== undefined) fs.rmSync(runDir, { recursive: true, force: true });
 }
 
 function metrics(): Map<string, number> {
@@ -112,7 +117,9 @@ async function main(): Promise<number> {
   console.log(`demo: namespaces ${topo.gwlbNs} (GWLB emulator, ${topo.gwlbIp}) and ${topo.applianceNs} (gwlbtun, ${topo.applianceIp})`);
 
   const d = nsSpawnArgs(topo.applianceNs, process.execPath, [BIN, '-c', HOOK, '-r', HOOK, '-p', String(HEALTH_PORT), '-t', '60']);
-  const daemon = spawn(d.file, d.args, { stdio: ['ignore', 'inherit', 'pipe'] });
+  // Its own runtime directory (PID file, state file), not the machine's /run/gwlbtun.
+  runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-demo-run-'));
+  const daemon = spawn(d.file, d.args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, RUNTIME_DIRECTORY: runDir } });
   children.push(daemon);
   let daemonLog = '';
   let partial = '';

@@ -41,6 +41,17 @@ export interface Daemon {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+// The daemons' runtime directory (PID file, hand-over records, state file: RUNTIME_DIRECTORY, else
+// /run/gwlbtun) is this test file's own unless a test names one: set here for every process the
+// test starts, so that nothing a test runs writes to the machine's /run/gwlbtun and one test's
+// state file is never another's to adopt. Removed when the test process exits (not when a daemon
+// does: a hand-over's new process goes on using it).
+if (process.env.RUNTIME_DIRECTORY === undefined) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gwlbtun-e2e-run-'));
+  process.env.RUNTIME_DIRECTORY = dir;
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+}
+
 /** Start bin/gwlbtun (or `bin`, e.g. an installed copy) in the appliance namespace; resolves once
  * it logs that it started. `wrapper` (a command and its arguments) runs it: a seccomp launcher
  * that execs node (the PID stays the daemon's), or unshare (then `pid` is unshare's). */
