@@ -255,6 +255,10 @@ export class StateWriter {
     if (this.intervalS <= 0 || this.timer !== null) return;
     this.timer = setInterval(() => this.request(), this.intervalS * 1000);
     this.timer.unref();
+    // The first snapshot at once: the thread (an isolate: several MB) starts with the daemon, not
+    // an interval later in the middle of whatever the process is doing (a memory measurement saw
+    // it as growth), and an unwritable state directory is said at start-up.
+    void this.request();
   }
 
   stop(): void {

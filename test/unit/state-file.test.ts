@@ -173,3 +173,14 @@ test('cost per million flows (measured on the writer thread and the main thread,
   assert.equal(readStateFile(file)!.flowCount, a.size());
   t.diagnostic(`state file per million flows: ${lines.join('; ')}`);
 });
+
+test('start() writes the first snapshot at once (the thread starts with the daemon), then every interval', async () => {
+  const file = path.join(dir, 'at-start');
+  const w = new StateWriter(file, null, 3600, log, () => saved());
+  w.start();
+  const end = Date.now() + 10_000;
+  while (w.written === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await w.close();
+  assert.equal(w.written, 1, 'written once, long before the hour of its interval');
+  assert.ok(readStateFile(file) !== null);
+});
