@@ -104,8 +104,8 @@ export function createLoop(cfg: WorkerConfig, deps: LoopDeps): Loop {
   // The turn's clock, read through the addon (the same CLOCK_MONOTONIC as monoMs()) into this
   // array: monoMs() is performance.now(), which allocates a little each call (Node's receiver
   // check takes its arguments as an array, and the double comes back boxed): three readings a
-  // turn made the worker scavenge every ~15 s at 2,000 packets/s, more often under load (a pause
-  // of about a millisecond each, in the tail of the latency benchmark). Measured with V8's
+  // turn made the worker scavenge every ~15 s at 2,000 packets/s, more often under load (the
+  // worker's GC pauses in the latency benchmark: 2-6 ms on average, in the tail). Measured with V8's
   // sampling heap profiler (collected objects included) at 50 kpps: the clock was half of all
   // the worker allocated; at 2,000 packets/s for 30 s, 2 scavenges before and 0 after.
   const clk = new Float64Array(1);
