@@ -16,6 +16,7 @@ import {
   randomHashSeed,
 } from '../../src/flow/table';
 import { monoMs, nowTicks, TICKS_PER_SECOND } from '../../src/base/clock';
+import { reverse } from './helpers/flows';
 
 const TCP = 6;
 const UDP = 17;
@@ -53,15 +54,7 @@ function key6(ep: number, proto: number, src: number[], dst: number[], sport: nu
 
 /** The same flow seen in the other direction. */
 function rev(k: Uint32Array): Uint32Array {
-  const r = new Uint32Array(11);
-  r[0] = k[0];
-  r[1] = k[1];
-  for (let i = 0; i < 4; i++) {
-    r[2 + i] = k[6 + i];
-    r[6 + i] = k[2 + i];
-  }
-  r[10] = ((k[10] << 16) | (k[10] >>> 16)) >>> 0;
-  return r;
+  return reverse(k, new Uint32Array(11));
 }
 
 /** A Geneve-like header of len bytes, in the middle of a bigger buffer (at offset 7). */
